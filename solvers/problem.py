@@ -18,7 +18,7 @@ import numpy as np
 Objective = Literal["pmedian", "base"]
 """``"pmedian"``: sum over units of workload x travel minutes to the sector's
 centre unit (the centre is chosen by the solver, one unit of the sector).
-``"base"``: the same, but measured to each sector's fixed base unit."""
+``"base"``: the same, but measured from each sector's worker base."""
 
 Status = Literal["optimal", "feasible", "infeasible", "unknown"]
 
@@ -77,11 +77,16 @@ class Problem:
         Travel minutes between units (see :class:`TravelTimes`).
     objective
         ``"pmedian"`` or ``"base"`` (see :data:`Objective`).
-    bases
-        ``(k,)`` unit index of each sector's base; required for ``"base"``,
-        used as a hint (seed) otherwise. ``-1`` means no base.
+    base_travel
+        ``(k, n)`` minutes from each sector's worker base to every unit;
+        required for ``"base"``. Bases need not be units of the problem (a
+        base may be given as coordinates, or lie in another group).
     locked
         ``{unit: sector}`` assignments that the solver must keep.
+    cost_weight
+        ``(n,)`` weight of each unit in the objective (defaults to
+        ``workload``). A small floor on top of the workload keeps sectors
+        territorially compact where demand is sparse.
     labels
         Human names of the units (e.g. ``"69123 Lyon"``), used in messages.
     sector_labels
@@ -94,8 +99,9 @@ class Problem:
     tolerance: float
     travel: TravelTimes
     objective: Objective = "pmedian"
-    bases: np.ndarray | None = None
+    base_travel: np.ndarray | None = None
     locked: dict[int, int] = field(default_factory=dict)
+    cost_weight: np.ndarray | None = None
     labels: tuple[str, ...] | None = None
     sector_labels: tuple[str, ...] | None = None
 
@@ -115,10 +121,14 @@ class Problem:
             raise ValueError(f"travel times cover {self.travel.n} units, graph has {n}")
         if self.objective not in ("pmedian", "base"):
             raise ValueError(f"unknown objective {self.objective!r}")
-        if self.bases is not None and len(self.bases) != len(t):
-            raise ValueError("bases must give one unit (or -1) per sector")
-        if self.objective == "base" and (self.bases is None or (np.asarray(self.bases) < 0).any()):
-            raise ValueError("objective 'base' needs a base unit for every sector")
+        if self.base_travel is not None and np.shape(self.base_travel) != (len(t), n):
+            raise ValueError(f"base_travel must have shape (k, n) = ({len(t)}, {n})")
+        if self.objective == "base" and self.base_travel is None:
+            raise ValueError("objective 'base' needs base_travel (minutes from each base)")
+        if self.cost_weight is not None:
+            cw = np.asarray(self.cost_weight, dtype=np.float64)
+            if cw.shape != (n,) or not np.all(np.isfinite(cw)) or (cw < 0).any():
+                raise ValueError("cost_weight must be a finite, non-negative (n,) array")
         for u, s in self.locked.items():
             if not (0 <= u < n and 0 <= s < len(t)):
                 raise ValueError(f"locked assignment {u}->{s} is out of range")
@@ -142,6 +152,30 @@ class Problem:
     def upper(self) -> np.ndarray:
         """``(k,)`` largest admissible workload of each sector."""
         return np.asarray(self.targets, dtype=float) * (1 + self.tolerance)
+
+    @property
+    def weights(self) -> np.ndarray:
+        """``(n,)`` objective weight of each unit (``cost_weight`` or ``workload``)."""
+        w = self.workload if self.cost_weight is None else self.cost_weight
+        return np.asarray(w, dtype=np.float64)
+
+    def cost_rows(self, centres: np.ndarray) -> np.ndarray:
+        """``(k, n)`` objective cost of putting each unit in each sector.
+
+        ``cost[s, i] = weights[i] * minutes`` from sector ``s``'s reference
+        point to unit ``i``: its centre unit ``centres[s]`` (``"pmedian"``)
+        or its worker's base (``"base"``).
+        """
+        if self.objective == "base":
+            minutes = np.asarray(self.base_travel, dtype=np.float64)
+        else:
+            minutes = self.travel.rows(np.asarray(centres))
+        return minutes * self.weights[None, :]
+
+    def objective_value(self, assignment: np.ndarray, centres: np.ndarray) -> float:
+        """Objective of a plan: sum of ``cost_rows(centres)[assignment[i], i]``."""
+        a = np.asarray(assignment)
+        return float(self.cost_rows(centres)[a, np.arange(self.n)].sum())
 
     def label(self, unit: int) -> str:
         return self.labels[unit] if self.labels else f"unit {unit}"

@@ -1,0 +1,170 @@
+"""One entry point over the backends: :func:`solve` takes a :class:`Problem`
+and returns a :class:`Solution`.
+
+Backends
+--------
+``"heuristic"``
+    Multi-start region growing + local search (:mod:`solvers.heuristic`).
+    Fast, always contiguous; no proven bound.
+``"mip"``
+    Location-allocation: a short heuristic run gives starting centres; then,
+    until the centres stop changing or time runs out, the exact allocation MIP
+    (:mod:`solvers.mip`, HiGHS) assigns units to the fixed centres and each
+    centre moves to its sector's weighted medoid. Each allocation is optimal
+    for its centres, so the plan is at least as good as the heuristic's.
+``"auto"``
+    ``"mip"``, falling back to the heuristic plan whenever a MIP step finds
+    nothing in its time slice.
+
+The returned :attr:`Solution.bound` is ``None``: neither backend proves a
+bound on the whole problem (the allocation MIP's bound holds for its centres
+only), and :attr:`Solution.status` is ``"feasible"`` for a balanced plan.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Literal
+
+import numpy as np
+
+from solvers.check import check_plan, diagnose
+from solvers.heuristic import heuristic_solve, recentre
+from solvers.mip import allocate, edge_minutes
+from solvers.problem import InfeasibleError, ProgressCallback, Problem, Solution
+
+Backend = Literal["auto", "heuristic", "mip"]
+BACKENDS: tuple[str, ...] = ("auto", "heuristic", "mip")
+
+
+def solve(
+    problem: Problem,
+    *,
+    backend: Backend = "auto",
+    time_limit_s: float = 30.0,
+    seed: int = 0,
+    progress: ProgressCallback | None = None,
+) -> Solution:
+    """Partition ``problem`` into contiguous, balanced, compact sectors.
+
+    Parameters
+    ----------
+    problem
+        The graph problem.
+    backend
+        ``"auto"``, ``"heuristic"`` or ``"mip"`` (see module docstring).
+    time_limit_s
+        Wall-clock budget in seconds for the whole solve.
+    seed
+        Seed of the heuristic's random starts (same seed, same time → same plan
+        in practice; the heuristic stops on time, so a slower machine may
+        explore fewer starts).
+    progress
+        Called with one line per improvement or phase.
+
+    Raises
+    ------
+    InfeasibleError
+        When a quick analysis proves that no plan can meet the constraints
+        (the message says which and why), or no balanced plan was found.
+
+    Examples
+    --------
+    >>> import networkx as nx, numpy as np
+    >>> from solvers.problem import Problem, DenseTravelTimes
+    >>> g = nx.convert_node_labels_to_integers(nx.grid_2d_graph(4, 4))
+    >>> xy = np.array([(i // 4, i % 4) for i in range(16)], dtype=float)
+    >>> t = DenseTravelTimes(np.abs(xy[:, None] - xy[None]).sum(-1) * 10)
+    >>> p = Problem(g, np.ones(16), np.array([8.0, 8.0]), 0.0, t)
+    >>> sol = solve(p, backend="mip", time_limit_s=5)
+    >>> sorted(np.bincount(sol.assignment).tolist()), sol.status
+    ([8, 8], 'feasible')
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    problems = diagnose(problem)
+    if problems:
+        raise InfeasibleError("; ".join(problems))
+    start = time.monotonic()
+    deadline = start + time_limit_s
+    say = progress or (lambda line: None)
+    heuristic_share = time_limit_s if backend == "heuristic" else max(min(0.25 * time_limit_s, 10.0), 0.5)
+    assign, centres, objective, log = heuristic_solve(
+        problem, time_limit_s=heuristic_share, seed=seed, progress=None
+    )
+    balanced = not check_plan(problem, assign)
+    line = (
+        f"heuristic: {'balanced' if balanced else 'UNBALANCED'} plan, objective {objective:,.0f} "
+        f"after {time.monotonic() - start:.1f} s"
+    )
+    log.append(line)
+    say(line)
+    name = "heuristic"
+    if backend != "heuristic":
+        assign, centres, objective, name = _location_allocation(
+            problem, assign, centres, objective, balanced, deadline, log, say
+        )
+    violations = check_plan(problem, assign)
+    if violations:
+        detail = "; ".join(violations[:5])
+        raise InfeasibleError(
+            f"no plan within tolerance ±{problem.tolerance:.0%} found in {time_limit_s:g} s ({detail}); "
+            "widen the tolerance, give more time, or split heavy units"
+        )
+    return Solution(
+        assignment=assign,
+        centres=centres,
+        objective=float(objective),
+        status="feasible",
+        backend=name,
+        time_s=time.monotonic() - start,
+        bound=None,
+        log=log,
+    )
+
+
+def _location_allocation(
+    problem: Problem,
+    assign: np.ndarray,
+    centres: np.ndarray,
+    objective: float,
+    balanced: bool,
+    deadline: float,
+    log: list[str],
+    say: ProgressCallback,
+) -> tuple[np.ndarray, np.ndarray, float, str]:
+    """Alternate exact allocation (MIP) and re-centring until stable."""
+    lengths = edge_minutes(problem)
+    name = "heuristic"
+    seen: set[tuple[int, ...]] = set()
+    best = (objective if balanced else float("inf"), assign, centres)
+    # with many sectors, let each unit choose among its nearest centres only
+    candidates = None if problem.k <= 6 else 4
+    while time.monotonic() < deadline - 0.5:
+        key = tuple(int(c) for c in centres)
+        if key in seen:
+            break
+        seen.add(key)
+        hint = best[1] if best[0] < float("inf") else None
+        alloc = allocate(
+            problem, centres, lengths=lengths, time_limit_s=deadline - time.monotonic(),
+            candidates=candidates, hint=hint,
+        )
+        log.extend(alloc.log)
+        if alloc.assignment is None:
+            line = f"allocation MIP: {alloc.status} for these centres; keeping the previous plan"
+            log.append(line)
+            say(line)
+            break
+        new_centres = recentre(problem, alloc.assignment, centres)
+        new_obj = problem.objective_value(alloc.assignment, new_centres)
+        line = f"location-allocation: objective {new_obj:,.0f} ({alloc.status} allocation)"
+        log.append(line)
+        say(line)
+        if new_obj < best[0] - 1e-9:
+            best = (new_obj, alloc.assignment, new_centres)
+            name = "mip"
+        else:
+            break
+        centres = new_centres
+    return best[1], best[2], (best[0] if best[0] < float("inf") else objective), name

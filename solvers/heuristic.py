@@ -1,0 +1,333 @@
+"""Fast constructive heuristic and local search that keep every sector contiguous.
+
+The pieces, each a plain function over a :class:`~solvers.problem.Problem`:
+
+1. :func:`initial_centres` — weighted k-medoids++ seeding on travel times;
+2. :func:`grow_sectors` — simultaneous region growing from the centres, the
+   least-loaded sector (relative to its target) growing first, each taking
+   the unassigned neighbour nearest to its centre: contiguous by construction;
+3. :func:`rebalance` — boundary moves that reduce the squared relative
+   deviation from the targets until every caseload is within tolerance;
+4. :func:`improve` — boundary moves that lower the objective while keeping
+   balance and contiguity, alternated with :func:`recentre` (weighted medoid).
+
+Every move keeps the losing sector connected (checked by a bounded search
+around the moved unit), so the plan stays contiguous throughout.
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from collections import deque
+
+import numpy as np
+
+from solvers.problem import ProgressCallback, Problem
+
+
+def neighbour_lists(problem: Problem) -> list[list[int]]:
+    """Adjacency as plain lists (fast to iterate in the inner loops)."""
+    g = problem.graph
+    return [list(g.adj[u]) for u in range(problem.n)]
+
+
+def initial_centres(problem: Problem, rng: np.random.Generator) -> np.ndarray:
+    """Choose ``k`` distinct centre units by weighted k-medoids++ seeding.
+
+    The first centre is drawn with probability proportional to the unit's
+    weight; each next one proportionally to ``weight x (minutes to the nearest
+    chosen centre)^2``, which spreads centres over the demand.
+    """
+    w = problem.weights + 1e-9
+    n, k = problem.n, problem.k
+    first = int(rng.choice(n, p=w / w.sum()))
+    centres = [first]
+    nearest = problem.travel.rows(np.array([first]))[0]
+    for _ in range(1, k):
+        score = w * nearest**2
+        score[centres] = 0.0
+        if score.sum() <= 0:
+            free = np.setdiff1d(np.arange(n), centres)
+            nxt = int(rng.choice(free))
+        else:
+            nxt = int(rng.choice(n, p=score / score.sum()))
+        centres.append(nxt)
+        nearest = np.minimum(nearest, problem.travel.rows(np.array([nxt]))[0])
+    return np.array(centres, dtype=np.intp)
+
+
+def grow_sectors(problem: Problem, centres: np.ndarray, nbrs: list[list[int]]) -> np.ndarray:
+    """Grow one connected sector from each centre until every unit is taken.
+
+    At each step the sector whose caseload is lowest relative to its target
+    (among those that can still grow) takes its unassigned neighbour unit
+    nearest to its centre. Units locked to a sector are only taken by it.
+    """
+    n, k = problem.n, problem.k
+    w = np.asarray(problem.workload, dtype=float)
+    targets = np.asarray(problem.targets, dtype=float)
+    minutes = (
+        np.asarray(problem.base_travel, dtype=float)
+        if problem.objective == "base"
+        else problem.travel.rows(centres)
+    )
+    locked = problem.locked
+    assign = np.full(n, -1, dtype=np.intp)
+    loads = np.zeros(k)
+    heaps: list[list[tuple[float, int]]] = [[] for _ in range(k)]
+
+    def take(s: int, u: int) -> None:
+        assign[u] = s
+        loads[s] += w[u]
+        for v in nbrs[u]:
+            if assign[v] < 0 and locked.get(v, s) == s:
+                heapq.heappush(heaps[s], (minutes[s, v], v))
+
+    for s, c in enumerate(centres):
+        take(s, int(c))
+    remaining = n - k
+    while remaining > 0:
+        order = np.argsort(loads / targets, kind="stable")
+        grew = False
+        for s in order:
+            h = heaps[s]
+            while h and assign[h[0][1]] >= 0:
+                heapq.heappop(h)
+            if h:
+                _, u = heapq.heappop(h)
+                take(int(s), u)
+                remaining -= 1
+                grew = True
+                break
+        if not grew:  # only units locked elsewhere remain unreachable: should not happen
+            raise RuntimeError("region growing stalled; locked units are cut off from their sector")
+    return assign
+
+
+def recentre(problem: Problem, assign: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """Move each sector's centre to its weighted medoid (the unit minimising
+    the sector's summed weighted travel minutes). ``"base"`` plans keep theirs."""
+    if problem.objective == "base":
+        return centres
+    w = problem.weights
+    new = centres.copy()
+    for s in range(problem.k):
+        members = np.flatnonzero(assign == s)
+        if members.size == 0:
+            continue
+        # candidate centres: the heaviest members and the current centre (keeps it cheap)
+        cand = members
+        if members.size > 400:
+            top = members[np.argsort(-w[members], kind="stable")[:300]]
+            cand = np.union1d(top, [centres[s]])
+        rows = problem.travel.rows(cand)[:, members]
+        cost = rows @ w[members]
+        new[s] = cand[int(np.argmin(cost))]
+    return new
+
+
+class _Moves:
+    """Shared state of the local search: assignment, loads, and the
+    contiguity test for removing one unit from its sector."""
+
+    def __init__(self, problem: Problem, assign: np.ndarray, nbrs: list[list[int]]):
+        self.p = problem
+        self.a = assign
+        self.nbrs = nbrs
+        self.w = np.asarray(problem.workload, dtype=float)
+        self.loads = np.bincount(assign, weights=self.w, minlength=problem.k)
+        self.size = np.bincount(assign, minlength=problem.k)
+
+    def can_leave(self, u: int, centres: np.ndarray) -> bool:
+        """True when ``u`` may leave its sector without disconnecting it."""
+        s = self.a[u]
+        if u in self.p.locked or centres[s] == u or self.size[s] <= 1:
+            return False
+        same = [v for v in self.nbrs[u] if self.a[v] == s]
+        if len(same) <= 1:
+            return True
+        # bounded BFS inside the sector without u, from one same-sector
+        # neighbour until all others are reached
+        targets = set(same[1:])
+        seen = {u, same[0]}
+        queue = deque([same[0]])
+        a, nbrs = self.a, self.nbrs
+        while queue:
+            x = queue.popleft()
+            for y in nbrs[x]:
+                if y not in seen and a[y] == s:
+                    if y in targets:
+                        targets.discard(y)
+                        if not targets:
+                            return True
+                    seen.add(y)
+                    queue.append(y)
+        return False
+
+    def move(self, u: int, t: int) -> None:
+        s = self.a[u]
+        self.loads[s] -= self.w[u]
+        self.loads[t] += self.w[u]
+        self.size[s] -= 1
+        self.size[t] += 1
+        self.a[u] = t
+
+    def boundary(self) -> np.ndarray:
+        """Units with at least one neighbour in another sector."""
+        a = self.a
+        return np.array(
+            [u for u in range(self.p.n) if any(a[v] != a[u] for v in self.nbrs[u])], dtype=np.intp
+        )
+
+
+def rebalance(
+    problem: Problem,
+    assign: np.ndarray,
+    centres: np.ndarray,
+    nbrs: list[list[int]],
+    rng: np.random.Generator,
+    deadline: float,
+) -> bool:
+    """Move boundary units until every caseload is within tolerance.
+
+    Each accepted move lowers ``sum_s ((load_s - target_s) / target_s)^2``
+    (ties broken by the objective), which lets surplus flow through
+    intermediate sectors. Returns True when all sectors end within bounds.
+    """
+    m = _Moves(problem, assign, nbrs)
+    targets = np.asarray(problem.targets, dtype=float)
+    lower, upper = problem.lower, problem.upper
+    cost = problem.cost_rows(centres)
+    scale = max(cost.sum(), 1e-9)
+
+    def dev(load: float, s: int) -> float:
+        return ((load - targets[s]) / targets[s]) ** 2
+
+    while time.monotonic() < deadline:
+        if np.all((m.loads >= lower - 1e-9) & (m.loads <= upper + 1e-9)):
+            return True
+        improved = False
+        units = m.boundary()
+        rng.shuffle(units)
+        for u in units:
+            s = assign[u]
+            wu = m.w[u]
+            if wu == 0:
+                continue
+            best, best_t = -1e-12, -1
+            for t in {assign[v] for v in nbrs[u]} - {s}:
+                if u in problem.locked:
+                    break
+                d = dev(m.loads[s] - wu, s) + dev(m.loads[t] + wu, t) - dev(m.loads[s], s) - dev(m.loads[t], t)
+                d += 1e-6 * (cost[t, u] - cost[s, u]) / scale
+                if d < best:
+                    best, best_t = d, t
+            if best_t >= 0 and m.can_leave(u, centres):
+                m.move(u, best_t)
+                improved = True
+        if not improved:
+            break
+    return bool(np.all((m.loads >= lower - 1e-9) & (m.loads <= upper + 1e-9)))
+
+
+def improve(
+    problem: Problem,
+    assign: np.ndarray,
+    centres: np.ndarray,
+    nbrs: list[list[int]],
+    rng: np.random.Generator,
+    deadline: float,
+) -> tuple[np.ndarray, float]:
+    """Local search: boundary moves that lower the objective, keeping every
+    sector within its bounds and connected, alternated with :func:`recentre`.
+
+    ``assign`` is modified in place. Returns the final centres and objective.
+    """
+    m = _Moves(problem, assign, nbrs)
+    lower, upper = problem.lower, problem.upper
+    objective = problem.objective_value(assign, centres)
+    while time.monotonic() < deadline:
+        cost = problem.cost_rows(centres)
+        moved = 0
+        units = m.boundary()
+        rng.shuffle(units)
+        for u in units:
+            if time.monotonic() >= deadline:
+                break
+            s = assign[u]
+            wu = m.w[u]
+            if m.loads[s] - wu < lower[s] - 1e-9:
+                continue
+            best, best_t = -1e-9, -1
+            for t in {assign[v] for v in nbrs[u]} - {s}:
+                if m.loads[t] + wu > upper[t] + 1e-9:
+                    continue
+                d = cost[t, u] - cost[s, u]
+                if d < best:
+                    best, best_t = d, t
+            if best_t >= 0 and m.can_leave(u, centres):
+                m.move(u, best_t)
+                moved += 1
+        new_centres = recentre(problem, assign, centres)
+        new_obj = problem.objective_value(assign, new_centres)
+        if moved == 0 and new_obj >= objective - 1e-9:
+            break
+        centres, objective = new_centres, min(new_obj, objective) if moved == 0 else new_obj
+    return centres, problem.objective_value(assign, centres)
+
+
+def heuristic_solve(
+    problem: Problem,
+    *,
+    time_limit_s: float = 10.0,
+    seed: int = 0,
+    restarts: int | None = None,
+    progress: ProgressCallback | None = None,
+) -> tuple[np.ndarray, np.ndarray, float, list[str]]:
+    """Multi-start construct + rebalance + improve within ``time_limit_s`` seconds.
+
+    Returns ``(assignment, centres, objective, log)`` of the best balanced
+    plan found; if none is balanced, the least unbalanced one (the caller's
+    checker reports it). Deterministic for a given ``seed`` and enough time.
+    """
+    start = time.monotonic()
+    deadline = start + time_limit_s
+    rng = np.random.default_rng(seed)
+    nbrs = neighbour_lists(problem)
+    log: list[str] = []
+    best: tuple[float, np.ndarray, np.ndarray] | None = None
+    best_unbalanced: tuple[float, np.ndarray, np.ndarray] | None = None
+    attempt = 0
+    while time.monotonic() < deadline and (restarts is None or attempt < restarts):
+        attempt += 1
+        centres = initial_centres(problem, rng)
+        assign = grow_sectors(problem, centres, nbrs)
+        for _ in range(3):  # a few growth/recentre rounds settle the centres
+            centres = recentre(problem, assign, centres)
+            assign = grow_sectors(problem, centres, nbrs)
+        # each start gets at most a fair share of the remaining time
+        left = deadline - time.monotonic()
+        share = left if restarts is None and attempt > 1 and best is not None else left / 2
+        local_deadline = time.monotonic() + max(share, 0.0)
+        ok = rebalance(problem, assign, centres, nbrs, rng, local_deadline)
+        if not ok:
+            spread = np.bincount(assign, weights=problem.workload, minlength=problem.k) / problem.targets - 1
+            dev = float(np.abs(spread).max())
+            log.append(f"start {attempt}: could not rebalance (max deviation {dev:+.1%})")
+            if best_unbalanced is None or dev < best_unbalanced[0]:
+                best_unbalanced = (dev, assign.copy(), centres.copy())
+            continue
+        centres, obj = improve(problem, assign, centres, nbrs, rng, local_deadline)
+        line = f"start {attempt}: balanced plan, objective {obj:,.0f} ({time.monotonic() - start:.1f} s)"
+        log.append(line)
+        if progress:
+            progress(line)
+        if best is None or obj < best[0]:
+            best = (obj, assign.copy(), centres.copy())
+    if best is not None:
+        return best[1], best[2], best[0], log
+    if best_unbalanced is None:
+        raise RuntimeError("time limit too short for a single construction")
+    _, a, c = best_unbalanced
+    return a, c, problem.objective_value(a, c), log
