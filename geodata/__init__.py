@@ -2,3 +2,14 @@
 
 No optimisation here; :mod:`solvers` optimises, :mod:`sectorize` composes.
 """
+
+from geodata.demand import (
+    Demand,
+    DemandError,
+    HuffModel,
+    demand_summary,
+    read_demand,
+    synthetic_demand,
+)
+from geodata.reference import data_path, load_arrondissements, load_hospitals, load_postcodes
+from geodata.regions import Region, load_aura, load_units, region_from_units

@@ -86,7 +86,8 @@ def solve(
     if problems:
         raise InfeasibleError("; ".join(problems))
     start = time.monotonic()
-    deadline = start + time_limit_s
+    # keep a small reserve for re-centring and checks after the last MIP
+    deadline = start + 0.97 * time_limit_s
     say = progress or (lambda line: None)
     heuristic_share = time_limit_s if backend == "heuristic" else max(min(0.25 * time_limit_s, 10.0), 0.5)
     assign, centres, objective, log = heuristic_solve(

@@ -1,0 +1,120 @@
+"""Time the default end-to-end run: ``sectorize run`` on the packaged AURA scenario.
+
+Each repetition runs the real command in a fresh process under
+``/usr/bin/time -v`` (GNU time) and records the wall-clock time, the peak
+resident memory, and the solver's own time against its configured limit
+(read from the run folder's ``run.json``).
+
+Targets on the 2-core development machine: wall time < 60 s, peak memory
+< 2 GiB, solve time within ``model.time_limit_s``.
+
+Usage::
+
+    python benchmarks/bench_end_to_end.py [--repeat 3] [--config FILE] [--json PATH]
+
+Prints a table (median, min, max) and writes JSON (default
+``benchmarks/results/end_to_end.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGET_WALL_S = 60.0
+TARGET_RSS_GIB = 2.0
+
+
+def _one_run(config: Path | None, out: Path) -> dict:
+    cmd = [sys.executable, "-m", "sectorize.cli", "run", "--quiet", "--out", str(out)]
+    if config is not None:
+        cmd += ["--config", str(config)]
+    timer = shutil.which("time") or "/usr/bin/time"
+    start = time.perf_counter()
+    proc = subprocess.run([timer, "-v", *cmd], capture_output=True, text=True, cwd=ROOT)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"run failed (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    rss_kib = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr).group(1))
+    run_dir = Path((out / "LATEST").read_text(encoding="utf-8").strip())
+    if not run_dir.is_absolute():
+        run_dir = out / run_dir
+    facts = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    solve = facts["solve"]
+    return {
+        "wall_s": wall,
+        "peak_rss_gib": rss_kib / 2**20,
+        "solve_s": float(solve["time_s"]),
+        "time_limit_s": float(solve["time_limit_s"]),
+        "objective": float(solve["objective"]),
+        "violations": len(facts.get("violations", [])),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--config", type=Path, default=None)
+    parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "end_to_end.json")
+    args = parser.parse_args()
+
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="sectorize-bench-") as tmp:
+        for i in range(args.repeat):
+            runs.append(_one_run(args.config, Path(tmp) / f"run{i}"))
+            print(f"run {i + 1}/{args.repeat}: {runs[-1]['wall_s']:.1f} s", file=sys.stderr)
+
+    def stats(key: str) -> dict:
+        values = [r[key] for r in runs]
+        return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+    summary = {key: stats(key) for key in ("wall_s", "peak_rss_gib", "solve_s", "objective")}
+    limit = runs[0]["time_limit_s"]
+    checks = {
+        "wall_under_60_s": summary["wall_s"]["median"] < TARGET_WALL_S,
+        "peak_memory_under_2_gib": summary["peak_rss_gib"]["max"] < TARGET_RSS_GIB,
+        "solve_within_time_limit": summary["solve_s"]["max"] <= limit * 1.05,
+        "all_plans_valid": all(r["violations"] == 0 for r in runs),
+    }
+    print(f"\nsectorize run ({args.config or 'packaged default'}), {args.repeat} runs, {os.cpu_count()} CPUs")
+    print(f"{'measure':<22}{'median':>12}{'min':>12}{'max':>12}  target")
+    rows = [
+        ("wall time (s)", "wall_s", f"< {TARGET_WALL_S:g}"),
+        ("peak memory (GiB)", "peak_rss_gib", f"< {TARGET_RSS_GIB:g}"),
+        ("solve time (s)", "solve_s", f"<= {limit:g} (limit)"),
+        ("objective", "objective", "lower is better"),
+    ]
+    for label, key, target in rows:
+        s = summary[key]
+        print(f"{label:<22}{s['median']:>12.2f}{s['min']:>12.2f}{s['max']:>12.2f}  {target}")
+    for name, ok in checks.items():
+        print(f"{name:<28}{'yes' if ok else 'NO'}")
+    result = {
+        "benchmark": "end_to_end",
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "runs": runs,
+        "summary": summary,
+        "checks": checks,
+    }
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.json.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(result, indent=2), encoding="utf-8")
+    os.replace(tmp, args.json)
+    print(f"\nwritten: {args.json}")
+
+
+if __name__ == "__main__":
+    main()

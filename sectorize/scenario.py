@@ -1,0 +1,638 @@
+"""Scenario configuration: one TOML file that says what to sectorize and how.
+
+A scenario names the territory (:class:`RegionConfig`), the demand and how it
+turns into a caseload (:class:`DemandConfig`), the team of social workers
+(:class:`TeamConfig`), how many territorial groups to form
+(:class:`GroupsConfig`), the balance/compactness model (:class:`ModelConfig`),
+travel times (:class:`TravelConfig`), the map (:class:`MapConfig`) and where
+results go (:class:`OutputConfig`).
+
+Every model refuses unknown keys and is immutable once validated. Loading
+errors are raised as :class:`ScenarioError` with the file and the dotted key,
+e.g. ``scenario.toml: model.tolerance: must be > 0 and < 1 (got 1.5)``.
+
+Example
+-------
+>>> from sectorize.scenario import default_scenario
+>>> s = default_scenario()
+>>> len(s.team.workers), s.groups.names, s.model.tolerance
+(11, ['A', 'B'], 0.1)
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+import tomllib
+import typing
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+#: Columns produced by the synthetic demand generator.
+SYNTHETIC_COLUMNS = ("referrals", "home_care")
+
+#: Keys (dotted) whose relative paths are resolved against the TOML file's folder.
+PATH_KEYS = (("region", "units"), ("demand", "file"), ("travel", "matrix"), ("output", "dir"))
+
+_STRICT = ConfigDict(extra="forbid", frozen=True)
+
+
+class ScenarioError(ValueError):
+    """A scenario file or dictionary is invalid; the message names file and key."""
+
+
+class WorkerConfig(BaseModel):
+    """One social worker, who will cover one sector.
+
+    Attributes
+    ----------
+    id
+        Short unique identifier, e.g. ``"TS01"``.
+    name
+        Display name on maps and tables.
+    fte
+        Full-time equivalent, ``0 < fte <= 1``; the worker's caseload target
+        is proportional to it.
+    base
+        Unit key (INSEE code, e.g. ``"69123"``) of the worker's base, or
+    base_lon, base_lat
+        the base as WGS84 coordinates (degrees). Give a key *or* coordinates,
+        or neither to use :attr:`TeamConfig.default_base`.
+    group
+        Name of a territorial group the worker must belong to (one of
+        ``groups.names``); ``None`` lets the solver choose.
+    """
+
+    model_config = _STRICT
+
+    id: str = Field(min_length=1)
+    name: str
+    fte: float = Field(gt=0, le=1.0)
+    base: str | None = Field(None, min_length=1)
+    base_lon: float | None = Field(None, ge=-180, le=180)
+    base_lat: float | None = Field(None, ge=-90, le=90)
+    group: str | None = None
+
+    @model_validator(mode="after")
+    def _one_base(self) -> WorkerConfig:
+        if (self.base_lon is None) != (self.base_lat is None):
+            raise ValueError("give both base_lon and base_lat, or neither")
+        if self.base is not None and self.base_lon is not None:
+            raise ValueError("give the base as a unit key (base) or as coordinates (base_lon, base_lat), not both")
+        return self
+
+
+class TeamConfig(BaseModel):
+    """The team: at least one worker, and the base used when a worker has none.
+
+    Attributes
+    ----------
+    default_base
+        Unit key of the base of workers without their own, e.g. ``"69123"``
+        (Lyon, where the cancer centre is).
+    workers
+        One entry per worker; ids must be unique.
+    """
+
+    model_config = _STRICT
+
+    default_base: str = Field("69123", min_length=1)
+    workers: list[WorkerConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> TeamConfig:
+        first: dict[str, int] = {}
+        problems = []
+        for i, worker in enumerate(self.workers):
+            if worker.id in first:
+                problems.append(
+                    f"workers[{i}].id: duplicate worker id {worker.id!r} "
+                    f"(already used by workers[{first[worker.id]}]); ids must be unique"
+                )
+            first.setdefault(worker.id, i)
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    @property
+    def total_fte(self) -> float:
+        """Sum of the workers' FTE."""
+        return sum(w.fte for w in self.workers)
+
+
+class GroupsConfig(BaseModel):
+    """Territorial groups: the region is first split into ``count`` groups.
+
+    Attributes
+    ----------
+    count
+        Number of groups (>= 1, at most the number of workers).
+    names
+        Short group names, used as sector-id prefixes (``"A"`` gives sectors
+        ``"A1"``, ``"A2"``, ...). Defaults to ``["A", "B", ...]``.
+    """
+
+    model_config = _STRICT
+
+    count: int = Field(2, ge=1)
+    names: list[str] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_names(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("names") is None:
+            count = data.get("count", 2)
+            if isinstance(count, int) and 1 <= count <= 26:
+                data = {**data, "names": [chr(ord("A") + i) for i in range(count)]}
+        return data
+
+    @model_validator(mode="after")
+    def _names_match_count(self) -> GroupsConfig:
+        if self.names is None:
+            raise ValueError(f"names: give {self.count} group names (only 26 letters are generated)")
+        if len(self.names) != self.count:
+            raise ValueError(f"names: {len(self.names)} names given for count = {self.count}; give exactly {self.count}")
+        if any(not n.strip() for n in self.names):
+            raise ValueError("names: group names must not be empty")
+        if len(set(self.names)) != len(self.names):
+            raise ValueError(f"names: group names must be unique (got {self.names})")
+        return self
+
+
+class RegionConfig(BaseModel):
+    """The territory to sectorize.
+
+    Attributes
+    ----------
+    variant
+        ``"communes"``: the 4,025 AURA communes shipped with the package;
+        ``"lyon_arrondissements"``: the same, with Lyon split into its 9
+        arrondissements.
+    units
+        A user file of polygons (any format geopandas reads) instead of the
+        shipped communes; then ``key`` names its unit-key column, ``name``
+        and ``population`` optionally name its name and population columns,
+        and ``layer`` the layer of a multi-layer file.
+    """
+
+    model_config = _STRICT
+
+    variant: Literal["communes", "lyon_arrondissements"] = "communes"
+    units: Path | None = None
+    key: str | None = None
+    name: str | None = None
+    population: str | None = None
+    layer: str | None = None
+
+    @model_validator(mode="after")
+    def _user_units(self) -> RegionConfig:
+        if self.units is not None:
+            if not self.key:
+                raise ValueError("key: required when region.units is set (the column holding the unit key)")
+            if self.variant != "communes":
+                raise ValueError("variant: applies to the shipped AURA communes; remove it when region.units is set")
+        else:
+            extra = [k for k in ("key", "name", "population", "layer") if getattr(self, k) is not None]
+            if extra:
+                raise ValueError(f"{extra} are only read from a user units file; set region.units or remove them")
+        return self
+
+
+class DemandConfig(BaseModel):
+    """Where the demand comes from and how it becomes a caseload.
+
+    Attributes
+    ----------
+    source
+        ``"synthetic"``: a seeded, population-proportional demand with the
+        columns ``referrals`` (new referrals/year) and ``home_care`` (active
+        home-care patients); ``"file"``: aggregated counts per commune or
+        postcode read from ``file``.
+    file, key, columns, on_unknown
+        For ``source = "file"``: the CSV path; whether its key column holds
+        INSEE codes, postcodes or ``"auto"`` (detected); which numeric columns
+        are demand (default: the keys of ``weights``); and whether unknown
+        codes are an ``"error"`` or only ``"report"``-ed.
+    seed, referrals_per_year, home_care_patients
+        For ``source = "synthetic"``: the random seed, the regional total of
+        new referrals/year (> 0) and of active home-care patients (>= 0).
+    weights
+        ``workload = sum(weight x column)``. The weight of an active
+        home-care patient relative to one new referral per year is a
+        planning assumption that each team should set for itself.
+    """
+
+    model_config = _STRICT
+
+    source: Literal["synthetic", "file"] = "synthetic"
+    file: Path | None = None
+    key: Literal["auto", "insee", "postcode"] = "auto"
+    columns: list[str] | None = Field(None, min_length=1)
+    on_unknown: Literal["error", "report"] = "error"
+    seed: int = 2026
+    referrals_per_year: float = Field(1350, gt=0)
+    home_care_patients: float = Field(600, ge=0)
+    weights: dict[str, float] = Field(default_factory=lambda: {"referrals": 1.0, "home_care": 0.5}, min_length=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DemandConfig:
+        if self.source == "file" and self.file is None:
+            raise ValueError("file: required when demand.source = 'file' (path of the demand CSV)")
+        if self.source == "synthetic" and self.file is not None:
+            raise ValueError("file: only read when demand.source = 'file'; set source = 'file' or remove file")
+        if self.source == "synthetic" and self.columns is not None:
+            raise ValueError("columns: only used when demand.source = 'file'; remove it")
+        bad = {k: v for k, v in self.weights.items() if not v >= 0}
+        if bad:
+            raise ValueError(f"weights: weights must be >= 0 (got {bad})")
+        if not any(v > 0 for v in self.weights.values()):
+            raise ValueError("weights: at least one weight must be > 0, else every caseload is zero")
+        known = self.columns if self.columns is not None else (SYNTHETIC_COLUMNS if self.source == "synthetic" else None)
+        if known is not None:
+            unknown = [k for k in self.weights if k not in known]
+            if unknown:
+                raise ValueError(f"weights: {unknown} are not demand columns; use some of {list(known)}")
+        return self
+
+    @property
+    def demand_columns(self) -> list[str]:
+        """Names of the demand columns: synthetic ones, ``columns`` or the keys of ``weights``."""
+        if self.source == "synthetic":
+            return list(SYNTHETIC_COLUMNS)
+        return list(self.columns) if self.columns is not None else list(self.weights)
+
+
+class TravelConfig(BaseModel):
+    """Travel times between units.
+
+    Attributes
+    ----------
+    matrix
+        An external travel-time matrix (minutes); ``None`` uses the built-in
+        estimate.
+    fallback_to_estimate
+        When the matrix misses some pairs, fill them with the estimate
+        (reported) instead of stopping with an error.
+    """
+
+    model_config = _STRICT
+
+    matrix: Path | None = None
+    fallback_to_estimate: bool = False
+
+
+class ModelConfig(BaseModel):
+    """Balance and compactness model, and solver settings.
+
+    Attributes
+    ----------
+    tolerance
+        Each sector's caseload must lie within ``+-tolerance`` of its target
+        (the FTE-proportional share of its group), ``0 < tolerance < 1``.
+    group_tolerance
+        The same for each group against its workers' FTE share of the
+        region; defaults to ``tolerance / 2``.
+    objective
+        ``"pmedian"``: patient-weighted travel minutes from each sector's
+        centre commune (chosen by the solver); ``"base"``: from each worker's
+        base.
+    backend
+        ``"heuristic"``, ``"mip"`` (exact, small instances) or ``"auto"``.
+    time_limit_s
+        Total solve budget, seconds (> 0).
+    seed
+        Random seed of the solver.
+    sparse_weight
+        Objective weight floor of each commune, as a fraction of the mean
+        commune workload (>= 0); keeps sectors compact where demand is sparse.
+    """
+
+    model_config = _STRICT
+
+    tolerance: float = Field(0.10, gt=0, lt=1)
+    group_tolerance: float | None = Field(None, gt=0, lt=1)
+    objective: Literal["pmedian", "base"] = "pmedian"
+    backend: Literal["auto", "heuristic", "mip"] = "auto"
+    time_limit_s: float = Field(30, gt=0)
+    seed: int = 0
+    sparse_weight: float = Field(0.05, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_group_tolerance(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("group_tolerance") is None:
+            tol = data.get("tolerance", 0.10)
+            if isinstance(tol, (int, float)) and not isinstance(tol, bool) and 0 < tol < 1:
+                data = {**data, "group_tolerance": tol / 2}
+        return data
+
+
+class MapConfig(BaseModel):
+    """The HTML map.
+
+    Attributes
+    ----------
+    tiles
+        A Folium tile layer name or URL; ``None`` draws no background so the
+        map works offline.
+    simplify_m
+        Polygon simplification tolerance, metres (>= 0; 0 keeps full detail).
+    """
+
+    model_config = _STRICT
+
+    tiles: str | None = None
+    simplify_m: float = Field(50, ge=0)
+
+
+class OutputConfig(BaseModel):
+    """Where run folders are written (one new time-stamped folder per run)."""
+
+    model_config = _STRICT
+
+    dir: Path = Path("sectorize-output")
+
+
+class Scenario(BaseModel):
+    """A complete, validated scenario.
+
+    ``source`` is the file the scenario was loaded from (set by the loader,
+    not a key of the file).
+    """
+
+    model_config = _STRICT
+
+    name: str = Field("AURA default", min_length=1)
+    description: str = ""
+    region: RegionConfig = Field(default_factory=RegionConfig)
+    demand: DemandConfig = Field(default_factory=DemandConfig)
+    team: TeamConfig
+    groups: GroupsConfig = Field(default_factory=GroupsConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    travel: TravelConfig = Field(default_factory=TravelConfig)
+    map: MapConfig = Field(default_factory=MapConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+    source: Path | None = Field(None, exclude=True)
+
+    @model_validator(mode="after")
+    def _team_fits_groups(self) -> Scenario:
+        workers = self.team.workers
+        names = self.groups.names or []
+        problems = []
+        if self.groups.count > len(workers):
+            problems.append(
+                f"groups.count: {self.groups.count} groups need at least {self.groups.count} workers "
+                f"(team has {len(workers)}); lower groups.count or add workers"
+            )
+        for i, w in enumerate(workers):
+            if w.group is not None and w.group not in names:
+                problems.append(f"team.workers[{i}].group: {w.group!r} is not a group name; use one of {names}")
+        fixed = {w.group for w in workers if w.group is not None}
+        free = sum(w.group is None for w in workers)
+        empty = [g for g in names if g not in fixed]
+        if fixed and len(empty) > free:
+            problems.append(
+                f"team.workers: groups {empty} would have no worker (total FTE 0): only {free} worker(s) "
+                "have no fixed group; fix fewer workers or give those groups a worker"
+            )
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_scenario(path: str | Path | None = None) -> Scenario:
+    """Read and validate a scenario TOML file.
+
+    Parameters
+    ----------
+    path
+        The TOML file; ``None`` loads the packaged default
+        (``sectorize/defaults/aura_default.toml``). Relative paths inside the
+        file are resolved against the file's folder.
+
+    Raises
+    ------
+    ScenarioError
+        On a missing file, a TOML syntax error (with its line) or an invalid
+        key or value (with the dotted key).
+    """
+    if path is None:
+        ref = resources.files("sectorize") / "defaults" / "aura_default.toml"
+        with resources.as_file(ref) as real:
+            return load_scenario(real)
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise ScenarioError(f"{path}: scenario file not found; check the path") from None
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(f"{path}: not UTF-8 text ({exc}); save the file as UTF-8") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(f"{path}: TOML syntax error: {exc}") from None
+    return scenario_from_dict(data, source=path)
+
+
+def scenario_from_dict(d: dict[str, Any], source: str | Path | None = None) -> Scenario:
+    """Validate a scenario given as a dictionary (the parsed TOML).
+
+    Parameters
+    ----------
+    d
+        Nested dictionary with the keys of :class:`Scenario` (``team`` is
+        required).
+    source
+        The file ``d`` came from: named in error messages, and relative paths
+        are resolved against its folder (else left relative to the current
+        folder).
+    """
+    label = str(source) if source is not None else "scenario"
+    if not isinstance(d, dict):
+        raise ScenarioError(f"{label}: expected a table of keys, got {type(d).__name__}")
+    if "source" in d:
+        raise ScenarioError(f"{label}: unknown key 'source' (it is set by the loader to the file's own path); remove it")
+    if source is not None:
+        d = _resolve_paths(d, Path(source).parent)
+    try:
+        return Scenario(**d, source=Path(source) if source is not None else None)
+    except ValidationError as exc:
+        raise ScenarioError("\n".join(_explain(err, label) for err in exc.errors())) from None
+
+
+def default_scenario() -> Scenario:
+    """The packaged AURA default scenario (11 workers, 10.1 FTE, 2 groups)."""
+    return load_scenario(None)
+
+
+def _resolve_paths(d: dict[str, Any], base: Path) -> dict[str, Any]:
+    out = dict(d)
+    for table, key in PATH_KEYS:
+        sub = out.get(table)
+        if isinstance(sub, dict) and isinstance(sub.get(key), str):
+            p = Path(sub[key]).expanduser()
+            out[table] = {**sub, key: p if p.is_absolute() else (base / p).resolve()}
+    return out
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _optional_inner(tp: Any) -> Any:
+    """``X`` for ``X | None``, else ``tp`` unchanged."""
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    return args[0] if len(args) == 1 and type(None) in typing.get_args(tp) else tp
+
+
+def _field_at(loc: tuple[Any, ...]) -> tuple[Any, Any]:
+    """The type at ``loc`` under :class:`Scenario` and its FieldInfo (``None`` if unknown)."""
+    tp: Any = Scenario
+    info = None
+    for part in loc:
+        tp = _optional_inner(tp)
+        if isinstance(part, str) and isinstance(tp, type) and issubclass(tp, BaseModel):
+            info = tp.model_fields.get(part)
+            if info is None:
+                return None, None
+            tp = info.annotation
+        elif typing.get_origin(tp) in (list, dict):
+            tp, info = typing.get_args(tp)[-1], None
+        else:
+            return None, None
+    return _optional_inner(tp), info
+
+
+_BOUNDS = (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<="))
+
+
+def _range_text(info: Any, ctx: dict[str, Any]) -> str:
+    """``"must be > 0 and < 1"`` from the field's constraints (or the error's context)."""
+    metadata = info.metadata if info is not None else []
+    parts = [f"{sign} {getattr(m, attr):g}" for attr, sign in _BOUNDS for m in metadata if hasattr(m, attr)]
+    if not parts:
+        parts = [f"{sign} {ctx[attr]:g}" for attr, sign in _BOUNDS if attr in ctx]
+    return "must be " + " and ".join(parts)
+
+
+def _got(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _explain(err: dict[str, Any], label: str) -> str:
+    loc = tuple(err["loc"])
+    kind = err["type"]
+    key = _dotted(loc)
+    if kind == "extra_forbidden":
+        parent, _ = _field_at(loc[:-1])
+        known = [k for k in getattr(parent, "model_fields", {}) if k != "source"]
+        hint = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
+        more = f"did you mean {hint[0]!r}?" if hint else f"known keys: {', '.join(known)}"
+        return f"{label}: unknown key {key!r} ({more})"
+    if kind == "missing":
+        hint = " add a [team] table and one [[team.workers]] block per worker (see examples/aura_default.toml)"
+        return f"{label}: {key}: missing (required)" + (";" + hint if loc == ("team",) else "")
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        _, info = _field_at(loc)
+        return f"{label}: {key}: {_range_text(info, err.get('ctx', {}))} (got {_got(err['input'])})"
+    msg = err["msg"]
+    if kind == "value_error":
+        model, _ = _field_at(loc)
+        fields = getattr(model, "model_fields", {})
+        lines = msg.removeprefix("Value error, ").split("\n")
+        return "\n".join(f"{label}: {_join_key(key, line, fields)}" for line in lines)
+    msg = re.sub(r"^(Input|List|String|Dictionary) should ", "must ", msg)
+    return f"{label}: {key}: {msg} (got {_got(err['input'])})" if key else f"{label}: {msg}"
+
+
+def _join_key(key: str, line: str, fields: dict[str, Any]) -> str:
+    """``"team.workers[2]" + "give both..."`` -> ``"team.workers[2]: give both..."``,
+    ``"demand" + "file: required..."`` -> ``"demand.file: required..."``."""
+    head = re.match(r"[A-Za-z_]+", line)
+    if not key:
+        return line
+    if head and head.group(0) in fields:
+        return f"{key}.{line}"
+    return f"{key}: {line}"
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def dump_scenario(s: Scenario) -> str:
+    """The scenario as TOML text, every effective value written out.
+
+    Used to record the scenario a run used. Paths are written absolute so the
+    file means the same files wherever it is reloaded from; ``None`` values
+    are left out (they are the defaults). ``load_scenario`` of the written
+    text gives back an equal scenario (except ``source``).
+
+    Example
+    -------
+    >>> from sectorize.scenario import default_scenario, dump_scenario
+    >>> print(dump_scenario(default_scenario()).splitlines()[2])
+    name = "AURA default"
+    """
+    head = ["# Effective sectorize scenario", f"# loaded from: {s.source}" if s.source else "# built in memory"]
+    return "\n".join(head + _table_lines(s, ())) + "\n"
+
+
+def _table_lines(model: BaseModel, prefix: tuple[str, ...]) -> list[str]:
+    lines: list[str] = []
+    later: list[str] = []
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if (name == "source" and not prefix) or value is None:
+            continue
+        path = prefix + (name,)
+        if isinstance(value, BaseModel):
+            later += ["", f"[{_key_path(path)}]"] + _table_lines(value, path)
+        elif isinstance(value, list) and value and isinstance(value[0], BaseModel):
+            for item in value:
+                later += ["", f"[[{_key_path(path)}]]"] + _table_lines(item, path)
+        else:
+            lines.append(f"{_key(name)} = {_toml_value(value)}")
+    return lines + later
+
+
+def _key(name: str) -> str:
+    bare = name and all(c.isascii() and (c.isalnum() or c in "_-") for c in name)
+    return name if bare else _toml_string(name)
+
+
+def _key_path(path: tuple[str, ...]) -> str:
+    return ".".join(_key(p) for p in path)
+
+
+def _toml_string(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, Path):
+        return _toml_string(str(value.absolute()))
+    if isinstance(value, str):
+        return _toml_string(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{_key(k)} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    raise TypeError(f"cannot write {type(value).__name__} as TOML")
