@@ -23,7 +23,7 @@ from collections import deque
 
 import numpy as np
 
-from solvers.problem import ProgressCallback, Problem
+from solvers.problem import InfeasibleError, ProgressCallback, Problem
 
 
 def neighbour_lists(problem: Problem) -> list[list[int]]:
@@ -37,32 +37,48 @@ def initial_centres(problem: Problem, rng: np.random.Generator) -> np.ndarray:
 
     The first centre is drawn with probability proportional to the unit's
     weight; each next one proportionally to ``weight x (minutes to the nearest
-    chosen centre)^2``, which spreads centres over the demand.
+    chosen centre)^2``, which spreads centres over the demand. A sector with
+    locked units starts from its first locked unit.
     """
     w = problem.weights + 1e-9
     n, k = problem.n, problem.k
-    first = int(rng.choice(n, p=w / w.sum()))
-    centres = [first]
-    nearest = problem.travel.rows(np.array([first]))[0]
-    for _ in range(1, k):
+    # a sector with locked units starts from one of them
+    fixed: dict[int, int] = {}
+    for u, s in sorted(problem.locked.items()):
+        fixed.setdefault(s, u)
+    chosen = list(fixed.values())
+    if chosen:
+        nearest = problem.travel.rows(np.array(chosen)).min(axis=0)
+    else:
+        first = int(rng.choice(n, p=w / w.sum()))
+        chosen = [first]
+        nearest = problem.travel.rows(np.array([first]))[0]
+    while len(chosen) < k:
         score = w * nearest**2
-        score[centres] = 0.0
+        score[chosen] = 0.0
         if score.sum() <= 0:
-            free = np.setdiff1d(np.arange(n), centres)
+            free = np.setdiff1d(np.arange(n), chosen)
             nxt = int(rng.choice(free))
         else:
             nxt = int(rng.choice(n, p=score / score.sum()))
-        centres.append(nxt)
+        chosen.append(nxt)
         nearest = np.minimum(nearest, problem.travel.rows(np.array([nxt]))[0])
+    free_sectors = iter(s for s in range(k) if s not in fixed)
+    centres = [0] * k
+    for s, u in fixed.items():
+        centres[s] = u
+    for u in chosen[len(fixed):]:
+        centres[next(free_sectors)] = u
     return np.array(centres, dtype=np.intp)
 
 
-def grow_sectors(problem: Problem, centres: np.ndarray, nbrs: list[list[int]]) -> np.ndarray:
+def grow_sectors(problem: Problem, centres: np.ndarray, nbrs: list[list[int]]) -> np.ndarray | None:
     """Grow one connected sector from each centre until every unit is taken.
 
     At each step the sector whose caseload is lowest relative to its target
     (among those that can still grow) takes its unassigned neighbour unit
-    nearest to its centre. Units locked to a sector are only taken by it.
+    nearest to its centre. Units locked to a sector are only taken by it;
+    returns ``None`` when a locked unit cannot be reached by its sector.
     """
     n, k = problem.n, problem.k
     w = np.asarray(problem.workload, dtype=float)
@@ -100,8 +116,8 @@ def grow_sectors(problem: Problem, centres: np.ndarray, nbrs: list[list[int]]) -
                 remaining -= 1
                 grew = True
                 break
-        if not grew:  # only units locked elsewhere remain unreachable: should not happen
-            raise RuntimeError("region growing stalled; locked units are cut off from their sector")
+        if not grew:  # locked units cut off from their sector by other sectors
+            return None
     return assign
 
 
@@ -304,8 +320,17 @@ def heuristic_solve(
         centres = initial_centres(problem, rng)
         assign = grow_sectors(problem, centres, nbrs)
         for _ in range(3):  # a few growth/recentre rounds settle the centres
-            centres = recentre(problem, assign, centres)
-            assign = grow_sectors(problem, centres, nbrs)
+            if assign is None:
+                break
+            moved = recentre(problem, assign, centres)
+            regrown = grow_sectors(problem, moved, nbrs)
+            if regrown is None:
+                break
+            centres, assign = moved, regrown
+        if assign is None:
+            if len(log) < 50:
+                log.append(f"start {attempt}: locked units unreachable from their sector's start")
+            continue
         # each start gets at most a fair share of the remaining time
         left = deadline - time.monotonic()
         share = left if restarts is None and attempt > 1 and best is not None else left / 2
@@ -314,20 +339,24 @@ def heuristic_solve(
         if not ok:
             spread = np.bincount(assign, weights=problem.workload, minlength=problem.k) / problem.targets - 1
             dev = float(np.abs(spread).max())
-            log.append(f"start {attempt}: could not rebalance (max deviation {dev:+.1%})")
+            if len(log) < 50:
+                log.append(f"start {attempt}: could not rebalance (max deviation {dev:+.1%})")
             if best_unbalanced is None or dev < best_unbalanced[0]:
                 best_unbalanced = (dev, assign.copy(), centres.copy())
             continue
         centres, obj = improve(problem, assign, centres, nbrs, rng, local_deadline)
         line = f"start {attempt}: balanced plan, objective {obj:,.0f} ({time.monotonic() - start:.1f} s)"
-        log.append(line)
-        if progress:
-            progress(line)
         if best is None or obj < best[0]:
+            log.append(line)
+            if progress:
+                progress(line)
             best = (obj, assign.copy(), centres.copy())
     if best is not None:
         return best[1], best[2], best[0], log
     if best_unbalanced is None:
-        raise RuntimeError("time limit too short for a single construction")
+        raise InfeasibleError(
+            "no start could grow every sector to its locked units in the time limit; "
+            "check that each sector's locked units can be joined, or give more time"
+        )
     _, a, c = best_unbalanced
     return a, c, problem.objective_value(a, c), log

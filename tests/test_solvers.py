@@ -1,0 +1,174 @@
+"""The solver engine on small graphs with known answers, and on the real AURA graph."""
+
+from __future__ import annotations
+
+import itertools
+
+import networkx as nx
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from solvers.check import check_partition, check_plan, diagnose
+from solvers.engine import solve
+from solvers.heuristic import heuristic_solve
+from solvers.hierarchy import SubsetTravelTimes, solve_nested, split_workers
+from solvers.mip import allocate
+from solvers.problem import DenseTravelTimes, InfeasibleError, Problem
+
+
+def grid_problem(rows: int, cols: int, k: int, tolerance: float, seed: int = 0) -> Problem:
+    """A ``rows x cols`` grid, random integer workloads, Manhattan travel minutes (10 per step)."""
+    rng = np.random.default_rng(seed)
+    g = nx.convert_node_labels_to_integers(nx.grid_2d_graph(rows, cols), ordering="sorted")
+    xy = np.array([(i // cols, i % cols) for i in range(rows * cols)], dtype=float)
+    minutes = np.abs(xy[:, None] - xy[None]).sum(-1) * 10.0
+    w = rng.integers(1, 10, rows * cols).astype(float)
+    return Problem(g, w, np.full(k, w.sum() / k), tolerance, DenseTravelTimes(minutes))
+
+
+def brute_force(problem: Problem, centres: np.ndarray) -> float:
+    """Best objective over every connected, balanced assignment with these centres."""
+    n, k = problem.n, problem.k
+    cost = problem.cost_rows(centres)
+    best = np.inf
+    for combo in itertools.product(range(k), repeat=n):
+        a = np.array(combo)
+        if any(a[c] != s for s, c in enumerate(centres)):
+            continue
+        if check_plan(problem, a):
+            continue
+        best = min(best, cost[a, np.arange(n)].sum())
+    return best
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(4, 9), seed=st.integers(0, 10_000))
+def test_allocation_is_optimal_on_trees(n, seed):
+    """On a tree every connected set holding the centre is closed towards it,
+    so shortest-path contiguity loses nothing: the MIP must match brute force."""
+    rng = np.random.default_rng(seed)
+    tree = nx.random_labeled_tree(n, seed=seed)
+    pos = rng.uniform(0, 50, (n, 2))
+    minutes = np.sqrt(((pos[:, None] - pos[None]) ** 2).sum(-1))
+    w = rng.integers(1, 6, n).astype(float)
+    p = Problem(tree, w, np.array([w.sum() / 2] * 2), 0.3, DenseTravelTimes(minutes))
+    centres = rng.choice(n, 2, replace=False)
+    expected = brute_force(p, centres)
+    result = allocate(p, centres, time_limit_s=10)
+    if np.isinf(expected):
+        assert result.assignment is None
+    else:
+        assert result.status == "optimal"
+        assert result.objective == pytest.approx(expected, rel=1e-6)
+        assert check_plan(p, result.assignment) == []
+
+
+def test_allocation_never_beats_brute_force_on_a_grid():
+    p = grid_problem(3, 3, 2, 0.2, seed=3)
+    centres = np.array([0, 8])
+    result = allocate(p, centres, time_limit_s=10)
+    assert check_plan(p, result.assignment) == []
+    assert result.objective >= brute_force(p, centres) - 1e-6
+
+
+@pytest.mark.parametrize("backend", ["heuristic", "mip", "auto"])
+def test_solve_returns_a_checked_plan(backend):
+    p = grid_problem(8, 8, 4, 0.05, seed=1)
+    sol = solve(p, backend=backend, time_limit_s=6, seed=0)
+    assert check_plan(p, sol.assignment) == []
+    assert sol.objective == pytest.approx(p.objective_value(sol.assignment, sol.centres))
+    assert sol.bound is None and sol.status == "feasible"
+    assert sol.time_s <= 6 * 1.05
+
+
+def test_mip_improves_on_the_heuristic_start():
+    p = grid_problem(10, 10, 5, 0.05, seed=2)
+    _, _, heuristic_objective, _ = heuristic_solve(p, time_limit_s=1.0, seed=0, restarts=1)
+    sol = solve(p, backend="mip", time_limit_s=20, seed=0)
+    assert sol.objective <= heuristic_objective + 1e-6
+
+
+def test_locked_units_stay_in_their_sector():
+    p0 = grid_problem(6, 6, 3, 0.1, seed=4)
+    p = Problem(p0.graph, p0.workload, p0.targets, p0.tolerance, p0.travel, locked={0: 2, 35: 0})
+    sol = solve(p, backend="auto", time_limit_s=5)
+    assert sol.assignment[0] == 2 and sol.assignment[35] == 0
+    assert check_plan(p, sol.assignment) == []
+
+
+def test_diagnose_names_the_heavy_unit_and_the_remedy():
+    p0 = grid_problem(4, 4, 4, 0.1)
+    w = p0.workload.copy()
+    w[5] = w.sum()  # one unit heavier than any sector may be
+    p = Problem(p0.graph, w, np.full(4, w.sum() / 4), 0.1, p0.travel,
+                labels=tuple(f"u{i}" for i in range(16)))
+    msgs = diagnose(p)
+    assert any("u5 alone has a caseload" in m and "Lyon-arrondissements" in m for m in msgs)
+    with pytest.raises(InfeasibleError, match="u5 alone"):
+        solve(p, time_limit_s=2)
+
+
+def test_diagnose_disconnected_graph():
+    g = nx.Graph([(0, 1), (2, 3)])
+    p = Problem(g, np.ones(4), np.array([2.0, 2.0]), 0.0, DenseTravelTimes(np.zeros((4, 4))))
+    assert "separate pieces" in diagnose(p)[0]
+
+
+def test_checker_reports_each_rule():
+    g = nx.path_graph(5)
+    msgs = check_partition(g, [0, 1, 0, 1, 1], np.ones(5), np.array([2.0, 2.0]), np.array([2.5, 2.5]))
+    assert any("sector 0 is not connected" in m for m in msgs)
+    assert any("sector 1 caseload 3.0 is outside" in m for m in msgs)
+    assert check_partition(g, [0, 0, 5, 1, 1], np.ones(5), np.ones(2), np.ones(2) * 3)[0].startswith("unit 2")
+
+
+def test_split_workers_balances_fte_and_respects_fixed_groups():
+    fte = np.array([1.0] * 8 + [0.8] * 2 + [0.5])
+    groups = split_workers(fte, 2)
+    loads = np.bincount(groups, weights=fte)
+    assert abs(loads[0] - loads[1]) <= 0.1 + 1e-9
+    fixed = [1, 1, 1] + [None] * 8
+    groups = split_workers(fte, 2, fixed)
+    assert groups[:3].tolist() == [1, 1, 1]
+    with pytest.raises(ValueError):
+        split_workers(fte[:1], 2)
+
+
+def test_subset_travel_times_renumber():
+    m = np.arange(25, dtype=float).reshape(5, 5)
+    sub = SubsetTravelTimes(DenseTravelTimes(m), np.array([1, 3]))
+    assert sub.rows(np.array([1])).tolist() == [[m[3, 1], m[3, 3]]]
+
+
+def test_nested_groups_are_unions_of_sectors():
+    p = grid_problem(10, 10, 1, 0.1, seed=5)
+    fte = np.array([1.0, 1.0, 1.0, 0.5])
+    wg = split_workers(fte, 2)
+    r = solve_nested(p.graph, p.workload, p.travel, fte, wg, tolerance=0.1, group_tolerance=0.05,
+                     time_limit_s=10)
+    targets = p.workload.sum() * fte / fte.sum()
+    assert check_partition(p.graph, r.sector, p.workload, targets * 0.9, targets * 1.1) == []
+    assert (wg[r.sector] == r.group).all()
+    assert (r.sector[r.centre] == np.arange(4)).all()
+
+
+@pytest.mark.slow
+def test_aura_sectors_with_the_mip(aura_lyon):
+    """The full region, 11 workers in 2 groups, real adjacency, synthetic demand."""
+    from geodata.demand import synthetic_demand
+    from geodata.travel import estimate_travel_times
+
+    units = aura_lyon.units
+    index = {k: i for i, k in enumerate(units.index)}
+    g = nx.relabel_nodes(aura_lyon.graph, index)
+    d = synthetic_demand(aura_lyon, seed=1).table
+    w = (d["referrals"] + 0.5 * d["home_care"]).reindex(units.index).to_numpy(float)
+    travel = DenseTravelTimes(estimate_travel_times(aura_lyon).dense())
+    fte = np.array([1.0] * 8 + [0.8] * 2 + [0.5])
+    r = solve_nested(g, w, travel, fte, split_workers(fte, 2), tolerance=0.1, group_tolerance=0.05,
+                     cost_weight=w + 0.05 * w.mean(), time_limit_s=40)
+    targets = w.sum() * fte / fte.sum()
+    assert check_partition(g, r.sector, w, targets * 0.9, targets * 1.1) == []
+    assert r.time_s <= 40 * 1.05
