@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     # imports after argument parsing keep `sectorize --help` instant
     from geodata.demand import DemandError
+    from sectorize.pipeline import run_and_write
     from sectorize.scenario import ScenarioError, dump_scenario, load_scenario
     from solvers.problem import InfeasibleError
 
@@ -70,31 +71,18 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         folder, plan = run_and_write(scenario, progress)
-    except (ScenarioError, DemandError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
     except InfeasibleError as err:
         print(f"no plan: {err}", file=sys.stderr)
         return 3
+    except (ScenarioError, DemandError, FileNotFoundError, ValueError) as err:
+        # bad input: the loaders' messages name the file, line or key
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     from sectorize.kpi import compute_kpis, kpi_text
 
     print(kpi_text(compute_kpis(plan)))
     print(f"written: {folder}")
     return 0 if plan.valid else 1
-
-
-def run_and_write(scenario, progress=None):
-    """Run the pipeline, draw the map, write a new run folder; returns ``(folder, plan)``."""
-    from sectorize import pipeline
-    from sectorize.export import write_outputs
-    from sectorize.maps import sector_map
-
-    say = progress or (lambda line: None)
-    plan = pipeline.run(scenario, progress=say)
-    say("drawing the map")
-    page = sector_map(plan, tiles=scenario.map.tiles, simplify_m=scenario.map.simplify_m).get_root().render()
-    folder = write_outputs(plan, scenario.output.dir, map_html=page)
-    return folder, plan
 
 
 if __name__ == "__main__":  # pragma: no cover

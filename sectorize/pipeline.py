@@ -19,8 +19,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
+import geopandas as gpd
+import networkx as nx
 import numpy as np
 import pandas as pd
 
@@ -30,7 +33,7 @@ from geodata.travel import estimate_travel_times, read_travel_matrix
 from sectorize.plan import Plan
 from sectorize.scenario import Scenario, ScenarioError
 from solvers.check import check_partition
-from solvers.hierarchy import solve_nested, split_workers
+from solvers.hierarchy import solve_nested
 from solvers.problem import DenseTravelTimes, TravelTimes
 
 Progress = Callable[[str], None]
@@ -108,15 +111,15 @@ class _Dense(DenseTravelTimes):
 class Team:
     """The workers as arrays, in scenario order.
 
-    ``fte`` (W,), ``group`` (W,) group index, ``base_key`` (unit key or
-    ``""``), ``base_lon``/``base_lat`` (degrees), ``base_travel`` (W, n)
+    ``fte`` (W,), ``fixed_group`` (W,) required group index or ``None``,
+    ``base_key`` (unit key or ``""``), ``base_lon``/``base_lat`` (degrees), ``base_travel`` (W, n)
     minutes from each base to every unit.
     """
 
     ids: tuple[str, ...]
     names: tuple[str, ...]
     fte: np.ndarray
-    group: np.ndarray
+    fixed_group: tuple[int | None, ...]
     base_key: tuple[str, ...]
     base_lon: np.ndarray
     base_lat: np.ndarray
@@ -124,7 +127,7 @@ class Team:
 
 
 def build_team(scenario: Scenario, region: Region, travel: TravelTimes) -> Team:
-    """Resolve bases, share workers between groups, compute base travel times.
+    """Resolve the workers' bases and compute the minutes from each base to every unit.
 
     Base codes are resolved with :func:`resolve_base` (Lyon and its
     arrondissements); the plan reports the resolved unit.
@@ -133,8 +136,7 @@ def build_team(scenario: Scenario, region: Region, travel: TravelTimes) -> Team:
     keys = units.index
     workers = scenario.team.workers
     names = scenario.groups.names
-    fixed = [None if w.group is None else names.index(w.group) for w in workers]
-    group = split_workers(np.array([w.fte for w in workers]), scenario.groups.count, fixed)
+    fixed = tuple(None if w.group is None else names.index(w.group) for w in workers)
     base_key, lon, lat = [], [], []
     for i, w in enumerate(workers):
         if w.base_lon is not None:
@@ -165,7 +167,7 @@ def build_team(scenario: Scenario, region: Region, travel: TravelTimes) -> Team:
         ids=tuple(w.id for w in workers),
         names=tuple(w.name for w in workers),
         fte=np.array([w.fte for w in workers]),
-        group=group,
+        fixed_group=fixed,
         base_key=tuple(base_key),
         base_lon=np.array(lon),
         base_lat=np.array(lat),
@@ -251,7 +253,8 @@ def run(scenario: Scenario, progress: Progress | None = None) -> Plan:
          f"tolerance ±{scenario.model.tolerance:.0%}, backend {scenario.model.backend}, "
          f"time limit {scenario.model.time_limit_s:g} s")
     nested = solve_nested(
-        graph, w, travel, team.fte, team.group,
+        graph, w, travel, team.fte, scenario.groups.count,
+        fixed_groups=list(team.fixed_group),
         tolerance=scenario.model.tolerance,
         group_tolerance=scenario.model.group_tolerance,
         objective=scenario.model.objective,
@@ -270,20 +273,38 @@ def run(scenario: Scenario, progress: Progress | None = None) -> Plan:
     return plan
 
 
-def _integer_graph(graph, index):
-    import networkx as nx
+def run_and_write(scenario: Scenario, progress: Progress | None = None) -> tuple[Path, Plan]:
+    """Run the scenario, draw its map, write a new run folder.
 
+    Returns ``(folder, plan)``. The folder (under ``scenario.output.dir``)
+    holds the sector and postcode tables, the map, the KPI reports and the
+    effective scenario; it is written completely or not at all, and earlier
+    runs are never overwritten (see :func:`sectorize.export.write_outputs`).
+    """
+    from sectorize.export import write_outputs
+    from sectorize.maps import sector_map
+
+    say = progress or (lambda line: None)
+    plan = run(scenario, progress=say)
+    say("drawing the map")
+    page = sector_map(plan, tiles=scenario.map.tiles, simplify_m=scenario.map.simplify_m).get_root().render()
+    folder = write_outputs(plan, scenario.output.dir, map_html=page)
+    return folder, plan
+
+
+def _integer_graph(graph: nx.Graph, index: dict[str, int]) -> nx.Graph:
+    """The contiguity graph over ``0..n-1`` (solver numbering), keeping ``border_m``."""
     g = nx.Graph()
     g.add_nodes_from(range(len(index)))
-    g.add_edges_from((index[a], index[b]) for a, b in graph.edges)
+    g.add_edges_from((index[a], index[b], {"border_m": d.get("border_m", 0.0)}) for a, b, d in graph.edges(data=True))
     return g
 
 
-def sector_ids(team: Team, group_names: tuple[str, ...]) -> list[str]:
+def sector_ids(worker_group: np.ndarray, group_names: tuple[str, ...]) -> list[str]:
     """Sector id of each worker: group name + rank in the group (``"A1"``, ``"A2"``, ...)."""
     count: dict[int, int] = {}
     ids = []
-    for g in team.group:
+    for g in worker_group:
         count[int(g)] = count.get(int(g), 0) + 1
         ids.append(f"{group_names[int(g)]}{count[int(g)]}")
     return ids
@@ -293,7 +314,7 @@ def _assemble(scenario, region, demand, w, travel, team, nested) -> Plan:
     units = region.units
     keys = units.index
     group_names = tuple(scenario.groups.names)
-    sectors = sector_ids(team, group_names)
+    sectors = sector_ids(nested.worker_group, group_names)
     worker = nested.sector
     centre_rows = travel.rows(nested.centre)
     if scenario.model.objective == "base":
@@ -310,16 +331,13 @@ def _assemble(scenario, region, demand, w, travel, team, nested) -> Plan:
     table["worker_id"] = [team.ids[s] for s in worker]
     table["worker_name"] = [team.names[s] for s in worker]
     table["travel_min"] = np.round(minutes, 1)
-    table = table.set_geometry(units.geometry) if hasattr(table, "set_geometry") else table
-    import geopandas as gpd
-
     table = gpd.GeoDataFrame(table, geometry=units.geometry, crs=units.crs)
     targets = w.sum() * team.fte / team.fte.sum()
     workers = pd.DataFrame({
         "worker_id": team.ids,
         "worker_name": team.names,
         "fte": team.fte,
-        "group": [group_names[g] for g in team.group],
+        "group": [group_names[g] for g in nested.worker_group],
         "sector": sectors,
         "target": targets,
         "centre": [keys[c] for c in nested.centre],
@@ -336,16 +354,14 @@ def _assemble(scenario, region, demand, w, travel, team, nested) -> Plan:
         "status": "feasible",
         "time_s": round(nested.time_s, 2),
         "time_limit_s": scenario.model.time_limit_s,
+        "strategy": nested.strategy,
         "stages": [
-            {"stage": "groups", "backend": nested.group_solution.backend,
-             "objective": nested.group_solution.objective, "time_s": round(nested.group_solution.time_s, 2),
-             "log": nested.group_solution.log[-20:]},
-            *[
-                {"stage": f"sectors of group {group_names[g]}", "backend": s.backend,
-                 "objective": s.objective, "time_s": round(s.time_s, 2), "log": s.log[-20:]}
-                for g, s in enumerate(nested.sector_solutions)
-            ],
+            {"stage": "sectors" if nested.strategy == "sectors first"
+             else ("groups" if i == 0 else f"sectors of group {group_names[i - 1]}"),
+             "backend": sol.backend, "objective": sol.objective, "time_s": round(sol.time_s, 2)}
+            for i, sol in enumerate(nested.solutions)
         ],
+        "log": nested.log[-40:],
     }
     notes = [*region.notes, *demand.notes]
     if hasattr(travel, "notes"):

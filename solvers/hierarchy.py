@@ -1,12 +1,16 @@
-"""Two-level sectorization: territorial groups first, then one sector per
-worker inside each group.
+"""Two-level sectorization: one sector per worker, grouped into contiguous
+territorial groups.
 
-Level 1 splits the whole graph into ``g`` contiguous groups whose caseload
-targets are the summed targets of their workers; level 2 splits each group's
-induced subgraph into one contiguous sector per worker of that group. Every
-sector's target is the *global* FTE share (``total workload x fte / total
-FTE``), so caseloads stay proportional to FTE across groups; the group
-tolerance must be tighter than the sector tolerance for level 2 to have room.
+The default strategy is *sectors first*: the whole graph is split into one
+contiguous sector per worker (targets ``total workload x fte / total FTE``),
+then the sectors are grouped (:func:`group_sectors`): every way of sharing
+the workers between the groups is tried, keeping the splits whose groups are
+connected and within the group tolerance, and choosing the most even FTE,
+then the shortest border between groups. Drawing the groups first instead (a
+2-centre p-median over the region) gives snaking group borders when demand is
+concentrated around one city: both group centres sit near it and distant
+units are indifferent between them. *Groups first* is kept as the fallback
+when no grouping of the sectors meets the group tolerance.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from dataclasses import dataclass, field
 import networkx as nx
 import numpy as np
 
+from solvers.check import diagnose
 from solvers.engine import Backend, solve
 from solvers.problem import InfeasibleError, Objective, ProgressCallback, Problem, Solution, TravelTimes
 
@@ -96,17 +101,118 @@ class NestedSolution:
     """Result of :func:`solve_nested`.
 
     ``group[i]`` and ``sector[i]`` are the group and the worker index of unit
-    ``i``; ``centre[w]`` the centre unit of worker ``w``'s sector (global
-    index); ``objective`` the summed sector objectives (workload x minutes).
+    ``i``; ``worker_group[w]`` the group of worker ``w``; ``centre[w]`` the
+    centre unit of worker ``w``'s sector; ``objective`` the sector objective
+    (workload x minutes); ``strategy`` ``"sectors first"`` or ``"groups
+    first"``.
     """
 
     group: np.ndarray
     sector: np.ndarray
+    worker_group: np.ndarray
     centre: np.ndarray
     objective: float
-    group_solution: Solution
-    sector_solutions: list[Solution] = field(default_factory=list)
+    solutions: list[Solution] = field(default_factory=list)
+    strategy: str = "sectors first"
     time_s: float = 0.0
+    log: list[str] = field(default_factory=list)
+
+
+def group_sectors(
+    graph: nx.Graph,
+    sector: np.ndarray,
+    workload: np.ndarray,
+    fte: np.ndarray,
+    n_groups: int,
+    group_tolerance: float,
+    fixed: list[int | None] | None = None,
+) -> np.ndarray | None:
+    """Share the sectors (one per worker) between ``n_groups`` contiguous groups.
+
+    Parameters
+    ----------
+    graph
+        Contiguity graph over units ``0..n-1``; an edge attribute ``border_m``
+        (metres) weighs the border between groups (1 per edge if absent).
+    sector
+        ``(n,)`` worker index of each unit.
+    workload, fte
+        ``(n,)`` unit workloads; ``(W,)`` worker FTE. A group's target is
+        its workers' share of FTE times the total workload.
+    n_groups, group_tolerance
+        Number of groups; each group's caseload must be within
+        ``±group_tolerance`` of its target.
+    fixed
+        ``(W,)`` required group index of each worker, or ``None`` when free.
+
+    Returns
+    -------
+    numpy.ndarray or None
+        ``(W,)`` group of each worker: among the splits whose groups are all
+        non-empty, connected and within tolerance, the one with the most
+        even FTE, then the shortest border between groups; ``None`` if no
+        split qualifies.
+
+    Examples
+    --------
+    >>> g = nx.path_graph(4)
+    >>> group_sectors(g, np.array([0, 1, 2, 3]), np.ones(4), np.ones(4), 2, 0.0).tolist()
+    [0, 0, 1, 1]
+    """
+    sector = np.asarray(sector, dtype=np.intp)
+    fte = np.asarray(fte, dtype=float)
+    w = len(fte)
+    fixed = list(fixed) if fixed is not None else [None] * w
+    loads = np.bincount(sector, weights=np.asarray(workload, dtype=float), minlength=w)
+    total = loads.sum()
+    border = np.zeros((w, w))
+    for a, b, data in graph.edges(data=True):
+        sa, sb = sector[a], sector[b]
+        if sa != sb:
+            length = data.get("border_m", 1.0) or 1.0
+            border[sa, sb] += length
+            border[sb, sa] += length
+    touching = border > 0
+    free = [i for i in range(w) if fixed[i] is None]
+    if n_groups ** len(free) > 2_000_000:
+        raise ValueError(f"too many free workers ({len(free)}) to group exactly; fix some groups")
+    base = np.array([-1 if f is None else f for f in fixed])
+    mean_fte = fte.sum() / n_groups
+    best_key, best = None, None
+    for combo in itertools.product(range(n_groups), repeat=len(free)):
+        groups = base.copy()
+        groups[free] = combo
+        if fixed.count(None) == w and groups[0] != 0:
+            continue  # the first worker's group is called 0 (labels are interchangeable)
+        if (np.bincount(groups, minlength=n_groups) == 0).any():
+            continue
+        g_fte = np.bincount(groups, weights=fte, minlength=n_groups)
+        g_load = np.bincount(groups, weights=loads, minlength=n_groups)
+        target = total * g_fte / fte.sum()
+        if (np.abs(g_load - target) > group_tolerance * target + 1e-9).any():
+            continue
+        if not all(_connected(touching, np.flatnonzero(groups == g)) for g in range(n_groups)):
+            continue
+        cut = float(border[groups[:, None] != groups[None, :]].sum() / 2)
+        key = (round(float(np.abs(g_fte - mean_fte).max()), 6), cut, tuple(groups))
+        if best_key is None or key < best_key:
+            best_key, best = key, groups
+    return best
+
+
+def _connected(touching: np.ndarray, members: np.ndarray) -> bool:
+    """Whether ``members`` form one piece in the sector adjacency matrix."""
+    members = set(members.tolist())
+    start = next(iter(members))
+    seen, stack = {start}, [start]
+    while stack:
+        a = stack.pop()
+        for b in np.flatnonzero(touching[a]):
+            b = int(b)
+            if b in members and b not in seen:
+                seen.add(b)
+                stack.append(b)
+    return seen == members
 
 
 def solve_nested(
@@ -114,10 +220,11 @@ def solve_nested(
     workload: np.ndarray,
     travel: TravelTimes,
     fte: np.ndarray,
-    worker_group: np.ndarray,
+    n_groups: int,
     *,
     tolerance: float,
     group_tolerance: float,
+    fixed_groups: list[int | None] | None = None,
     objective: Objective = "pmedian",
     base_travel: np.ndarray | None = None,
     cost_weight: np.ndarray | None = None,
@@ -129,56 +236,86 @@ def solve_nested(
     seed: int = 0,
     progress: ProgressCallback | None = None,
 ) -> NestedSolution:
-    """Groups, then sectors inside each group.
+    """One contiguous sector per worker, grouped into ``n_groups`` contiguous groups.
 
     Parameters
     ----------
     graph, workload, travel, cost_weight, labels
         As in :class:`Problem` (units ``0..n-1``).
     fte
-        ``(W,)`` FTE of each worker; sector targets are proportional to it.
-    worker_group
-        ``(W,)`` group index of each worker (see :func:`split_workers`).
+        ``(W,)`` FTE of each worker; sector targets are ``total x fte / sum(fte)``.
+    n_groups, fixed_groups
+        Number of groups; optional ``(W,)`` required group of each worker.
     tolerance, group_tolerance
         Relative caseload tolerance of sectors and of groups.
     objective, base_travel
         Sector objective; ``base_travel`` is ``(W, n)`` minutes from each
-        worker's base (needed for ``"base"``). Groups are always drawn with
-        the ``"pmedian"`` objective.
+        worker's base (needed for ``"base"``).
     backend, time_limit_s, seed, progress
-        As in :func:`solvers.engine.solve`; 30 % of the time goes to the
-        groups, the rest to the sectors in proportion to each group's size.
+        As in :func:`solvers.engine.solve`. The sectors-first strategy uses
+        the whole time limit; if its sectors cannot be grouped, the
+        groups-first fallback gets a second time limit (the log says so).
+
+    Raises
+    ------
+    InfeasibleError
+        When no plan can meet the tolerances (the message says why).
     """
     start = time.monotonic()
     say = progress or (lambda line: None)
     workload = np.asarray(workload, dtype=float)
     fte = np.asarray(fte, dtype=float)
-    worker_group = np.asarray(worker_group, dtype=np.intp)
+    sector_targets = workload.sum() * fte / fte.sum()
+    glabels = group_labels or tuple(f"group {g}" for g in range(n_groups))
+    wlabels = worker_labels or tuple(f"worker {w}" for w in range(len(fte)))
+    flat = Problem(graph, workload, sector_targets, tolerance, travel, objective,
+                   base_travel=base_travel, cost_weight=cost_weight, labels=labels, sector_labels=wlabels)
+    reasons = diagnose(flat)
+    if reasons:
+        raise InfeasibleError("; ".join(reasons))
+    say(f"sectors: {graph.number_of_nodes():,} units into {len(fte)} sectors")
+    sol = solve(flat, backend=backend, time_limit_s=time_limit_s, seed=seed,
+                progress=lambda line: say(f"sectors: {line}"))
+    worker_group = (np.zeros(len(fte), dtype=np.intp) if n_groups == 1 else
+                    group_sectors(graph, sol.assignment, workload, fte, n_groups, group_tolerance, fixed_groups))
+    if worker_group is not None:
+        line = "groups: " + "; ".join(
+            f"{glabels[g]} = {', '.join(wlabels[w] for w in np.flatnonzero(worker_group == g))}"
+            for g in range(n_groups))
+        say(line)
+        return NestedSolution(worker_group[sol.assignment], sol.assignment, worker_group, sol.centres,
+                              sol.objective, [sol], "sectors first", time.monotonic() - start, [*sol.log, line])
+    line = (f"groups: no grouping of these sectors is connected and within ±{group_tolerance:.0%}; "
+            "falling back to drawing the groups first (a second time limit)")
+    say(line)
+    nested = _groups_first(
+        graph, workload, travel, fte, split_workers(fte, n_groups, fixed_groups),
+        tolerance=tolerance, group_tolerance=group_tolerance, objective=objective, base_travel=base_travel,
+        cost_weight=cost_weight, labels=labels, wlabels=wlabels, glabels=glabels, backend=backend,
+        time_limit_s=time_limit_s, seed=seed, say=say,
+    )
+    nested.log = [*sol.log, line, *nested.log]
+    nested.time_s = time.monotonic() - start
+    return nested
+
+
+def _groups_first(graph, workload, travel, fte, worker_group, *, tolerance, group_tolerance, objective,
+                  base_travel, cost_weight, labels, wlabels, glabels, backend, time_limit_s, seed,
+                  say) -> NestedSolution:
+    """Groups by a ``len(groups)``-centre p-median (30 % of the time), then
+    each group's sectors (the rest, in proportion to each group's size)."""
+    start = time.monotonic()
     n_groups = int(worker_group.max()) + 1
     sector_targets = workload.sum() * fte / fte.sum()
     group_targets = np.bincount(worker_group, weights=sector_targets, minlength=n_groups)
-    glabels = group_labels or tuple(f"group {g}" for g in range(n_groups))
-    wlabels = worker_labels or tuple(f"worker {w}" for w in range(len(fte)))
-
-    if n_groups == 1:
-        group = np.zeros(graph.number_of_nodes(), dtype=np.intp)
-        group_solution = Solution(group, np.array([0]), 0.0, "optimal", "trivial", 0.0, 0.0,
-                                  ["one group: the whole region"])
-    else:
-        say(f"groups: splitting {graph.number_of_nodes():,} units into {n_groups} groups")
-        gproblem = Problem(
-            graph, workload, group_targets, group_tolerance, travel, "pmedian",
-            cost_weight=cost_weight, labels=labels, sector_labels=glabels,
-        )
-        group_solution = solve(
-            gproblem, backend=backend, time_limit_s=0.3 * time_limit_s, seed=seed,
-            progress=lambda line: say(f"groups: {line}"),
-        )
-        group = group_solution.assignment
-
+    gproblem = Problem(graph, workload, group_targets, group_tolerance, travel, "pmedian",
+                       cost_weight=cost_weight, labels=labels, sector_labels=glabels)
+    gsol = solve(gproblem, backend=backend, time_limit_s=0.3 * time_limit_s, seed=seed,
+                 progress=lambda line: say(f"groups: {line}"))
+    group = gsol.assignment
     sector = np.full(graph.number_of_nodes(), -1, dtype=np.intp)
     centre = np.full(len(fte), -1, dtype=np.intp)
-    sector_solutions: list[Solution] = []
+    solutions = [gsol]
     total = 0.0
     remaining_units = graph.number_of_nodes()
     for g in range(n_groups):
@@ -190,12 +327,7 @@ def solve_nested(
         sub = nx.convert_node_labels_to_integers(graph.subgraph(units.tolist()), ordering="sorted")
         say(f"{glabels[g]}: {len(units):,} units into {len(workers)} sectors ({budget:.0f} s)")
         problem = Problem(
-            sub,
-            workload[units],
-            sector_targets[workers],
-            tolerance,
-            SubsetTravelTimes(travel, units),
-            objective,
+            sub, workload[units], sector_targets[workers], tolerance, SubsetTravelTimes(travel, units), objective,
             base_travel=None if base_travel is None else np.asarray(base_travel)[workers][:, units],
             cost_weight=None if cost_weight is None else np.asarray(cost_weight)[units],
             labels=None if labels is None else tuple(labels[i] for i in units),
@@ -209,6 +341,7 @@ def solve_nested(
         sector[units] = workers[sol.assignment]
         centre[workers] = units[sol.centres]
         total += sol.objective
-        sector_solutions.append(sol)
-    return NestedSolution(group, sector, centre, total, group_solution, sector_solutions,
-                          time.monotonic() - start)
+        solutions.append(sol)
+    log = [line for s in solutions for line in s.log]
+    return NestedSolution(group, sector, worker_group, centre, total, solutions, "groups first",
+                          time.monotonic() - start, log)

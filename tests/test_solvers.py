@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from solvers.check import check_partition, check_plan, diagnose
 from solvers.engine import solve
 from solvers.heuristic import heuristic_solve
-from solvers.hierarchy import SubsetTravelTimes, solve_nested, split_workers
+from solvers.hierarchy import SubsetTravelTimes, group_sectors, solve_nested, split_workers
 from solvers.mip import allocate
 from solvers.problem import DenseTravelTimes, InfeasibleError, Problem
 
@@ -142,16 +142,42 @@ def test_subset_travel_times_renumber():
     assert sub.rows(np.array([1])).tolist() == [[m[3, 1], m[3, 3]]]
 
 
+def test_group_sectors_picks_the_short_border_among_balanced_splits():
+    # a 2 x 4 grid in four 1 x 2 sectors: 0 top-left, 1 top-right, 2 bottom-left,
+    # 3 bottom-right; left/right halves cut 2 edges, top/bottom halves 4
+    g = nx.convert_node_labels_to_integers(nx.grid_2d_graph(2, 4), ordering="sorted")
+    sector = np.array([i // 2 for i in range(8)])
+    groups = group_sectors(g, sector, np.ones(8), np.ones(4), 2, 0.0)
+    assert groups.tolist() == [0, 1, 0, 1]
+    # a fixed group is respected, and an impossible tolerance gives None
+    fixed = [1, None, None, None]
+    assert group_sectors(g, sector, np.ones(8), np.ones(4), 2, 0.0, fixed=fixed).tolist() == [1, 0, 1, 0]
+    assert group_sectors(g, sector, np.ones(8), np.array([1.0, 1.0, 1.0, 3.0]), 2, 0.0) is None
+
+
 def test_nested_groups_are_unions_of_sectors():
     p = grid_problem(10, 10, 1, 0.1, seed=5)
     fte = np.array([1.0, 1.0, 1.0, 0.5])
-    wg = split_workers(fte, 2)
-    r = solve_nested(p.graph, p.workload, p.travel, fte, wg, tolerance=0.1, group_tolerance=0.05,
+    r = solve_nested(p.graph, p.workload, p.travel, fte, 2, tolerance=0.1, group_tolerance=0.05,
                      time_limit_s=10)
     targets = p.workload.sum() * fte / fte.sum()
     assert check_partition(p.graph, r.sector, p.workload, targets * 0.9, targets * 1.1) == []
-    assert (wg[r.sector] == r.group).all()
+    assert (r.worker_group[r.sector] == r.group).all()
+    gt = np.bincount(r.worker_group, weights=targets)
+    assert check_partition(p.graph, r.group, p.workload, gt * 0.95, gt * 1.05) == []
     assert (r.sector[r.centre] == np.arange(4)).all()
+
+
+def test_groups_first_fallback_when_sectors_cannot_be_grouped():
+    p = grid_problem(10, 10, 1, 0.1, seed=6)
+    fte = np.array([1.0, 1.0, 1.0, 1.0])
+    # group tolerance 0: sectors within ±10 % almost never pair up exactly
+    r = solve_nested(p.graph, p.workload, p.travel, fte, 2, tolerance=0.1, group_tolerance=0.0,
+                     fixed_groups=[0, 0, 1, 1], time_limit_s=10)
+    assert r.strategy in ("sectors first", "groups first")
+    targets = p.workload.sum() * fte / fte.sum()
+    assert check_partition(p.graph, r.sector, p.workload, targets * 0.9, targets * 1.1) == []
+    assert r.worker_group.tolist() == [0, 0, 1, 1]
 
 
 @pytest.mark.slow
@@ -167,8 +193,10 @@ def test_aura_sectors_with_the_mip(aura_lyon):
     w = (d["referrals"] + 0.5 * d["home_care"]).reindex(units.index).to_numpy(float)
     travel = DenseTravelTimes(estimate_travel_times(aura_lyon).dense())
     fte = np.array([1.0] * 8 + [0.8] * 2 + [0.5])
-    r = solve_nested(g, w, travel, fte, split_workers(fte, 2), tolerance=0.1, group_tolerance=0.05,
+    r = solve_nested(g, w, travel, fte, 2, tolerance=0.1, group_tolerance=0.05,
                      cost_weight=w + 0.05 * w.mean(), time_limit_s=40)
     targets = w.sum() * fte / fte.sum()
     assert check_partition(g, r.sector, w, targets * 0.9, targets * 1.1) == []
+    gt = np.bincount(r.worker_group, weights=targets)
+    assert check_partition(g, r.group, w, gt * 0.95, gt * 1.05) == []
     assert r.time_s <= 40 * 1.05
