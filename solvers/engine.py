@@ -15,10 +15,18 @@ Backends
 ``"auto"``
     ``"mip"``, falling back to the heuristic plan whenever a MIP step finds
     nothing in its time slice.
+``"exact"``
+    The whole location-allocation MIP with flow contiguity
+    (:func:`solvers.exact.exact_solve`, HiGHS), started from a short heuristic
+    plan. It chooses the centres too, so its bound holds for the whole
+    problem: :attr:`Solution.status` is ``"optimal"`` when proven and
+    :attr:`Solution.bound` / :attr:`Solution.gap` are set. ``n^2`` variables:
+    for up to a few hundred units; ``"pmedian"`` objective only.
 
-The returned :attr:`Solution.bound` is ``None``: neither backend proves a
-bound on the whole problem (the allocation MIP's bound holds for its centres
-only), and :attr:`Solution.status` is ``"feasible"`` for a balanced plan.
+For ``"heuristic"``, ``"mip"`` and ``"auto"`` the returned
+:attr:`Solution.bound` is ``None``: they prove no bound on the whole problem
+(the allocation MIP's bound holds for its centres only), and
+:attr:`Solution.status` is ``"feasible"`` for a balanced plan.
 """
 
 from __future__ import annotations
@@ -29,12 +37,13 @@ from typing import Literal
 import numpy as np
 
 from solvers.check import check_plan, diagnose
+from solvers.exact import exact_solve
 from solvers.heuristic import heuristic_solve, recentre
 from solvers.mip import allocate, edge_minutes
 from solvers.problem import InfeasibleError, ProgressCallback, Problem, Solution
 
-Backend = Literal["auto", "heuristic", "mip"]
-BACKENDS: tuple[str, ...] = ("auto", "heuristic", "mip")
+Backend = Literal["auto", "heuristic", "mip", "exact"]
+BACKENDS: tuple[str, ...] = ("auto", "heuristic", "mip", "exact")
 
 
 def solve(
@@ -52,7 +61,7 @@ def solve(
     problem
         The graph problem.
     backend
-        ``"auto"``, ``"heuristic"`` or ``"mip"`` (see module docstring).
+        ``"auto"``, ``"heuristic"``, ``"mip"`` or ``"exact"`` (see module docstring).
     time_limit_s
         Wall-clock budget in seconds for the whole solve.
     seed
@@ -66,7 +75,8 @@ def solve(
     ------
     InfeasibleError
         When a quick analysis proves that no plan can meet the constraints
-        (the message says which and why), or no balanced plan was found.
+        (the message says which and why), when the exact MIP proves it, or
+        when no balanced plan was found.
 
     Examples
     --------
@@ -89,6 +99,8 @@ def solve(
     # keep a small reserve for re-centring and checks after the last MIP
     deadline = start + 0.97 * time_limit_s
     say = progress or (lambda line: None)
+    if backend == "exact":
+        return _exact(problem, time_limit_s, seed, progress)
     heuristic_share = time_limit_s if backend == "heuristic" else max(min(0.25 * time_limit_s, 10.0), 0.5)
     assign, centres, objective, log = heuristic_solve(
         problem, time_limit_s=heuristic_share, seed=seed, progress=None
@@ -122,6 +134,31 @@ def solve(
         bound=None,
         log=log,
     )
+
+
+def _exact(problem: Problem, time_limit_s: float, seed: int, progress: ProgressCallback | None) -> Solution:
+    """A short heuristic run for a starting plan, then the exact MIP for the rest of the time."""
+    if problem.objective != "pmedian":
+        raise ValueError("the 'exact' backend solves the 'pmedian' objective only; use 'auto' for worker bases")
+    start = time.monotonic()
+    say = progress or (lambda line: None)
+    try:
+        assign, _, objective, log = heuristic_solve(
+            problem, time_limit_s=max(min(0.1 * time_limit_s, 5.0), 0.2), seed=seed, progress=None
+        )
+        balanced = not check_plan(problem, assign)
+        line = f"heuristic start: {'balanced' if balanced else 'UNBALANCED'} plan, objective {objective:,.0f}"
+    except InfeasibleError as err:  # no start reached the locked units: the MIP decides alone
+        assign, balanced, log, line = None, False, [], f"heuristic start: none ({err})"
+    log.append(line)
+    say(line)
+    sol = exact_solve(
+        problem, time_limit_s=max(time_limit_s - (time.monotonic() - start), 0.5),
+        progress=progress, hint=assign if balanced else None,
+    )
+    sol.log[:0] = log
+    sol.time_s = time.monotonic() - start
+    return sol
 
 
 def _location_allocation(

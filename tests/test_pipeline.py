@@ -60,8 +60,9 @@ def test_quick_run_is_valid(quick_plan):
     plan = quick_plan
     assert plan.valid, plan.violations
     assert len(plan.units) == 4033 and plan.units.index.is_unique
-    assert sorted(plan.workers["sector"]) == ["A1", "A2", "A3", "A4", "A5", "B1", "B2", "B3", "B4", "B5", "B6"] \
-        or plan.workers["sector"].nunique() == 11
+    assert plan.workers["sector"].is_unique and len(plan.workers) == 11
+    assert set(plan.workers["group"]) == {"A", "B"}
+    assert all(s[0] == g for s, g in zip(plan.workers["sector"], plan.workers["group"]))
     assert plan.units["workload"].sum() == pytest.approx(1350 + 0.5 * 600)
     # every worker's sector holds its centre
     for _, w in plan.workers.iterrows():

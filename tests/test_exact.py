@@ -1,0 +1,171 @@
+"""The exact backend: brute force on tiny graphs, locks, infeasibility, a published optimum."""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import sys
+from pathlib import Path
+
+import networkx as nx
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from solvers.check import check_plan
+from solvers.engine import solve
+from solvers.exact import exact_solve, sector_classes, separators
+from solvers.problem import DenseTravelTimes, InfeasibleError, Problem
+
+VALIDI = Path(__file__).resolve().parents[1].parent / "shared/benchmarks/validi"
+
+
+def brute_force(problem: Problem) -> float:
+    """Best objective over every valid plan (each sector measured from its best member), inf if none."""
+    n, k = problem.n, problem.k
+    minutes = problem.travel.rows(np.arange(n))
+    w, load = problem.weights, np.asarray(problem.workload, dtype=float)
+    lo, hi = problem.lower - 1e-9, problem.upper + 1e-9
+    best = np.inf
+    for combo in itertools.product(range(k), repeat=n):
+        a = np.array(combo)
+        loads = np.bincount(a, weights=load, minlength=k)
+        if (loads < lo).any() or (loads > hi).any() or check_plan(problem, a):
+            continue
+        cost = sum((minutes[np.ix_(m, m)] @ w[m]).min() for m in (np.flatnonzero(a == s) for s in range(k)))
+        best = min(best, cost)
+    return best
+
+
+@st.composite
+def small_problems(draw) -> Problem:
+    """A connected grid piece (3 x 3 minus some cells, plus a diagonal or two), 2-3 sectors,
+    equal or unequal targets, integer workloads, Euclidean travel minutes."""
+    seed = draw(st.integers(0, 100_000))
+    rng = np.random.default_rng(seed)
+    grid = nx.grid_2d_graph(3, 3)
+    grid.add_edges_from(((0, 0), (1, 1)) for _ in range(draw(st.integers(0, 1))))
+    for cell in draw(st.lists(st.sampled_from(sorted(grid.nodes)), max_size=3, unique=True)):
+        smaller = grid.copy()
+        smaller.remove_node(cell)
+        if nx.is_connected(smaller) and smaller.number_of_nodes() >= 5:
+            grid = smaller
+    nodes = sorted(grid.nodes)
+    g = nx.relabel_nodes(grid, {c: i for i, c in enumerate(nodes)})
+    n = len(nodes)
+    xy = np.array(nodes, dtype=float) + rng.uniform(-0.3, 0.3, (n, 2))
+    minutes = np.sqrt(((xy[:, None] - xy[None]) ** 2).sum(-1)) * 10
+    w = rng.integers(1, 8, n).astype(float)
+    k = draw(st.integers(2, 3))
+    share = np.array(draw(st.sampled_from([[1, 1, 1], [2, 1, 1], [3, 2, 1]]))[:k], dtype=float)
+    tolerance = draw(st.sampled_from([0.1, 0.25, 0.4]))
+    return Problem(g, w, w.sum() * share / share.sum(), tolerance, DenseTravelTimes(minutes))
+
+
+@settings(max_examples=30, deadline=None)
+@given(problem=small_problems(), contiguity=st.sampled_from(["flow", "cuts"]))
+def test_exact_matches_brute_force(problem, contiguity):
+    expected = brute_force(problem)
+    if np.isinf(expected):
+        with pytest.raises(InfeasibleError):
+            exact_solve(problem, time_limit_s=20, contiguity=contiguity)
+        return
+    sol = exact_solve(problem, time_limit_s=20, contiguity=contiguity)
+    assert sol.status == "optimal"
+    assert check_plan(problem, sol.assignment) == []
+    assert sol.objective == pytest.approx(expected, rel=1e-6)
+    assert sol.objective == pytest.approx(problem.objective_value(sol.assignment, sol.centres))
+    assert sol.bound is not None and sol.bound <= sol.objective + 1e-9 and sol.gap < 1e-5
+
+
+@settings(max_examples=15, deadline=None)
+@given(problem=small_problems())
+def test_shortest_path_contiguity_never_beats_the_optimum(problem):
+    expected = brute_force(problem)
+    if np.isinf(expected):
+        return
+    sol = exact_solve(problem, time_limit_s=20, contiguity="shortest_path")
+    assert check_plan(problem, sol.assignment) == []
+    assert sol.objective >= expected - 1e-6
+    assert sol.status == "feasible" and sol.bound is None  # a restriction proves nothing
+
+
+def test_shortest_path_contiguity_is_a_restriction():
+    """Units 0-1-2-3 form a ring through the heavy unit 4 (4 also touches 5). The only valid
+    plan is {0, 1, 2, 3} + {4, 5}; its best centre is 3, from which unit 0's only closer
+    neighbour (along the graph) is 4, in the other sector, so shortest-path contiguity must
+    pick a worse centre."""
+    g = nx.Graph([(0, 1), (1, 2), (2, 3), (0, 4), (4, 3), (4, 5)])
+    xy = np.random.default_rng(0).uniform(0, 10, (6, 2))
+    minutes = np.rint(np.sqrt(((xy[:, None] - xy[None]) ** 2).sum(-1)))
+    p = Problem(g, np.array([1, 1, 1, 1, 3, 1.0]), np.array([4.0, 4.0]), 0.0, DenseTravelTimes(minutes))
+    exact = exact_solve(p, time_limit_s=10)
+    restricted = exact_solve(p, time_limit_s=10, contiguity="shortest_path")
+    assert exact.objective == pytest.approx(brute_force(p)) == pytest.approx(27.0)
+    assert restricted.objective == pytest.approx(37.0)
+    assert "a restriction" in restricted.log[-1]
+
+
+def test_locked_units_are_honoured():
+    g = nx.convert_node_labels_to_integers(nx.grid_2d_graph(3, 3), ordering="sorted")
+    xy = np.array([(i // 3, i % 3) for i in range(9)], dtype=float)
+    minutes = np.abs(xy[:, None] - xy[None]).sum(-1) * 10
+    w = np.array([3, 1, 2, 1, 4, 1, 2, 1, 3.0])
+    free = Problem(g, w, np.array([6.0, 6.0, 6.0]), 0.2, DenseTravelTimes(minutes))
+    locked = Problem(g, w, free.targets, 0.2, free.travel, locked={0: 2, 8: 0, 2: 1})
+    assert [c.sectors for c in sector_classes(locked)] == [(0,), (1,), (2,)]
+    sol = exact_solve(locked, time_limit_s=20)
+    assert sol.assignment[0] == 2 and sol.assignment[8] == 0 and sol.assignment[2] == 1
+    assert check_plan(locked, sol.assignment) == []
+    assert sol.status == "optimal" and sol.objective == pytest.approx(brute_force(locked))
+    assert sol.objective >= exact_solve(free, time_limit_s=20).objective - 1e-9
+
+
+def test_infeasible_only_the_mip_can_tell():
+    """A star: the centre joins one sector, the other gets two leaves that do not touch.
+    The quick diagnosis finds nothing wrong; the MIP proves there is no plan."""
+    g = nx.star_graph(3)
+    p = Problem(g, np.ones(4), np.array([2.0, 2.0]), 0.0, DenseTravelTimes(np.ones((4, 4)) - np.eye(4)))
+    for contiguity in ("flow", "cuts", "shortest_path"):
+        with pytest.raises(InfeasibleError, match="proves that no plan with connected sectors"):
+            exact_solve(p, time_limit_s=10, contiguity=contiguity)
+
+
+def test_separators_cut_off_a_disconnected_sector():
+    g = nx.path_graph(5)
+    # sector 0 = {0, 4} with centre 0: piece {4} is cut off by unit 3
+    cuts = separators(g, np.array([0, 1, 1, 1, 0]), np.array([0, 2]))
+    assert (0, [4], [3]) in [(j, s.tolist(), c.tolist()) for j, s, c in cuts]
+
+
+def test_engine_exact_backend_proves_its_plan():
+    g = nx.convert_node_labels_to_integers(nx.grid_2d_graph(4, 4), ordering="sorted")
+    xy = np.array([(i // 4, i % 4) for i in range(16)], dtype=float)
+    w = np.random.default_rng(5).integers(1, 10, 16).astype(float)
+    p = Problem(g, w, np.full(2, w.sum() / 2), 0.1, DenseTravelTimes(np.abs(xy[:, None] - xy[None]).sum(-1) * 10))
+    sol = solve(p, backend="exact", time_limit_s=20)
+    heuristic = solve(p, backend="heuristic", time_limit_s=2)
+    assert sol.status == "optimal" and sol.backend == "exact" and sol.gap < 1e-5
+    assert check_plan(p, sol.assignment) == []
+    assert sol.objective <= heuristic.objective + 1e-9
+    with pytest.raises(ValueError, match="pmedian"):
+        solve(Problem(g, w, p.targets, 0.1, p.travel, objective="base", base_travel=np.zeros((2, 16))),
+              backend="exact", time_limit_s=5)
+
+
+@pytest.mark.skipif(not (VALIDI / "instances_hess.csv").exists(), reason="published instances not available")
+def test_published_county_optimum_is_reproduced():
+    """New Mexico counties (n = 33, k = 3, ±0.5 %): published contiguous optimum 32,944.25."""
+    spec = importlib.util.spec_from_file_location("bench_validi", Path(__file__).parents[1] / "benchmarks/bench_validi.py")
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("bench_validi", bench)  # dataclasses look their module up there
+    spec.loader.exec_module(bench)
+    rows = pd.read_csv(VALIDI / "instances_hess.csv", dtype={"fips": str}).set_index("instance", drop=False)
+    inst = bench.load_instance(VALIDI, rows.loc["NM_county"])
+    sol = exact_solve(inst.problem, time_limit_s=18)
+    valid, objective, _ = bench.recheck(inst, sol.assignment)
+    assert valid and sol.status == "optimal"
+    assert objective == pytest.approx(inst.published, rel=0.005)
+    assert sol.bound == pytest.approx(inst.published, rel=0.005)
