@@ -238,11 +238,14 @@ class NetworkFeatures:
 
     def edge_index(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Hop number of each pair of adjacent positions ``(a, b)``, in either order."""
-        lo, hi = np.minimum(a, b), np.maximum(a, b)
-        codes = self.edge_a.astype(np.int64) * self.n + self.edge_b
-        order = np.argsort(codes)
-        found = order[np.searchsorted(codes, lo.astype(np.int64) * self.n + hi, sorter=order)]
-        return found
+        return _hop_number(self.n, self.edge_a, self.edge_b, a, b)
+
+
+def _hop_number(n: int, edge_a: np.ndarray, edge_b: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Position in ``edge_a, edge_b`` (sorted, ``edge_a < edge_b``) of the hops ``(a, b)``, either order."""
+    codes = edge_a.astype(np.int64) * n + edge_b
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    return np.searchsorted(codes, lo.astype(np.int64) * n + hi)
 
 
 def great_circle_km(lon1, lat1, lon2, lat2) -> np.ndarray:
@@ -292,41 +295,67 @@ def _unit_table(region: Region) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.
     return table["lon"], table["lat"], table["population"], table["area_km2"]
 
 
-def _gravity_flow(
-    n: int, edge_a, edge_b, weights, population, lon, lat, towns: np.ndarray, offset_km: float,
-    features_index,
-) -> np.ndarray:
-    """Gravity flow through each hop: every town to every unit along shortest paths.
+def _hops(region: Region, keys: pd.Index) -> tuple[np.ndarray, np.ndarray]:
+    """Positions ``(a, b)`` of the graph's edges, ``a < b``, sorted; checks the graph is connected."""
+    n = len(keys)
+    pairs = [(u, v) for u, v in region.graph.edges() if u != v]
+    unknown = {x for uv in pairs for x in uv} - set(keys)
+    if unknown:
+        raise ValueError(f"region {region.name!r}: graph nodes that are not units: {sorted(map(str, unknown))[:5]}")
+    ends = keys.get_indexer([x for uv in pairs for x in uv]).reshape(-1, 2)
+    codes = np.unique(ends.min(axis=1).astype(np.int64) * n + ends.max(axis=1))
+    a, b = (codes // n).astype(np.intp), (codes % n).astype(np.intp)
+    parts, label = connected_components(sp.csr_matrix((np.ones(len(a)), (a, b)), shape=(n, n)), directed=False)
+    if parts > 1:
+        cut_off = keys[label != np.argmax(np.bincount(label))][:5].tolist()
+        raise ValueError(
+            f"region {region.name!r}: the contiguity graph has {parts} separate parts (e.g. units "
+            f"{cut_off} cannot be reached); link them with geodata.adjacency.link_islands"
+        )
+    return a, b
 
-    The flow between town ``s`` and unit ``d`` is ``pop_s * pop_d / (km + offset_km)``;
-    it is added to every hop of the shortest path (for ``weights``) from ``s``
-    to ``d``. Subtree sums are accumulated from the farthest unit inwards.
+
+def _neighbourhood_population(lon: np.ndarray, lat: np.ndarray, population: np.ndarray, km: float) -> np.ndarray:
+    """Population (inhabitants) of the units whose points lie within ``km`` of each unit's point."""
+    points = _unit_vectors(lon, lat)
+    within = cKDTree(points).query_ball_point(points, r=km)
+    return np.array([population[idx].sum() for idx in within])
+
+
+def _corridor_rank(
+    a: np.ndarray, b: np.ndarray, routing: np.ndarray, population: np.ndarray,
+    lon: np.ndarray, lat: np.ndarray, model: TravelTimeModel,
+) -> np.ndarray:
+    """Rank in (0, 1] of the gravity flow through each hop.
+
+    The flow between town ``s`` and unit ``d`` is ``pop_s * pop_d / (km +
+    gravity_offset_km)``; it is added to every hop of the shortest path (hop
+    weights ``routing``) from ``s`` to ``d``. Subtree sums are accumulated
+    from the farthest unit inwards.
     """
-    rows = np.r_[edge_a, edge_b]
-    cols = np.r_[edge_b, edge_a]
-    graph = sp.csr_matrix((np.r_[weights, weights], (rows, cols)), shape=(n, n))
-    load = np.zeros(len(edge_a))
+    n = len(population)
+    towns = np.flatnonzero(population >= model.town_population)
+    if len(towns) < model.min_towns:
+        towns = np.argsort(-population, kind="stable")[: model.min_towns]
+    graph = sp.csr_matrix((np.r_[routing, routing], (np.r_[a, b], np.r_[b, a])), shape=(n, n))
+    load = np.zeros(len(a))
     for start in range(0, len(towns), 256):
         batch = towns[start:start + 256]
         dist, pred = dijkstra(graph, indices=batch, return_predecessors=True)
         km = great_circle_km(lon[batch][:, None], lat[batch][:, None], lon[None, :], lat[None, :])
-        flow = population[batch][:, None] * population[None, :] / (km + offset_km)
+        flow = population[batch][:, None] * population[None, :] / (km + model.gravity_offset_km)
         k = np.arange(len(batch))
         flow[k, batch] = 0.0
-        through = np.zeros_like(flow)  # flow through the hop that enters each unit
         order = np.argsort(-dist, axis=1, kind="stable")
-        for j in range(n):
+        for j in range(n):  # farthest first: a unit's subtree is complete when it is reached
             v = order[:, j]
-            p = pred[k, v]
-            ok = p >= 0
-            if not ok.any():
-                continue
-            kk, vv, pp = k[ok], v[ok], p[ok]
-            through[kk, vv] = flow[kk, vv]
-            flow[kk, pp] += flow[kk, vv]  # each (source, parent) pair appears once per j
+            parent = pred[k, v]
+            ok = parent >= 0
+            flow[k[ok], parent[ok]] += flow[k[ok], v[ok]]
+        # flow[k, v] is now the flow through the hop entering v on the tree of town k
         kk, vv = np.nonzero(pred >= 0)
-        np.add.at(load, features_index(pred[kk, vv], vv), through[kk, vv])
-    return load
+        np.add.at(load, _hop_number(n, a, b, pred[kk, vv], vv), flow[kk, vv])
+    return rankdata(load) / len(load)
 
 
 def network_features(region: Region, model: TravelTimeModel | None = None) -> NetworkFeatures:
@@ -349,59 +378,32 @@ def network_features(region: Region, model: TravelTimeModel | None = None) -> Ne
     """
     model = model or TravelTimeModel()
     keys = pd.Index(region.units.index)
-    n = len(keys)
     lon, lat, population, area = _unit_table(region)
-    position = pd.Series(np.arange(n), index=keys)
-    pairs = [(a, b) for a, b in region.graph.edges() if a != b]
-    if n > 1 and not pairs:
-        raise ValueError(f"region {region.name!r}: the contiguity graph has no edges")
-    unknown = {x for ab in pairs for x in ab} - set(keys)
-    if unknown:
-        raise ValueError(f"region {region.name!r}: graph nodes that are not units: {sorted(map(str, unknown))[:5]}")
-    ends = position.loc[[x for ab in pairs for x in ab]].to_numpy().reshape(-1, 2) if pairs else np.zeros((0, 2), int)
-    a, b = np.sort(ends, axis=1).T if len(ends) else (np.zeros(0, int), np.zeros(0, int))
-    uniq = np.unique(a.astype(np.int64) * n + b)
-    a, b = (uniq // n).astype(np.intp), (uniq % n).astype(np.intp)
-    if n > 1:
-        count, label = connected_components(
-            sp.csr_matrix((np.ones(len(a)), (a, b)), shape=(n, n)), directed=False
-        )
-        if count > 1:
-            sizes = np.bincount(label)
-            small = keys[label != np.argmax(sizes)][:5].tolist()
-            raise ValueError(
-                f"region {region.name!r}: the contiguity graph has {count} separate parts (e.g. units "
-                f"{small} cannot be reached); link them with geodata.adjacency.link_islands"
-            )
+    if len(keys) < 2:
+        raise ValueError(f"region {region.name!r}: travel times need at least 2 units, got {len(keys)}")
+    a, b = _hops(region, keys)
     km = np.maximum(great_circle_km(lon[a], lat[a], lon[b], lat[b]), 0.1)
 
     lo, hi = model.density_clip
     density = np.clip(np.log(np.maximum(population / area, 1e-9)), lo, hi) - 4.0
-    tree = cKDTree(_unit_vectors(lon, lat))
-    within = tree.query_ball_point(_unit_vectors(lon, lat), r=model.neighbourhood_km)
-    around = np.array([population[idx].sum() for idx in within])
+    around = _neighbourhood_population(lon, lat, population, model.neighbourhood_km)
     neighbourhood = np.log(np.maximum(around, 1.0) / model.neighbourhood_reference)
 
-    partial = NetworkFeatures(keys, lon, lat, a, b, km, np.zeros((len(a), 0)), np.zeros((n, 0)))
-    ca, cb = density[a], density[b]
-    routing = km * np.exp(model.corridor_pace[0] * (ca + cb) / 2 + model.corridor_pace[1] * np.abs(ca - cb))
-    towns = np.flatnonzero(population >= model.town_population)
-    if len(towns) < model.min_towns:
-        towns = np.argsort(-population, kind="stable")[: model.min_towns]
-    flow = _gravity_flow(n, a, b, routing, population, lon, lat, towns, model.gravity_offset_km,
-                         partial.edge_index) if len(a) else np.zeros(0)
-    corridor = rankdata(flow) / max(len(flow), 1)
+    mean_density = (density[a] + density[b]) / 2
+    density_step = np.abs(density[a] - density[b])
+    routing = km * np.exp(model.corridor_pace[0] * mean_density + model.corridor_pace[1] * density_step)
+    corridor = _corridor_rank(a, b, routing, population, lon, lat, model)
     hood = (neighbourhood[a] + neighbourhood[b]) / 2
     edge_features = np.column_stack([
         np.ones(len(a)),
-        (ca + cb) / 2,
-        np.abs(ca - cb),
+        mean_density,
+        density_step,
         np.log(km / 3.0),
         hood,
         *[np.maximum(0.0, hood - k) for k in _NEIGHBOURHOOD_KNOTS],
         corridor,
         *[np.maximum(0.0, corridor - k) for k in _CORRIDOR_KNOTS],
-    ]) if len(a) else np.zeros((0, len(EDGE_FEATURES)))
+    ])
     unit_features = np.column_stack([density, np.log(area) - 2.5, neighbourhood])
     return NetworkFeatures(keys, lon, lat, a, b, km, edge_features, unit_features)
 
@@ -445,10 +447,9 @@ class EstimatedTravelTimes:
         self._graph = features.adjacency(hop)
         self._factor = model.unit_factors(features)
         # Own pace of each unit (median min/km of its hops), to reach it from a point.
-        pace = pd.Series(np.r_[hop / features.edge_km, hop / features.edge_km]).groupby(
-            np.r_[features.edge_a, features.edge_b]).median()
-        self._own_pace = pace.reindex(range(self.n)).fillna(float(np.median(hop / features.edge_km))
-                                                            if len(hop) else 1.0).to_numpy()
+        pace = hop / features.edge_km
+        self._own_pace = (pd.Series(np.r_[pace, pace]).groupby(np.r_[features.edge_a, features.edge_b])
+                          .median().reindex(range(self.n)).to_numpy())
         self._tree = cKDTree(_unit_vectors(features.lon, features.lat))
         where = f" of {region_name}" if region_name else ""
         self.source = (
@@ -528,7 +529,7 @@ def estimate_travel_times(region: Region, model: TravelTimeModel | None = None) 
     >>> from geodata.regions import load_aura
     >>> travel = estimate_travel_times(load_aura())
     >>> lyon, grenoble = travel.keys.get_indexer(["69123", "38185"])
-    >>> minutes = travel.rows(np.array([lyon]))[0, grenoble]  # about 80
+    >>> minutes = travel.rows(np.array([lyon]))[0, grenoble]  # 77 min (reference car times: 89)
     """
     model = model or TravelTimeModel()
     return EstimatedTravelTimes(network_features(region, model), model, region.name)
