@@ -123,7 +123,7 @@ def solve(
     if violations:
         detail = "; ".join(violations[:5])
         raise InfeasibleError(
-            f"no plan within tolerance ±{problem.tolerance:.0%} found in {time_limit_s:g} s ({detail}); "
+            f"no plan within tolerance ±{problem.tolerance * 100:.3g} % found in {time_limit_s:g} s ({detail}); "
             "widen the tolerance, give more time, or split heavy units"
         )
     return Solution(
