@@ -84,12 +84,11 @@ def load_travel(scenario: Scenario, region: Region, progress: Progress | None = 
     The estimate is densified in memory (float32) for regions up to
     :data:`DENSE_LIMIT` units, which makes the solver's many row lookups cheap.
     """
-    estimate = estimate_travel_times(region)
     cfg = scenario.travel
     if cfg.matrix is not None:
-        matrix = read_travel_matrix(cfg.matrix, region.units.index,
-                                    fallback=estimate if cfg.fallback_to_estimate else None)
-        return matrix
+        fallback = estimate_travel_times(region) if cfg.fallback_to_estimate else None
+        return read_travel_matrix(cfg.matrix, region.units.index, fallback=fallback)
+    estimate = estimate_travel_times(region)
     if region.units.shape[0] <= DENSE_LIMIT:
         return _Dense(estimate)
     return estimate
