@@ -37,12 +37,16 @@ class Region:
     notes
         Human-readable reports of anything repaired while loading (islands
         linked, multi-part units), so nothing is silently changed.
+    vintage
+        Geography vintage of the unit codes, e.g. ``"COG 2026"`` (INSEE
+        commune codes change every year through mergers); ``""`` when unknown.
     """
 
     units: gpd.GeoDataFrame
     graph: nx.Graph
     name: str
     notes: list[str] = field(default_factory=list)
+    vintage: str = ""
 
 
 # --------------------------------------------------------------------------
@@ -66,6 +70,10 @@ AURA_COLUMNS = [
 #: Code of the commune of Lyon, replaced by its 9 arrondissements in the
 #: ``"lyon_arrondissements"`` variant.
 LYON = "69123"
+
+
+#: Geography vintage of the shipped AURA communes (INSEE Code officiel géographique).
+AURA_VINTAGE = "COG 2026"
 
 
 def region_from_units(
@@ -216,7 +224,9 @@ def load_aura(variant: Literal["communes", "lyon_arrondissements"] = "communes")
     units.index = units.index.astype(str)
     units.index.name = "insee"
     units["population"] = units["population"].astype("int64")
-    return region_from_units(units, _graph(units.index, edges), name)
+    region = region_from_units(units, _graph(units.index, edges), name)
+    region.vintage = AURA_VINTAGE
+    return region
 
 
 # --------------------------------------------------------------------------

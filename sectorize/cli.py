@@ -12,6 +12,7 @@ meets the constraints (the message says which and why).
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from pathlib import Path
 
@@ -32,12 +33,24 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="print only the run folder and the summary")
     validate = sub.add_parser("validate", help="check a scenario file and print the effective scenario")
     validate.add_argument("--config", type=Path, help="scenario TOML file (default: the packaged one)")
+    # other commands live in their own modules: each ``register(sub)`` adds its
+    # sub-parser and sets ``handler`` (a function of the parsed arguments that
+    # returns the exit code)
+    for module in _COMMAND_MODULES:
+        importlib.import_module(module).register(sub)
     return parser
+
+
+#: Modules that add sub-commands (``register(subparsers)``); imported when the parser is built.
+_COMMAND_MODULES: tuple[str, ...] = ()
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``sectorize`` command; returns the exit code."""
     args = _parser().parse_args(argv)
+    handler = getattr(args, "handler", None)
+    if handler is not None:
+        return int(handler(args))
     # imports after argument parsing keep `sectorize --help` instant
     from geodata.demand import DemandError
     from sectorize.pipeline import run_and_write

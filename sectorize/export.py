@@ -185,6 +185,8 @@ def write_outputs(plan: Plan, out_dir: str | Path, *, map_html: str | None = Non
             "scenario": plan.scenario.name,
             "scenario_source": plan.scenario.source,
             "valid": plan.valid,
+            "vintage": plan.vintage,
+            "inputs": dict(plan.inputs),
             "solve": kpis["solve"],
             "violations": list(plan.violations),
             "notes": list(plan.notes) + stale,

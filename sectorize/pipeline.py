@@ -17,6 +17,8 @@ the solver (:func:`solvers.check.check_partition`); return the plan.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,8 +48,45 @@ def load_region(scenario: Scenario) -> Region:
     """The units of the scenario: the shipped AURA communes or the user's file."""
     cfg = scenario.region
     if cfg.units is not None:
-        return load_units(cfg.units, cfg.key, name=cfg.name, population=cfg.population, layer=cfg.layer)
+        region = load_units(cfg.units, cfg.key, name=cfg.name, population=cfg.population, layer=cfg.layer)
+        region.vintage = region.vintage or f"user units ({Path(cfg.units).name})"
+        return region
     return load_aura(cfg.variant)
+
+
+def input_hashes(scenario: Scenario, region: Region, demand: Demand, travel: TravelTimes, team: Team) -> dict[str, str]:
+    """SHA-256 (hex) of each input of a solve, so that two plans can be compared by their inputs.
+
+    ``units``: keys and geometries (WKB); ``demand``: the demand table as CSV;
+    ``travel``: the travel minutes, row by row (float32); ``team``: worker ids,
+    FTE, groups and bases; ``scenario``: the effective scenario text.
+    """
+    from sectorize.scenario import dump_scenario
+
+    def digest(*parts: bytes) -> str:
+        h = hashlib.sha256()
+        for part in parts:
+            h.update(part)
+        return h.hexdigest()
+
+    units = region.units
+    geometry = b"".join(g.wkb for g in units.geometry)
+    travel_hash = hashlib.sha256()
+    for start in range(0, travel.n, 512):
+        rows = travel.rows(np.arange(start, min(start + 512, travel.n)))
+        travel_hash.update(np.ascontiguousarray(rows, dtype=np.float32).tobytes())
+    team_facts = {
+        "ids": list(team.ids), "fte": [float(f) for f in team.fte], "fixed_group": list(team.fixed_group),
+        "base_key": list(team.base_key), "base_lon": [round(float(x), 6) for x in team.base_lon],
+        "base_lat": [round(float(x), 6) for x in team.base_lat],
+    }
+    return {
+        "units": digest("\n".join(map(str, units.index)).encode(), geometry),
+        "demand": digest(demand.table.sort_index().to_csv().encode()),
+        "travel": travel_hash.hexdigest(),
+        "team": digest(json.dumps(team_facts, sort_keys=True).encode()),
+        "scenario": digest(dump_scenario(scenario).encode()),
+    }
 
 
 def load_demand(scenario: Scenario, region: Region) -> Demand:
@@ -267,6 +306,8 @@ def run(scenario: Scenario, progress: Progress | None = None) -> Plan:
     )
     step(f"solved in {nested.time_s:.1f} s, objective {nested.objective:,.0f} caseload-minutes")
     plan = _assemble(scenario, region, demand, w, travel, team, nested)
+    plan.inputs = input_hashes(scenario, region, demand, travel, team)
+    plan.vintage = region.vintage
     plan.violations = check(plan)
     step("checks: " + ("all passed" if not plan.violations else f"{len(plan.violations)} violation(s)"))
     return plan

@@ -42,6 +42,13 @@ class Plan:
     solve
         Solver facts: ``backend``, ``status``, ``objective``, ``bound``,
         ``gap``, ``time_s``, ``log`` (list of str), per stage.
+    inputs
+        SHA-256 (hex) of each input the plan was computed from: ``units``
+        (keys and geometries), ``demand`` (the demand table), ``travel``
+        (the travel-time matrix), ``team`` (workers, FTE, bases, groups) and
+        ``scenario`` (the effective scenario text); equal hashes mean equal inputs.
+    vintage
+        Geography vintage of the unit codes (e.g. ``"COG 2026"``).
     violations
         Messages from the independent plan checker; empty when the plan is
         valid (every commune once, every sector and group connected, every
@@ -55,6 +62,8 @@ class Plan:
     solve: dict[str, Any] = field(default_factory=dict)
     violations: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    inputs: dict[str, str] = field(default_factory=dict)
+    vintage: str = ""
 
     @property
     def valid(self) -> bool:

@@ -22,3 +22,18 @@ def aura() -> Region:
 def aura_lyon() -> Region:
     """AURA with Lyon split into its 9 arrondissements (4,033 units). Do not modify: copy first."""
     return load_aura("lyon_arrondissements")
+
+
+@pytest.fixture(scope="session")
+def aura_run(tmp_path_factory):
+    """A real AURA plan (packaged default scenario, 8 s heuristic solve) and its
+    run folder: ``(folder, plan)``. Shared by the tests of the registry, the
+    routing lookup and the re-run; do not modify either: copy first."""
+    from sectorize.pipeline import run_and_write
+    from sectorize.scenario import default_scenario
+
+    scenario = default_scenario()
+    model = scenario.model.model_copy(update={"backend": "heuristic", "time_limit_s": 8})
+    output = scenario.output.model_copy(update={"dir": tmp_path_factory.mktemp("aura_run")})
+    scenario = scenario.model_copy(update={"model": model, "output": output})
+    return run_and_write(scenario)
