@@ -138,7 +138,13 @@ def write_geojson(plan: Plan, path: Path) -> None:
     frame.to_file(path, driver="GeoJSON", engine="pyogrio", layer_options={"COORDINATE_PRECISION": 6})
 
 
-def write_outputs(plan: Plan, out_dir: str | Path, *, map_html: str | None = None) -> Path:
+def write_outputs(
+    plan: Plan,
+    out_dir: str | Path,
+    *,
+    map_html: str | None = None,
+    extra: dict[str, str | pd.DataFrame] | None = None,
+) -> Path:
     """Write every result of a plan into a new run folder and return it.
 
     The run folder ``out_dir/<YYYYmmdd-HHMMSS>[-N]`` is written in a hidden
@@ -162,6 +168,9 @@ def write_outputs(plan: Plan, out_dir: str | Path, *, map_html: str | None = Non
         Output folder, created if missing.
     map_html
         The rendered map page, if any.
+    extra
+        More files for the same folder: ``{file name: text or table}``
+        (tables are written as French Excel CSV), e.g. a re-run's change report.
     """
     stale = clean_stale_staging(out_dir)
     kpis = compute_kpis(plan)
@@ -177,6 +186,13 @@ def write_outputs(plan: Plan, out_dir: str | Path, *, map_html: str | None = Non
         (folder / "kpi.html").write_text(kpi_html(kpis), encoding="utf-8")
         if map_html is not None:
             (folder / "map.html").write_text(map_html, encoding="utf-8")
+        for name, content in (extra or {}).items():
+            if Path(name).name != name or name in ("run.json", "LATEST"):
+                raise ValueError(f"extra file name {name!r}: give a plain file name other than run.json")
+            if isinstance(content, pd.DataFrame):
+                write_csv(content, folder / name)
+            else:
+                (folder / name).write_text(content, encoding="utf-8")
         (folder / "scenario.toml").write_text(dump_scenario(plan.scenario), encoding="utf-8")
         facts = {
             "sectorize_version": sectorize.__version__,

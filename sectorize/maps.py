@@ -117,7 +117,9 @@ class _Legend(folium.MacroElement):
         self.content = content
 
 
-def sector_map(plan: Plan, *, tiles: str | None = None, simplify_m: float = 50.0) -> folium.Map:
+def sector_map(
+    plan: Plan, *, tiles: str | None = None, simplify_m: float = 50.0, suppress_below: int | None = None
+) -> folium.Map:
     """Map of a plan that draws without internet.
 
     Layers (each can be switched on and off in the layer control):
@@ -151,6 +153,10 @@ def sector_map(plan: Plan, *, tiles: str | None = None, simplify_m: float = 50.0
         borders (shared borders stay shared: no gaps, no overlaps); 0 keeps
         the borders as they are. Coordinates are rounded to 5 decimals
         (about 1 m).
+    suppress_below
+        For maps that leave the team: per-commune demand and workload under
+        this count show as ``"<N"`` in the tooltips
+        (:func:`sectorize.privacy.suppress_small`); ``None`` shows them all.
 
     Returns
     -------
@@ -183,7 +189,8 @@ def sector_map(plan: Plan, *, tiles: str | None = None, simplify_m: float = 50.0
     folium.map.CustomPane("worker_bases", z_index=430, pointer_events=True).add_to(m)
 
     fields, aliases = _tooltip_fields(units)
-    table = _commune_table(units, fields, colours)
+    hidden = [f for f in fields if f not in ("name", "insee", "population", "sector", "worker_name", "travel_min")]
+    table = _commune_table(units, fields, colours, suppress=(hidden, suppress_below))
     for group in pd.unique(units["group"]):
         in_group = (units["group"] == group).to_numpy()
         layer = gpd.GeoDataFrame(table[in_group], geometry=communes[in_group], crs=4326)
@@ -220,9 +227,12 @@ def sector_map(plan: Plan, *, tiles: str | None = None, simplify_m: float = 50.0
 def sector_colours(plan: Plan) -> dict[tuple[object, object], str]:
     """Fill colour of each sector, keyed by ``(group, sector)``.
 
-    Group *i* (in order of first appearance in ``plan.units``) takes its
+    Group *i* (in the order of the scenario's ``groups.names``, then of first
+    appearance in ``plan.units``) takes its
     colours from ``GROUP_PALETTES[i % 3]``. When a group has no more
-    sectors than its palette has colours, every sector gets its own colour;
+    sectors than its palette has colours, every sector gets its own colour,
+    by its number when sector ids are group name + number (``"A3"``: the
+    third colour, so colours follow sector ids from one plan to the next);
     otherwise colours are reused on the sector adjacency of ``plan.graph``
     so that touching sectors differ: an equitable colouring with the whole
     palette (:func:`networkx.equitable_color`, when no sector touches as
@@ -236,11 +246,18 @@ def sector_colours(plan: Plan) -> dict[tuple[object, object], str]:
     units = plan.units
     colours: dict[tuple[object, object], str] = {}
     sector_of = dict(zip(units.index, zip(units["group"], units["sector"])))
-    for i, group in enumerate(pd.unique(units["group"])):
+    for i, group in enumerate(_group_order(plan)):
         palette = GROUP_PALETTES[i % len(GROUP_PALETTES)]
         keys = sorted({k for k in sector_of.values() if k[0] == group}, key=lambda k: str(k[1]))
         if len(keys) <= len(palette):
-            colours.update({k: palette[j] for j, k in enumerate(keys)})
+            # sector "A3" takes colour 3 of its group's palette, so a sector keeps its colour
+            # from one year's plan to the next even when other sectors come or go
+            numbers = [_sector_number(str(group), str(k[1])) for k in keys]
+            slots = [None if n is None else (n - 1) % len(palette) for n in numbers]
+            if None not in slots and len(set(slots)) == len(slots):
+                colours.update({k: palette[j] for k, j in zip(keys, slots)})
+            else:
+                colours.update({k: palette[j] for j, k in enumerate(keys)})
             continue
         touching = nx.Graph()
         touching.add_nodes_from(keys)
@@ -255,6 +272,19 @@ def sector_colours(plan: Plan) -> dict[tuple[object, object], str]:
             index = nx.greedy_color(touching, strategy="smallest_last")
         colours.update({k: palette[index[k] % len(palette)] for k in keys})
     return colours
+
+
+def _group_order(plan: Plan) -> list:
+    """Groups in the scenario's order (stable from plan to plan), then any other in order of appearance."""
+    present = list(pd.unique(plan.units["group"]))
+    names = list(getattr(getattr(getattr(plan, "scenario", None), "groups", None), "names", None) or [])
+    return [g for g in names if g in present] + [g for g in present if g not in names]
+
+
+def _sector_number(group: str, sector: str) -> int | None:
+    """The number of a sector id made of its group name and a number (``"A3"`` -> 3), else ``None``."""
+    match = re.fullmatch(re.escape(group) + r"0*(\d+)", sector)
+    return int(match.group(1)) if match and int(match.group(1)) > 0 else None
 
 
 def save_map(m: folium.Map, path: str | os.PathLike) -> Path:
@@ -362,11 +392,22 @@ def _tooltip_fields(units: gpd.GeoDataFrame) -> tuple[list[str], list[str]]:
     return fields, [labels.get(f, f) for f in fields]
 
 
-def _commune_table(units: gpd.GeoDataFrame, fields: list[str], colours: dict) -> pd.DataFrame:
-    """Tooltip values as display strings, plus each commune's Leaflet style."""
+def _commune_table(units: gpd.GeoDataFrame, fields: list[str], colours: dict,
+                   suppress: tuple[list[str], int | None] = ([], None)) -> pd.DataFrame:
+    """Tooltip values as display strings, plus each commune's Leaflet style.
+
+    ``suppress = (columns, threshold)``: counts of those columns below the
+    threshold read ``"<threshold"`` (:func:`sectorize.privacy.suppress_small`).
+    """
+    from sectorize.privacy import suppress_small
+
+    hidden, threshold = suppress
     table = pd.DataFrame(index=units.index)
     for f in fields:
         values = units.index if f == "insee" else units[f]
+        if threshold is not None and f in hidden:
+            table[f] = [_text(v) for v in suppress_small(units[[f]], [f], threshold)[f]]
+            continue
         numeric = f != "insee" and pd.api.types.is_numeric_dtype(units[f])
         table[f] = [_number(v) if numeric else _text(v) for v in values]
     table["style"] = [{"fillColor": colours[k]} for k in zip(units["group"], units["sector"])]
@@ -533,3 +574,69 @@ class _ResourceFinder(HTMLParser):
 
     def _css(self, css: str) -> None:
         self.urls += [g[1] or g[3] for g in _CSS_URL.findall(css)]
+
+
+#: Outline colour of the communes whose referent changes, on the diff map.
+CHANGED_COLOUR = "#d7191c"
+
+
+def diff_map(plan: Plan, changes: pd.DataFrame, *, tiles: str | None = None, simplify_m: float = 50.0,
+             suppress_below: int | None = None) -> folium.Map:
+    """The new plan's map with the communes whose referent changes highlighted.
+
+    :func:`sector_map` of ``plan`` plus a layer ``Communes whose referent
+    changes (N)``: each changed commune outlined in red (dashed when the
+    change is a handover to a departing worker's successor), with a tooltip
+    giving the commune, the previous and new sector and worker, the patients
+    in follow-up concerned and the reason. Works offline, like
+    :func:`sector_map`.
+
+    Parameters
+    ----------
+    plan
+        The new plan.
+    changes
+        The change table of a re-run (:func:`sectorize.rerun.change_table`):
+        columns ``insee, name, from_sector, from_worker, to_sector,
+        to_worker, follow_up, reason``.
+    tiles, simplify_m, suppress_below
+        As in :func:`sector_map` (``suppress_below`` also applies to the
+        patients concerned).
+    """
+    required = ["insee", "name", "from_sector", "from_worker", "to_sector", "to_worker", "follow_up", "reason"]
+    missing = [c for c in required if c not in changes.columns]
+    if missing:
+        raise ValueError(f"changes lacks the column(s) {missing}")
+    unknown = set(changes["insee"]) - set(plan.units.index)
+    if unknown:
+        raise ValueError(f"changes names communes that are not in the plan: {sorted(unknown)[:5]}")
+    from sectorize.privacy import suppress_small
+
+    m = sector_map(plan, tiles=tiles, simplify_m=simplify_m, suppress_below=suppress_below)
+    folium.map.CustomPane("changed_communes", z_index=425).add_to(m)
+    if len(changes):
+        geometry = plan.units.geometry.loc[changes["insee"]].to_crs(4326)
+        if simplify_m > 0:
+            geometry = geometry.simplify(simplify_m / 111_000, preserve_topology=True)
+        layer = gpd.GeoDataFrame(
+            {
+                "commune": [f"{_text(n)} ({c})" for c, n in zip(changes["insee"], changes["name"])],
+                "before": [f"{_text(s)} ({_text(w)})" if w else "none" for s, w in zip(changes["from_sector"], changes["from_worker"])],
+                "after": [f"{_text(s)} ({_text(w)})" for s, w in zip(changes["to_sector"], changes["to_worker"])],
+                "patients": ([_number(v) for v in changes["follow_up"]] if suppress_below is None else
+                             [_text(v) for v in suppress_small(changes[["follow_up"]], ["follow_up"],
+                                                               suppress_below)["follow_up"]]),
+                "reason": changes["reason"].astype(str).to_numpy(),
+                "dash": ["6 4" if r == "handover" else None for r in changes["reason"]],
+            },
+            geometry=geometry.to_numpy(), crs=4326,
+        )
+        folium.GeoJson(
+            _geojson(layer), name=f"Communes whose referent changes ({len(changes)})", pane="changed_communes",
+            style_function=lambda f: {"color": CHANGED_COLOUR, "weight": 3, "fill": True, "fillOpacity": 0.0,
+                                      "dashArray": f["properties"]["dash"]},
+            tooltip=folium.GeoJsonTooltip(
+                fields=["commune", "before", "after", "patients", "reason"],
+                aliases=["Commune", "Before", "After", "Patients in follow-up", "Reason"], sticky=True),
+        ).add_to(m)
+    return m

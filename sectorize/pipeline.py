@@ -327,7 +327,8 @@ def run_and_write(scenario: Scenario, progress: Progress | None = None) -> tuple
     say = progress or (lambda line: None)
     plan = run(scenario, progress=say)
     say("drawing the map")
-    page = sector_map(plan, tiles=scenario.map.tiles, simplify_m=scenario.map.simplify_m).get_root().render()
+    page = sector_map(plan, tiles=scenario.map.tiles, simplify_m=scenario.map.simplify_m,
+                      suppress_below=scenario.map.suppress_below).get_root().render()
     folder = write_outputs(plan, scenario.output.dir, map_html=page)
     return folder, plan
 
@@ -350,11 +351,11 @@ def sector_ids(worker_group: np.ndarray, group_names: tuple[str, ...]) -> list[s
     return ids
 
 
-def _assemble(scenario, region, demand, w, travel, team, nested) -> Plan:
+def _assemble(scenario, region, demand, w, travel, team, nested, sector_names=None) -> Plan:
     units = region.units
     keys = units.index
     group_names = tuple(scenario.groups.names)
-    sectors = sector_ids(nested.worker_group, group_names)
+    sectors = list(sector_names) if sector_names is not None else sector_ids(nested.worker_group, group_names)
     worker = nested.sector
     centre_rows = travel.rows(nested.centre)
     if scenario.model.objective == "base":

@@ -341,12 +341,16 @@ class MapConfig(BaseModel):
         map works offline.
     simplify_m
         Polygon simplification tolerance, metres (>= 0; 0 keeps full detail).
+    suppress_below
+        For maps that leave the team: per-commune demand counts under this
+        number show as ``"<N"`` (e.g. 5); ``None`` (default) shows them all.
     """
 
     model_config = _STRICT
 
     tiles: str | None = None
     simplify_m: float = Field(50, ge=0)
+    suppress_below: int | None = Field(None, ge=1)
 
 
 class OutputConfig(BaseModel):
@@ -355,6 +359,82 @@ class OutputConfig(BaseModel):
     model_config = _STRICT
 
     dir: Path = Path("sectorize-output")
+
+
+class RerunConfig(BaseModel):
+    """How ``sectorize rerun`` re-sectorizes from a previous plan (the annual re-run).
+
+    Attributes
+    ----------
+    follow_up
+        Demand column with the patients in active follow-up per commune: the
+        patients who change referent when their commune changes sector (the
+        disruption). ``None``: the column ``follow_up`` if the demand has one,
+        else the caseload (``workload``).
+    move_penalty_min
+        Price of moving one patient, in caseload-minutes of travel (the
+        objective's unit): a commune moves only if the travel it saves is
+        worth more than ``move_penalty_min x`` its patients in follow-up.
+    commune_move_penalty_min
+        Price of moving one commune whatever its patients (its worker and
+        local partners change; the map changes), in caseload-minutes: it
+        keeps communes without patients from moving for small travel gains.
+    max_moved_pct, max_moved_patients
+        Optional hard cap on the patients moved: a percentage of all patients
+        in follow-up, or a number (the smaller applies when both are given).
+    max_moved_communes
+        Optional hard cap on the number of communes moved (the penalty then
+        counts communes too).
+    locked
+        INSEE codes kept with their previous worker.
+    handover
+        ``{departing worker id: successor worker id}``: the successor takes
+        over the departing worker's sector (id, colour and communes). A
+        departing worker without successor has their communes shared out.
+    transition
+        ``"grandfathering"``: patients in follow-up keep their referent until
+        their episode closes, only new referrals follow the new map;
+        ``"immediate"``: every patient follows the new map at once.
+    episode_months
+        Mean length of a follow-up episode in months, for the transition
+        simulation (a demand column ``episode_months`` overrides it per commune).
+    frontier
+        Percentages of patients moved to try for the trade-off table (each a
+        separate solve), e.g. ``[0, 1, 2, 5]``; empty to skip.
+    frontier_penalties
+        Multipliers of ``move_penalty_min`` to try for the trade-off table
+        (e.g. ``[0.25, 4]``: a quarter and four times the price of a move),
+        each a separate solve; they show plans between the caps and the
+        unconstrained re-solve.
+    frontier_time_limit_s
+        Time limit of each trade-off solve (seconds).
+    """
+
+    model_config = _STRICT
+
+    follow_up: str | None = None
+    move_penalty_min: float = Field(60.0, ge=0)
+    commune_move_penalty_min: float = Field(30.0, ge=0)
+    max_moved_pct: float | None = Field(None, ge=0, le=100)
+    max_moved_patients: float | None = Field(None, ge=0)
+    max_moved_communes: int | None = Field(None, ge=0)
+    locked: list[str] = Field(default_factory=list)
+    handover: dict[str, str] = Field(default_factory=dict)
+    transition: Literal["grandfathering", "immediate"] = "grandfathering"
+    episode_months: float = Field(9.0, gt=0)
+    frontier: list[float] = Field(default_factory=lambda: [0.0, 1.0, 2.0, 5.0])
+    frontier_penalties: list[float] = Field(default_factory=lambda: [0.25, 4.0])
+    frontier_time_limit_s: float = Field(10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _frontier_range(self) -> RerunConfig:
+        bad = [v for v in self.frontier if not 0 <= v <= 100]
+        if bad:
+            raise ValueError(f"frontier: percentages must be within 0..100, got {bad}")
+        bad = [v for v in self.frontier_penalties if not v >= 0]
+        if bad:
+            raise ValueError(f"frontier_penalties: multipliers must be >= 0, got {bad}")
+        return self
 
 
 class Scenario(BaseModel):
@@ -376,6 +456,7 @@ class Scenario(BaseModel):
     travel: TravelConfig = Field(default_factory=TravelConfig)
     map: MapConfig = Field(default_factory=MapConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+    rerun: RerunConfig = Field(default_factory=RerunConfig)
     source: Path | None = Field(None, exclude=True)
 
     @model_validator(mode="after")

@@ -85,8 +85,9 @@ def check_partition(
 
 
 def check_plan(problem: Problem, assignment: Sequence[int] | np.ndarray) -> list[str]:
-    """:func:`check_partition` with the problem's graph, bounds and labels."""
-    return check_partition(
+    """:func:`check_partition` with the problem's graph, bounds and labels,
+    plus the cap on moves from the previous plan (:attr:`Problem.max_moved`)."""
+    problems = check_partition(
         problem.graph,
         assignment,
         problem.workload,
@@ -96,6 +97,11 @@ def check_plan(problem: Problem, assignment: Sequence[int] | np.ndarray) -> list
         part_label=problem.sector_label,
         locked=problem.locked,
     )
+    if problem.max_moved is not None:
+        moved = problem.moved(np.asarray(assignment))
+        if moved > problem.max_moved + 1e-6:
+            problems.append(f"moves from the previous plan weigh {moved:,.1f}, above the cap of {problem.max_moved:,.1f}")
+    return problems
 
 
 def diagnose(problem: Problem) -> list[str]:

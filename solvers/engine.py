@@ -55,6 +55,7 @@ def solve(
     time_limit_s: float = 30.0,
     seed: int = 0,
     progress: ProgressCallback | None = None,
+    start: np.ndarray | None = None,
 ) -> Solution:
     """Partition ``problem`` into contiguous, balanced, compact sectors.
 
@@ -72,6 +73,12 @@ def solve(
         explore fewer starts).
     progress
         Called with one line per improvement or phase.
+    start
+        ``(n,)`` assignment to start from (e.g. last year's plan, ``-1`` for
+        units without a sector): repaired into a contiguous plan, rebalanced
+        and improved (:func:`solvers.heuristic.repair_start`). With a
+        previous plan in the problem, the search trades travel against the
+        disruption cost and respects the cap on moves.
 
     Raises
     ------
@@ -97,20 +104,25 @@ def solve(
     problems = diagnose(problem)
     if problems:
         raise InfeasibleError("; ".join(problems))
-    start = time.monotonic()
+    began = time.monotonic()
     # keep a small reserve for re-centring and checks after the last MIP
-    deadline = start + 0.97 * time_limit_s
+    deadline = began + 0.97 * time_limit_s
     say = progress or (lambda line: None)
     if backend == "exact":
+        if problem.previous is not None:
+            raise ValueError("the 'exact' backend does not handle a previous plan; use 'auto' for a re-run")
         return _exact(problem, time_limit_s, seed, progress)
     heuristic_share = time_limit_s if backend == "heuristic" else max(min(0.25 * time_limit_s, 10.0), 0.5)
+    # from a given start, first repair it alone (random starts would ignore the previous plan);
+    # the allocation MIP below rebalances it exactly if local moves could not
     assign, centres, objective, log = heuristic_solve(
-        problem, time_limit_s=heuristic_share, seed=seed, progress=None
+        problem, time_limit_s=heuristic_share, seed=seed, progress=None, start=start,
+        restarts=1 if start is not None else None,
     )
     balanced = not check_plan(problem, assign)
     line = (
         f"heuristic: {'balanced' if balanced else 'UNBALANCED'} plan, objective {objective:,.0f} "
-        f"after {time.monotonic() - start:.1f} s"
+        f"after {time.monotonic() - began:.1f} s"
     )
     log.append(line)
     say(line)
@@ -120,11 +132,27 @@ def solve(
             problem, assign, centres, objective, balanced, deadline, log, say
         )
     violations = check_plan(problem, assign)
+    if violations and start is not None and problem.max_moved is None and time.monotonic() < deadline - 1.0:
+        line = "start plan could not be rebalanced; trying fresh starts (they ignore the previous plan)"
+        log.append(line)
+        say(line)
+        assign, centres, objective, more = heuristic_solve(
+            problem, time_limit_s=deadline - time.monotonic(), seed=seed, progress=None)
+        log.extend(more)
+        name = "heuristic"
+        violations = check_plan(problem, assign)
+    if violations and start is not None and problem.max_moved is not None:
+        found = _price_moves(problem, start, backend, deadline, seed, log, say)
+        if found is not None:
+            assign, centres, objective, name = found
+            violations = check_plan(problem, assign)
     if violations:
         detail = "; ".join(violations[:5])
+        advice = "widen the tolerance, give more time, or split heavy units"
+        if problem.max_moved is not None:
+            advice = "raise the cap on moves, widen the tolerance, or give more time"
         raise InfeasibleError(
-            f"no plan within tolerance ±{problem.tolerance * 100:.3g} % found in {time_limit_s:g} s ({detail}); "
-            "widen the tolerance, give more time, or split heavy units"
+            f"no plan within tolerance ±{problem.tolerance * 100:.3g} % found in {time_limit_s:g} s ({detail}); {advice}"
         )
     return Solution(
         assignment=assign,
@@ -132,10 +160,44 @@ def solve(
         objective=float(objective),
         status="feasible",
         backend=name,
-        time_s=time.monotonic() - start,
+        time_s=time.monotonic() - began,
         bound=None,
         log=log,
     )
+
+
+def _price_moves(problem: Problem, start: np.ndarray, backend: str, deadline: float, seed: int,
+                 log: list[str], say: ProgressCallback) -> tuple[np.ndarray, np.ndarray, float, str] | None:
+    """Meet a cap on moves by pricing them instead (a Lagrangian step).
+
+    When local moves under the cap could not rebalance the start plan, solve
+    without the cap but with a move cost that rises (x4 each round, from the
+    objective's mean cost per unit of move weight) until a plan moves no more
+    than the cap. Returns that plan, or ``None`` when time runs out first.
+    """
+    from dataclasses import replace
+
+    weight = float(problem.disruption.sum())
+    first = np.array([int(np.flatnonzero(start == s)[0]) if (start == s).any() else 0 for s in range(problem.k)])
+    scale = problem.objective_value(np.where(start >= 0, start, 0), first) / max(weight, 1e-9)
+    price = max(problem.move_cost, scale, 1e-6)
+    for _ in range(4):
+        left = deadline - time.monotonic()
+        if left < 1.0:
+            return None
+        priced = replace(problem, max_moved=None, move_cost=price)
+        try:
+            sol = solve(priced, backend=backend, time_limit_s=min(left, max(left / 2, 1.0)), seed=seed, start=start)
+        except InfeasibleError:
+            return None
+        moved = problem.moved(sol.assignment)
+        line = f"cap on moves: price {price:,.3g} per unit moved gives {moved:,.1f} moved (cap {problem.max_moved:,.1f})"
+        log.append(line)
+        say(line)
+        if moved <= problem.max_moved + 1e-9:
+            return sol.assignment, sol.centres, problem.objective_value(sol.assignment, sol.centres), sol.backend
+        price *= 4
+    return None
 
 
 def _exact(problem: Problem, time_limit_s: float, seed: int, progress: ProgressCallback | None) -> Solution:

@@ -21,6 +21,7 @@ import heapq
 import time
 from collections import deque
 
+import networkx as nx
 import numpy as np
 
 from solvers.problem import InfeasibleError, ProgressCallback, Problem
@@ -72,13 +73,18 @@ def initial_centres(problem: Problem, rng: np.random.Generator) -> np.ndarray:
     return np.array(centres, dtype=np.intp)
 
 
-def grow_sectors(problem: Problem, centres: np.ndarray, nbrs: list[list[int]]) -> np.ndarray | None:
+def grow_sectors(
+    problem: Problem, centres: np.ndarray, nbrs: list[list[int]], prefer: np.ndarray | None = None
+) -> np.ndarray | None:
     """Grow one connected sector from each centre until every unit is taken.
 
     At each step the sector whose caseload is lowest relative to its target
     (among those that can still grow) takes its unassigned neighbour unit
     nearest to its centre. Units locked to a sector are only taken by it;
     returns ``None`` when a locked unit cannot be reached by its sector.
+    With ``prefer`` (``(n,)`` sector of each unit in a previous plan, ``-1``
+    for none), a sector takes its previous units before any other, so the
+    regrown plan follows the previous one where balance allows.
     """
     n, k = problem.n, problem.k
     w = np.asarray(problem.workload, dtype=float)
@@ -98,7 +104,8 @@ def grow_sectors(problem: Problem, centres: np.ndarray, nbrs: list[list[int]]) -
         loads[s] += w[u]
         for v in nbrs[u]:
             if assign[v] < 0 and locked.get(v, s) == s:
-                heapq.heappush(heaps[s], (minutes[s, v], v))
+                key = minutes[s, v] - (1e12 if prefer is not None and prefer[v] == s else 0.0)
+                heapq.heappush(heaps[s], (key, v))
 
     for s, c in enumerate(centres):
         take(s, int(c))
@@ -154,6 +161,25 @@ class _Moves:
         self.w = np.asarray(problem.workload, dtype=float)
         self.loads = np.bincount(assign, weights=self.w, minlength=problem.k)
         self.size = np.bincount(assign, minlength=problem.k)
+        # disruption budget (annual re-run): summed move weight of units away from their previous sector
+        self.prev = None if problem.previous is None else np.asarray(problem.previous)
+        self.mw = problem.disruption
+        self.cap = problem.max_moved
+        self.moved = problem.moved(assign)
+
+    def move_delta(self, u: int, t: int) -> float:
+        """Change of the moved weight if ``u`` goes to sector ``t``."""
+        if self.prev is None or self.prev[u] < 0:
+            return 0.0
+        p = self.prev[u]
+        return self.mw[u] * (float(t != p) - float(self.a[u] != p))
+
+    def within_cap(self, u: int, t: int) -> bool:
+        """True when moving ``u`` to ``t`` keeps the moved weight within the cap (or lowers it)."""
+        if self.cap is None:
+            return True
+        d = self.move_delta(u, t)
+        return d <= 0 or self.moved + d <= self.cap + 1e-9
 
     def can_leave(self, u: int, centres: np.ndarray) -> bool:
         """True when ``u`` may leave its sector without disconnecting it."""
@@ -182,6 +208,7 @@ class _Moves:
         return False
 
     def move(self, u: int, t: int) -> None:
+        self.moved += self.move_delta(u, t)
         s = self.a[u]
         self.loads[s] -= self.w[u]
         self.loads[t] += self.w[u]
@@ -235,6 +262,8 @@ def rebalance(
             for t in {assign[v] for v in nbrs[u]} - {s}:
                 if u in problem.locked:
                     break
+                if not m.within_cap(u, t):
+                    continue
                 d = dev(m.loads[s] - wu, s) + dev(m.loads[t] + wu, t) - dev(m.loads[s], s) - dev(m.loads[t], t)
                 d += 1e-6 * (cost[t, u] - cost[s, u]) / scale
                 if d < best:
@@ -277,7 +306,7 @@ def improve(
                 continue
             best, best_t = -1e-9, -1
             for t in {assign[v] for v in nbrs[u]} - {s}:
-                if m.loads[t] + wu > upper[t] + 1e-9:
+                if m.loads[t] + wu > upper[t] + 1e-9 or not m.within_cap(u, t):
                     continue
                 d = cost[t, u] - cost[s, u]
                 if d < best:
@@ -293,6 +322,86 @@ def improve(
     return centres, problem.objective_value(assign, centres)
 
 
+def repair_start(problem: Problem, start: np.ndarray, nbrs: list[list[int]]) -> tuple[np.ndarray, list[str]]:
+    """Turn a given assignment (e.g. last year's plan) into a contiguous starting plan.
+
+    Changes as little as possible: each sector keeps its largest connected
+    piece (by move weight, then workload, then size); units without a sector
+    (``-1``) or in a cut-off piece join an adjacent sector, preferring their
+    previous one; a sector left empty (a new worker) is seeded with one unit
+    of the most loaded sector (relative to its target) that can leave it
+    without disconnecting it, the one farthest from that sector's medoid. The
+    caller's rebalancing then grows it. Returns ``(assignment, notes)``.
+
+    Examples
+    --------
+    >>> import networkx as nx
+    >>> from solvers.problem import DenseTravelTimes
+    >>> g = nx.path_graph(5)
+    >>> t = DenseTravelTimes(np.abs(np.subtract.outer(np.arange(5), np.arange(5))) * 1.0)
+    >>> p = Problem(g, np.ones(5), np.array([2.5, 2.5]), 0.2, t)
+    >>> repair_start(p, np.array([0, 0, -1, 1, 1]), neighbour_lists(p))[0].tolist()
+    [0, 0, 0, 1, 1]
+    """
+    n, k = problem.n, problem.k
+    a = np.asarray(start, dtype=np.intp).copy()
+    if a.shape != (n,):
+        raise ValueError(f"start must be an (n,) array of sectors, got shape {a.shape}")
+    a[(a < 0) | (a >= k)] = -1
+    notes: list[str] = []
+    mw, w = problem.disruption, np.asarray(problem.workload, dtype=float)
+    prev = np.asarray(problem.previous) if problem.previous is not None else a.copy()
+    for u, s in problem.locked.items():
+        a[u] = s
+    for s in range(k):
+        members = np.flatnonzero(a == s)
+        if members.size == 0:
+            continue
+        pieces = [np.fromiter(c, dtype=np.intp) for c in nx.connected_components(problem.graph.subgraph(members.tolist()))]
+        if len(pieces) > 1:
+            pieces.sort(key=lambda c: (-mw[c].sum(), -w[c].sum(), -c.size, int(c.min())))
+            for piece in pieces[1:]:
+                a[piece] = -1
+            notes.append(f"{problem.sector_label(s)}: kept its largest piece, {sum(c.size for c in pieces[1:])} "
+                         "cut-off unit(s) re-attached to a neighbour")
+    # attach unassigned units to an adjacent sector, breadth first from the assigned ones
+    frontier = deque(u for u in range(n) if a[u] < 0 and any(a[v] >= 0 for v in nbrs[u]))
+    while frontier:
+        u = frontier.popleft()
+        if a[u] >= 0:
+            continue
+        near = sorted({int(a[v]) for v in nbrs[u] if a[v] >= 0})
+        if not near:
+            continue
+        a[u] = prev[u] if prev[u] in near else near[0]
+        frontier.extend(v for v in nbrs[u] if a[v] < 0)
+    if (a < 0).any():  # a component with no sector at all: leave it to the multi-start
+        raise InfeasibleError(f"{int((a < 0).sum())} unit(s) cannot be attached to any sector of the start plan")
+    loads = np.bincount(a, weights=w, minlength=k)
+    targets = np.asarray(problem.targets, dtype=float)
+    for s in np.flatnonzero(np.bincount(a, minlength=k) == 0):
+        m = _Moves(problem, a, nbrs)
+        donors = np.argsort(-(loads / targets), kind="stable")
+        for d in donors:
+            members = np.flatnonzero(a == d)
+            if members.size <= 1:
+                continue
+            medoid = members[int(np.argmin(problem.travel.rows(members)[:, members] @ (w[members] + 1e-9)))]
+            far = members[np.argsort(-problem.travel.rows(np.array([medoid]))[0][members], kind="stable")]
+            centres = np.full(k, -1)
+            centres[d] = medoid
+            seed_unit = next((int(u) for u in far if u not in problem.locked and m.can_leave(int(u), centres)), None)
+            if seed_unit is not None:
+                a[seed_unit] = s
+                loads = np.bincount(a, weights=w, minlength=k)
+                notes.append(f"{problem.sector_label(int(s))}: new sector seeded at {problem.label(seed_unit)}, "
+                             f"taken from {problem.sector_label(int(d))}")
+                break
+        else:
+            raise InfeasibleError(f"{problem.sector_label(int(s))}: no unit can seed this new sector")
+    return a, notes
+
+
 def heuristic_solve(
     problem: Problem,
     *,
@@ -300,15 +409,22 @@ def heuristic_solve(
     seed: int = 0,
     restarts: int | None = None,
     progress: ProgressCallback | None = None,
+    start: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, float, list[str]]:
     """Multi-start construct + rebalance + improve within ``time_limit_s`` seconds.
 
     Returns ``(assignment, centres, objective, log)`` of the best balanced
     plan found; if none is balanced, the least unbalanced one (the caller's
     checker reports it). Deterministic for a given ``seed`` and enough time.
+
+    With ``start`` (an ``(n,)`` assignment, e.g. last year's plan), the first
+    attempt repairs it (:func:`repair_start`), rebalances and improves it
+    rather than growing sectors from scratch; random starts follow only when
+    no cap on moves is set (:attr:`Problem.max_moved`), as they could not
+    respect one.
     """
-    start = time.monotonic()
-    deadline = start + time_limit_s
+    begin = time.monotonic()
+    deadline = begin + time_limit_s
     rng = np.random.default_rng(seed)
     nbrs = neighbour_lists(problem)
     log: list[str] = []
@@ -317,16 +433,28 @@ def heuristic_solve(
     attempt = 0
     while time.monotonic() < deadline and (restarts is None or attempt < restarts):
         attempt += 1
-        centres = initial_centres(problem, rng)
-        assign = grow_sectors(problem, centres, nbrs)
-        for _ in range(3):  # a few growth/recentre rounds settle the centres
-            if assign is None:
-                break
-            moved = recentre(problem, assign, centres)
-            regrown = grow_sectors(problem, moved, nbrs)
-            if regrown is None:
-                break
-            centres, assign = moved, regrown
+        if start is not None and attempt == 1:
+            try:
+                assign, notes = repair_start(problem, start, nbrs)
+            except InfeasibleError as err:
+                assign, notes = None, [f"start plan unusable: {err}"]
+            log.extend(notes)
+            if assign is not None:
+                first = np.array([int(np.flatnonzero(assign == s)[0]) for s in range(problem.k)])
+                centres = recentre(problem, assign, first)
+        elif start is not None and problem.max_moved is not None:
+            break
+        else:
+            centres = initial_centres(problem, rng)
+            assign = grow_sectors(problem, centres, nbrs)
+            for _ in range(3):  # a few growth/recentre rounds settle the centres
+                if assign is None:
+                    break
+                moved = recentre(problem, assign, centres)
+                regrown = grow_sectors(problem, moved, nbrs)
+                if regrown is None:
+                    break
+                centres, assign = moved, regrown
         if assign is None:
             if len(log) < 50:
                 log.append(f"start {attempt}: locked units unreachable from their sector's start")
@@ -336,6 +464,22 @@ def heuristic_solve(
         share = left if restarts is None and attempt > 1 and best is not None else left / 2
         local_deadline = time.monotonic() + max(share, 0.0)
         ok = rebalance(problem, assign, centres, nbrs, rng, local_deadline)
+        if not ok and start is not None and attempt == 1:
+            # local moves could not absorb the change (e.g. a departed worker's communes):
+            # regrow every sector from its centre, each taking its previous units first
+            # (then, if that is still unbalanced, plainly: the improvement steps and the
+            # allocation MIP bring units back to their previous sector where balance allows)
+            prefer = np.asarray(problem.previous) if problem.previous is not None else np.asarray(start)
+            for how, favour in (("previous units first", prefer), ("nearest units first", None)):
+                regrown = grow_sectors(problem, centres, nbrs, prefer=favour)
+                if regrown is None:
+                    continue
+                assign = regrown
+                ok = rebalance(problem, assign, centres, nbrs, rng, local_deadline)
+                log.append(f"start {attempt}: start plan regrown from its centres, {how} "
+                           f"({'balanced' if ok else 'still unbalanced'})")
+                if ok:
+                    break
         if not ok:
             spread = np.bincount(assign, weights=problem.workload, minlength=problem.k) / problem.targets - 1
             dev = float(np.abs(spread).max())
@@ -345,7 +489,7 @@ def heuristic_solve(
                 best_unbalanced = (dev, assign.copy(), centres.copy())
             continue
         centres, obj = improve(problem, assign, centres, nbrs, rng, local_deadline)
-        line = f"start {attempt}: balanced plan, objective {obj:,.0f} ({time.monotonic() - start:.1f} s)"
+        line = f"start {attempt}: balanced plan, objective {obj:,.0f} ({time.monotonic() - begin:.1f} s)"
         if best is None or obj < best[0]:
             log.append(line)
             if progress:

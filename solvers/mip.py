@@ -134,6 +134,9 @@ def allocate(
         mask[nearest, np.arange(n)] = True
         if hint is not None:
             mask[np.asarray(hint), np.arange(n)] = True
+        if problem.previous is not None:  # staying put must stay possible
+            prev = np.asarray(problem.previous)
+            mask[prev[prev >= 0], np.flatnonzero(prev >= 0)] = True
         allowed &= mask
     for u, s in problem.locked.items():
         allowed[:, u] = False
@@ -181,6 +184,13 @@ def allocate(
             pred = [j for j in nb if allowed[s, j] and d[j] < d[i]]
             model.add_linear_constraint(x[s, i] <= mathopt.fast_sum(x[s, j] for j in pred))
         model.add_linear_constraint(x[s, int(centres[s])] == 1)
+    if problem.max_moved is not None:  # cap on the weight of units leaving their previous sector
+        prev, mw = np.asarray(problem.previous), problem.disruption
+        stay = [(float(mw[i]), x.get((int(prev[i]), i))) for i in range(n) if prev[i] >= 0 and mw[i] > 0]
+        fixed = sum(m for m, var in stay if var is None)
+        model.add_linear_constraint(
+            mathopt.fast_sum(m * (1 - var) for m, var in stay if var is not None) <= float(problem.max_moved) - fixed
+        )
     model.minimize(mathopt.fast_sum(float(cost[s, i]) * var for (s, i), var in x.items()))
 
     model_params = None

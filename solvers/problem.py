@@ -91,6 +91,35 @@ class Problem:
         Human names of the units (e.g. ``"69123 Lyon"``), used in messages.
     sector_labels
         Human names of the sectors (e.g. ``"S03 (A. Martin)"``), used in messages.
+    previous
+        ``(n,)`` sector of each unit in a previous plan (``-1``: none, e.g. a
+        unit of a departed worker's sector with no successor). With it, the
+        objective adds ``move_cost x move_weight[i]`` for each unit ``i`` that
+        leaves its previous sector (the annual re-run's disruption cost).
+    move_weight
+        ``(n,)`` disruption of moving each unit, e.g. patients in active
+        follow-up who would change referent (defaults to ``workload``).
+    move_cost
+        Objective cost of one unit of ``move_weight`` moved (objective units
+        per patient, e.g. caseload-minutes); ``0`` counts moves but does not
+        penalise them.
+    max_moved
+        Cap on ``moved(assignment)``, the summed ``move_weight`` of moved
+        units (e.g. at most 27 patients); ``None``: no cap.
+    move_unit_cost
+        Objective cost of each unit moved, whatever its weight (a commune
+        without patients still changes worker and local partners); not
+        counted in ``moved``.
+
+    Examples
+    --------
+    >>> import networkx as nx
+    >>> g = nx.path_graph(4)
+    >>> t = DenseTravelTimes(np.abs(np.subtract.outer(np.arange(4), np.arange(4))) * 10.0)
+    >>> p = Problem(g, np.ones(4), np.array([2.0, 2.0]), 0.0, t,
+    ...             previous=np.array([0, 0, 1, 1]), move_cost=100.0)
+    >>> p.moved(np.array([0, 1, 1, 1])), p.objective_value(np.array([0, 1, 1, 1]), np.array([0, 3]))
+    (1.0, 130.0)
     """
 
     graph: nx.Graph
@@ -104,6 +133,11 @@ class Problem:
     cost_weight: np.ndarray | None = None
     labels: tuple[str, ...] | None = None
     sector_labels: tuple[str, ...] | None = None
+    previous: np.ndarray | None = None
+    move_weight: np.ndarray | None = None
+    move_cost: float = 0.0
+    max_moved: float | None = None
+    move_unit_cost: float = 0.0
 
     def __post_init__(self) -> None:
         n = self.n
@@ -132,6 +166,22 @@ class Problem:
         for u, s in self.locked.items():
             if not (0 <= u < n and 0 <= s < len(t)):
                 raise ValueError(f"locked assignment {u}->{s} is out of range")
+        if self.previous is not None:
+            prev = np.asarray(self.previous)
+            if prev.shape != (n,) or not np.issubdtype(prev.dtype, np.integer) or (prev < -1).any() or (prev >= len(t)).any():
+                raise ValueError(f"previous must be an (n,) integer array of sectors in -1..{len(t) - 1}")
+        if self.move_weight is not None:
+            mw = np.asarray(self.move_weight, dtype=np.float64)
+            if mw.shape != (n,) or not np.all(np.isfinite(mw)) or (mw < 0).any():
+                raise ValueError("move_weight must be a finite, non-negative (n,) array")
+        if not (np.isfinite(self.move_cost) and self.move_cost >= 0):
+            raise ValueError(f"move_cost must be finite and >= 0, got {self.move_cost}")
+        if not (np.isfinite(self.move_unit_cost) and self.move_unit_cost >= 0):
+            raise ValueError(f"move_unit_cost must be finite and >= 0, got {self.move_unit_cost}")
+        if self.max_moved is not None and not self.max_moved >= 0:
+            raise ValueError(f"max_moved must be >= 0, got {self.max_moved}")
+        if (self.move_cost > 0 or self.move_unit_cost > 0 or self.max_moved is not None) and self.previous is None:
+            raise ValueError("move_cost, move_unit_cost and max_moved need a previous plan (previous=...)")
 
     @property
     def n(self) -> int:
@@ -159,18 +209,61 @@ class Problem:
         w = self.workload if self.cost_weight is None else self.cost_weight
         return np.asarray(w, dtype=np.float64)
 
+    @property
+    def disruption(self) -> np.ndarray:
+        """``(n,)`` move weight of each unit (``move_weight`` or ``workload``); 0 without a previous sector."""
+        w = self.workload if self.move_weight is None else self.move_weight
+        w = np.asarray(w, dtype=np.float64).copy()
+        if self.previous is not None:
+            w[np.asarray(self.previous) < 0] = 0.0
+        return w
+
+    def moved(self, assignment: np.ndarray) -> float:
+        """Summed ``move_weight`` of the units not in their previous sector (0 without a previous plan)."""
+        if self.previous is None:
+            return 0.0
+        prev = np.asarray(self.previous)
+        away = (prev >= 0) & (np.asarray(assignment) != prev)
+        return float(self.disruption[away].sum())
+
+    def move_rows(self) -> np.ndarray | None:
+        """``(k, n)`` disruption cost of putting each unit in each sector, or ``None``.
+
+        ``move_cost x move_weight[i] + move_unit_cost`` for every sector but
+        unit ``i``'s previous one (0 for units without a previous sector).
+        """
+        if self.previous is None or (self.move_cost == 0 and self.move_unit_cost == 0):
+            return None
+        prev = np.asarray(self.previous)
+        per_unit = self.move_cost * self.disruption + np.where(prev >= 0, self.move_unit_cost, 0.0)
+        rows = np.tile(per_unit, (self.k, 1))
+        has = prev >= 0
+        rows[prev[has], np.flatnonzero(has)] = 0.0
+        return rows
+
     def cost_rows(self, centres: np.ndarray) -> np.ndarray:
         """``(k, n)`` objective cost of putting each unit in each sector.
 
         ``cost[s, i] = weights[i] * minutes`` from sector ``s``'s reference
         point to unit ``i``: its centre unit ``centres[s]`` (``"pmedian"``)
-        or its worker's base (``"base"``).
+        or its worker's base (``"base"``); plus :meth:`move_rows` when a
+        previous plan is penalised.
         """
         if self.objective == "base":
             minutes = np.asarray(self.base_travel, dtype=np.float64)
         else:
             minutes = self.travel.rows(np.asarray(centres))
-        return minutes * self.weights[None, :]
+        cost = minutes * self.weights[None, :]
+        moves = self.move_rows()
+        return cost if moves is None else cost + moves
+
+    def travel_value(self, assignment: np.ndarray, centres: np.ndarray) -> float:
+        """The objective without the disruption cost (weighted travel minutes only)."""
+        moves = self.move_rows()
+        total = self.objective_value(assignment, centres)
+        if moves is None:
+            return total
+        return total - float(moves[np.asarray(assignment), np.arange(self.n)].sum())
 
     def objective_value(self, assignment: np.ndarray, centres: np.ndarray) -> float:
         """Objective of a plan: sum of ``cost_rows(centres)[assignment[i], i]``."""

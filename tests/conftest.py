@@ -37,3 +37,13 @@ def aura_run(tmp_path_factory):
     output = scenario.output.model_copy(update={"dir": tmp_path_factory.mktemp("aura_run")})
     scenario = scenario.model_copy(update={"model": model, "output": output})
     return run_and_write(scenario)
+
+
+@pytest.fixture(scope="session")
+def aura_run_tables(aura_run):
+    """The written tables of ``aura_run``, read back as text: ``(sectors by insee, postcodes by postcode)``."""
+    import pandas as pd
+
+    folder = aura_run[0]
+    read = lambda name: pd.read_csv(folder / name, sep=";", dtype=str, encoding="utf-8-sig")  # noqa: E731
+    return read("sectors.csv").set_index("insee"), read("postcodes.csv").set_index("postcode")

@@ -1,0 +1,664 @@
+"""Generic districting: the user's own units, weights and distances in, sectors out.
+
+The engine (:func:`solvers.engine.solve`) on units that are not AURA communes:
+benchmark instances, another region's municipalities, census tracts. Input:
+
+* a polygon file (GeoJSON, GeoPackage, Shapefile, GeoParquet) read with
+  :func:`geodata.regions.load_units` (queen contiguity computed, islands
+  linked to their nearest unit and noted), or a CSV of points (columns
+  ``x``/``y`` in a projected system, or ``lon``/``lat`` in degrees) with an
+  edges CSV (two key columns, one line per pair of neighbours);
+* optionally a long CSV of distances ``a, b, distance`` (every pair once);
+  without it, straight-line kilometres between unit points
+  (:class:`solvers.travel.PlanarDistances`).
+
+CSV files follow the same conventions as demand files
+(:mod:`geodata.demand`): ``;``, ``,`` or tab separator, UTF-8 with or without
+BOM or Latin-1, decimal comma accepted with ``;``; keys are read as text
+(leading zeros kept).
+
+Objectives (``weight`` is the user's workload column, e.g. patients/year):
+
+``"inertia"``
+    ``sum_i weight_i x d(centre, i)^2``: the moment of inertia (Hess model);
+    ``d`` in km (planar) or in the unit of the distances file.
+``"travel"``
+    ``sum_i weight_i x d(centre, i)``.
+
+The centre of each sector is one of its units, chosen by the solver.
+
+Example
+-------
+>>> request = SolveRequest(units=Path("tracts.geojson"), key="GEOID", weight="pop",
+...                        sectors=4, tolerance=0.05)                    # doctest: +SKIP
+>>> result = solve_units(request)                                        # doctest: +SKIP
+>>> folder = write_result(result, Path("out"))                           # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import geopandas as gpd
+import networkx as nx
+import numpy as np
+import pandas as pd
+
+from solvers.problem import ProgressCallback, Problem, TravelTimes
+
+Objective = Literal["inertia", "travel"]
+OBJECTIVES: tuple[str, ...] = ("inertia", "travel")
+
+#: File suffixes read as CSV tables of points; anything else is read as a polygon file.
+CSV_SUFFIXES = (".csv", ".txt", ".tsv")
+
+#: Units listed in a message before "... (N in all)".
+_LISTED = 5
+
+
+class InputError(ValueError):
+    """An input file or option cannot be used; the message names the file, line, column or option."""
+
+
+# --------------------------------------------------------------------------
+# Reading the inputs
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class Units:
+    """Units read from the user's files.
+
+    Attributes
+    ----------
+    keys
+        Unit codes as text, in problem order (unit ``i`` of the graph is ``keys[i]``).
+    weight
+        ``(n,)`` workload of each unit (the ``--weight`` column, e.g. patients/year).
+    graph
+        Contiguity graph over ``0..n-1``.
+    xy_km
+        ``(n, 2)`` planar coordinates of each unit's point, kilometres.
+    projection
+        How the points were placed in the plane (CRS used), for the summary.
+    source
+        Files the units and their contiguity come from.
+    notes
+        Everything repaired or assumed while reading (islands linked, ...).
+    """
+
+    keys: list[str]
+    weight: np.ndarray
+    graph: nx.Graph
+    xy_km: np.ndarray
+    projection: str
+    source: str
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def n(self) -> int:
+        return len(self.keys)
+
+
+def _listing(items: list, limit: int = _LISTED) -> str:
+    shown = ", ".join(map(str, items[:limit]))
+    return shown + (f", ... ({len(items)} in all)" if len(items) > limit else "")
+
+
+def _read_table(path: Path):
+    """A CSV as text cells with spreadsheet line numbers (the reader of :mod:`geodata.demand`)."""
+    from geodata.demand import _read_csv
+
+    if not path.is_file():
+        raise InputError(f"{path}: file not found")
+    try:
+        raw = _read_csv(path)
+    except ValueError as err:
+        raise InputError(str(err)) from None
+    raw.frame = raw.frame.apply(lambda col: col.map(lambda v: "" if v is None else str(v).strip()))
+    return raw
+
+
+def _column(raw, path: Path, name: str, what: str) -> str:
+    """The header name of column ``name`` (exact, else case-insensitive)."""
+    if name in raw.frame.columns:
+        return name
+    folded = {str(c).casefold(): c for c in raw.frame.columns}
+    if name.casefold() in folded:
+        return folded[name.casefold()]
+    raise InputError(f"{path}: no {what} column {name!r}; the columns are {list(raw.frame.columns)}")
+
+
+def _numbers(raw, path: Path, column: str, what: str, *, allow_negative: bool = False) -> np.ndarray:
+    """Column ``column`` as floats; names the first bad line."""
+    from geodata.demand import _as_number
+
+    values = [_as_number(v, raw.decimal_comma) for v in raw.frame[column]]
+    for line, cell, value in zip(raw.lines, raw.frame[column], values):
+        if value is None or math.isnan(value) or math.isinf(value):
+            shown = f"{cell!r} is not a number" if cell else "is empty"
+            raise InputError(f"{path}, line {line}, column {column!r}: {what} {shown}; write a number")
+        if value < 0 and not allow_negative:
+            raise InputError(f"{path}, line {line}, column {column!r}: {what} {cell} is negative; it must be >= 0")
+    return np.array(values, dtype=np.float64)
+
+
+def _keys(raw, path: Path, column: str) -> list[str]:
+    keys = raw.frame[column].tolist()
+    blank = [int(line) for line, k in zip(raw.lines, keys) if k == ""]
+    if blank:
+        raise InputError(f"{path}, line {blank[0]}, column {column!r}: empty key; give every unit a code")
+    seen: dict[str, int] = {}
+    for line, k in zip(raw.lines, keys):
+        if k in seen:
+            raise InputError(
+                f"{path}, line {line}, column {column!r}: key {k!r} already on line {seen[k]}; "
+                "each unit needs its own code"
+            )
+        seen[k] = int(line)
+    return keys
+
+
+def _project(lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, str]:
+    """Longitude/latitude (degrees) to planar km, with the CRS of :func:`geodata.adjacency.metric_crs`."""
+    from geodata.adjacency import metric_crs
+
+    points = gpd.GeoSeries(gpd.points_from_xy(lon, lat), crs=4326)
+    crs = metric_crs(points)
+    projected = points.to_crs(crs)
+    xy = np.column_stack([projected.x.to_numpy(), projected.y.to_numpy()]) / 1000.0
+    epsg = crs.to_epsg()
+    return xy, f"lon/lat projected to {crs.name}" + (f" (EPSG:{epsg})" if epsg else "")
+
+
+def read_points(path: Path, key: str, weight: str, *, xy_unit: Literal["m", "km"] = "m") -> tuple[
+        list[str], np.ndarray, np.ndarray, str, list[str]]:
+    """Read a CSV of points: ``(keys, weight, xy_km, projection, notes)``.
+
+    Coordinates: columns ``x``/``y`` (a projected system, in ``xy_unit``)
+    or ``lon``/``lat`` (degrees, projected to Lambert-93 in metropolitan
+    France, else the local UTM zone).
+    """
+    raw = _read_table(path)
+    notes = list(raw.notes)
+    key_col = _column(raw, path, key, "key")
+    weight_col = _column(raw, path, weight, "weight")
+    keys = _keys(raw, path, key_col)
+    w = _numbers(raw, path, weight_col, "weight")
+    lower = {str(c).casefold(): c for c in raw.frame.columns}
+    if "x" in lower and "y" in lower:
+        x = _numbers(raw, path, lower["x"], "x coordinate", allow_negative=True)
+        y = _numbers(raw, path, lower["y"], "y coordinate", allow_negative=True)
+        factor = 0.001 if xy_unit == "m" else 1.0
+        xy = np.column_stack([x, y]) * factor
+        projection = f"planar x/y as given, in {'metres' if xy_unit == 'm' else 'kilometres'}"
+        if "lon" in lower or "lat" in lower:
+            notes.append("both x/y and lon/lat columns: x/y used")
+    elif "lon" in lower and "lat" in lower:
+        lon = _numbers(raw, path, lower["lon"], "longitude", allow_negative=True)
+        lat = _numbers(raw, path, lower["lat"], "latitude", allow_negative=True)
+        for values, name, limit in ((lon, "lon", 180), (lat, "lat", 90)):
+            out = np.flatnonzero(np.abs(values) > limit)
+            if out.size:
+                raise InputError(
+                    f"{path}, line {raw.lines[out[0]]}, column {lower[name]!r}: {values[out[0]]} is not a "
+                    f"{'longitude' if name == 'lon' else 'latitude'} in degrees (|value| <= {limit}); "
+                    "projected coordinates go in columns x and y"
+                )
+        xy, projection = _project(lon, lat)
+    else:
+        raise InputError(
+            f"{path}: no coordinates; give columns x and y (projected, {xy_unit}) or lon and lat (degrees); "
+            f"the columns are {list(raw.frame.columns)}"
+        )
+    return keys, w, xy, projection, notes
+
+
+def read_edges(path: Path, keys: list[str]) -> tuple[list[tuple[int, int]], list[str]]:
+    """Read an edges CSV (the first two columns hold the keys of two neighbouring units).
+
+    Returns ``(edges as unit-index pairs, notes)``. Unknown keys, empty
+    cells and a unit linked to itself are errors naming the line.
+    """
+    raw = _read_table(path)
+    if raw.frame.shape[1] < 2:
+        raise InputError(f"{path}: an edges file needs two key columns; found {list(raw.frame.columns)}")
+    a_col, b_col = raw.frame.columns[:2]
+    index = {k: i for i, k in enumerate(keys)}
+    edges: list[tuple[int, int]] = []
+    for line, a, b in zip(raw.lines, raw.frame[a_col], raw.frame[b_col]):
+        for col, k in ((a_col, a), (b_col, b)):
+            if k == "":
+                raise InputError(f"{path}, line {line}, column {col!r}: empty key")
+            if k not in index:
+                raise InputError(
+                    f"{path}, line {line}, column {col!r}: key {k!r} is not a unit of the units file"
+                )
+        if a == b:
+            raise InputError(f"{path}, line {line}: unit {a!r} is linked to itself; remove the line")
+        edges.append((index[a], index[b]))
+    notes = [f"{path.name}: {len(edges):,} lines, columns {a_col!r} and {b_col!r}"]
+    if raw.frame.shape[1] > 2:
+        notes.append(f"{path.name}: columns {list(raw.frame.columns[2:])} ignored")
+    return edges, notes
+
+
+def _check_connected(graph: nx.Graph, keys: list[str], source: str) -> None:
+    if graph.number_of_nodes() and not nx.is_connected(graph):
+        comps = sorted(nx.connected_components(graph), key=len, reverse=True)
+        pieces = "; ".join(
+            f"{{{_listing(sorted(keys[u] for u in c), 3)}}}" for c in comps[1:4]
+        )
+        raise InputError(
+            f"{source}: the units form {len(comps)} separate pieces (largest {len(comps[0]):,} units; "
+            f"others: {pieces}{'; ...' if len(comps) > 4 else ''}); add edges linking every piece to the rest"
+        )
+
+
+def read_units(
+    path: Path,
+    key: str,
+    weight: str,
+    *,
+    edges: Path | None = None,
+    xy_unit: Literal["m", "km"] = "m",
+) -> Units:
+    """Read units from a polygon file or a CSV of points (with ``edges``).
+
+    Parameters
+    ----------
+    path
+        Polygon file (GeoJSON, GeoPackage, Shapefile, GeoParquet) or CSV of points.
+    key
+        Column of unit codes (read as text, leading zeros kept).
+    weight
+        Column of workloads (non-negative numbers, e.g. patients/year).
+    edges
+        CSV of neighbouring pairs (first two columns); required for points,
+        optional for polygons (replaces the computed queen contiguity).
+    xy_unit
+        Unit of ``x``/``y`` columns in a CSV of points (``"m"`` or ``"km"``).
+
+    Raises
+    ------
+    InputError
+        Naming the file, line (or unit) and column.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: units file not found")
+    if path.suffix.lower() in CSV_SUFFIXES:
+        if edges is None:
+            raise InputError(f"{path}: a CSV of points has no shapes to find neighbours; give --edges FILE")
+        keys, w, xy, projection, notes = read_points(path, key, weight, xy_unit=xy_unit)
+        graph = nx.Graph()
+        graph.add_nodes_from(range(len(keys)))
+        pairs, more = read_edges(Path(edges), keys)
+        graph.add_edges_from(pairs)
+        notes += more
+        _check_connected(graph, keys, f"{path} with {edges}")
+        return Units(keys, w, graph, xy, projection, f"{path} (points), {edges} (edges)", notes)
+    return _read_polygons(path, key, weight, edges)
+
+
+def _read_polygons(path: Path, key: str, weight: str, edges: Path | None) -> Units:
+    from geodata.regions import load_units
+
+    try:
+        region = load_units(path, key)
+    except (ValueError, FileNotFoundError) as err:
+        raise InputError(str(err)) from None
+    except Exception as err:  # the file itself is unreadable (driver error)
+        raise InputError(f"{path}: cannot read the file as polygons ({type(err).__name__}: {err})") from None
+    units = region.units
+    if weight not in units.columns:
+        if weight == key:
+            raise InputError(f"{path}: the weight column cannot be the key column {key!r}")
+        raise InputError(
+            f"{path}: no weight column {weight!r}; the columns are "
+            f"{[c for c in units.columns if c not in ('geometry', 'lon', 'lat')]}"
+        )
+    values = units[weight]
+    numbers = pd.to_numeric(values, errors="coerce")
+    bad = units.index[numbers.isna() | ~np.isfinite(numbers.fillna(0)) | (numbers < 0)].tolist()
+    if bad:
+        raise InputError(
+            f"{path}: weight column {weight!r} is missing, negative or not a number for units "
+            f"({key}) {_listing(bad)}; write 0 where there is no workload"
+        )
+    keys = [str(k) for k in units.index]
+    # the population column is not used here (the weight column is)
+    notes = [n for n in region.notes if "population" not in n]
+    from geodata.adjacency import metric_crs
+
+    crs = metric_crs(units)
+    points = gpd.GeoSeries(gpd.points_from_xy(units["lon"], units["lat"]), crs=4326).to_crs(crs)
+    xy = np.column_stack([points.x.to_numpy(), points.y.to_numpy()]) / 1000.0
+    epsg = crs.to_epsg()
+    projection = (f"a point inside each polygon (representative point) projected to {crs.name}"
+                  + (f" (EPSG:{epsg})" if epsg else ""))
+    index = {k: i for i, k in enumerate(keys)}
+    graph = nx.Graph()
+    graph.add_nodes_from(range(len(keys)))
+    if edges is None:
+        graph.add_edges_from((index[str(a)], index[str(b)]) for a, b in region.graph.edges)
+        source = f"{path} (polygons, queen contiguity)"
+    else:
+        pairs, more = read_edges(Path(edges), keys)
+        graph.add_edges_from(pairs)
+        notes = [n for n in notes if "not contiguous" not in n] + more
+        _check_connected(graph, keys, f"{path} with {edges}")
+        source = f"{path} (polygons), {edges} (edges)"
+    return Units(keys, numbers.to_numpy(dtype=np.float64), graph, xy, projection, source, notes)
+
+
+def read_distances(path: Path, keys: list[str], *, squared: bool) -> TravelTimes:
+    """Read a long distances CSV (first three columns: key a, key b, distance).
+
+    Every pair of distinct units must appear once, either way round (a
+    pair given both ways must agree); a unit's distance to itself is 0.
+    Returns :class:`solvers.travel.PairDistances` (squared if asked).
+    """
+    from solvers.travel import PairDistances
+
+    raw = _read_table(path)
+    if raw.frame.shape[1] < 3:
+        raise InputError(f"{path}: a distances file needs three columns (a, b, distance); "
+                         f"found {list(raw.frame.columns)}")
+    a_col, b_col, d_col = raw.frame.columns[:3]
+    index = {k: i for i, k in enumerate(keys)}
+    for col in (a_col, b_col):
+        for line, k in zip(raw.lines, raw.frame[col]):
+            if k not in index:
+                raise InputError(
+                    f"{path}, line {line}, column {col!r}: key {k!r} is not a unit of the units file"
+                )
+    a = raw.frame[a_col].map(index).to_numpy(dtype=np.intp)
+    b = raw.frame[b_col].map(index).to_numpy(dtype=np.intp)
+    d = _numbers(raw, path, d_col, "distance")
+    try:
+        return PairDistances(a, b, d, n=len(keys), squared=squared, labels=keys)
+    except ValueError as err:
+        raise InputError(f"{path}: {err}") from None
+
+
+# --------------------------------------------------------------------------
+# Bounds, problem, solve
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """Workload bounds of every sector.
+
+    ``targets`` (all equal) and ``tolerance`` are what the engine takes: a
+    sector's workload must lie in ``[target x (1 - tolerance), target x
+    (1 + tolerance)]`` = ``[lower, upper]``.
+
+    Examples
+    --------
+    >>> b = sector_bounds(100.0, 4, min_load=20.0, max_load=30.0)
+    >>> b.target, round(b.tolerance, 4), b.lower, b.upper
+    (25.0, 0.2, 20.0, 30.0)
+    >>> round(sector_bounds(100.0, 4, tolerance=0.1).upper, 9)
+    27.5
+    """
+
+    k: int
+    target: float
+    tolerance: float
+    lower: float
+    upper: float
+    given_as: str
+
+    @property
+    def targets(self) -> np.ndarray:
+        return np.full(self.k, self.target)
+
+
+def sector_bounds(
+    total: float,
+    k: int,
+    *,
+    tolerance: float | None = None,
+    min_load: float | None = None,
+    max_load: float | None = None,
+) -> Bounds:
+    """Targets and tolerance from ``tolerance`` (around ``total / k``) or from absolute ``[min_load, max_load]``.
+
+    ``--min L --max U`` translate exactly to ``target = (L + U) / 2`` and
+    ``tolerance = (U - L) / (U + L)``.
+    """
+    if (tolerance is None) == (min_load is None and max_load is None):
+        raise InputError("give either --tolerance, or both --min and --max (workload per sector)")
+    if tolerance is not None:
+        if not (math.isfinite(tolerance) and 0 <= tolerance < 1):
+            raise InputError(f"--tolerance must be in [0, 1), e.g. 0.05 for ±5 %; got {tolerance}")
+        if total <= 0:
+            raise InputError("the total weight is 0: no target workload per sector; check the --weight column")
+        target = total / k
+        return Bounds(k, target, tolerance, target * (1 - tolerance), target * (1 + tolerance),
+                      f"--tolerance {tolerance:g} around total / k = {target:,.6g}")
+    if min_load is None or max_load is None:
+        raise InputError("--min and --max go together (workload bounds per sector)")
+    if not (math.isfinite(min_load) and math.isfinite(max_load)):
+        raise InputError(f"--min and --max must be numbers, got {min_load} and {max_load}")
+    if not 0 < min_load <= max_load:
+        raise InputError(
+            f"need 0 < --min <= --max, got --min {min_load:g} --max {max_load:g}"
+            + ("; for no lower bound give a small positive --min" if min_load <= 0 else "")
+        )
+    target = (min_load + max_load) / 2
+    tol = (max_load - min_load) / (max_load + min_load)
+    return Bounds(k, target, tol, min_load, max_load,
+                  f"--min {min_load:g} --max {max_load:g}: target (min + max) / 2 = {target:,.6g}, "
+                  f"tolerance (max - min) / (max + min) = {tol:.6g}")
+
+
+@dataclass(frozen=True)
+class SolveRequest:
+    """Everything ``sectorize solve`` needs (see :func:`solve_units`).
+
+    ``time_limit_s`` in seconds; ``tolerance`` relative (0.05 = ±5 %);
+    ``min_load``/``max_load`` absolute workloads per sector (same unit as
+    the weight column).
+    """
+
+    units: Path
+    key: str
+    weight: str
+    sectors: int
+    tolerance: float | None = None
+    min_load: float | None = None
+    max_load: float | None = None
+    objective: Objective = "inertia"
+    edges: Path | None = None
+    distances: Path | None = None
+    time_limit_s: float = 60.0
+    seed: int = 0
+    backend: str = "auto"
+    xy_unit: Literal["m", "km"] = "m"
+
+
+@dataclass
+class GenericResult:
+    """Outcome of :func:`solve_units`.
+
+    ``sector[i]`` is the sector (1..k) of unit ``keys[i]``, or ``None`` when
+    no plan was found (``status`` ``"infeasible"`` or ``"unknown"``, with the
+    ``reason`` in ``summary``). ``summary`` is what ``summary.json`` holds.
+    """
+
+    keys: list[str]
+    key_column: str
+    sector: np.ndarray | None
+    summary: dict
+
+    @property
+    def status(self) -> str:
+        return self.summary["status"]
+
+    @property
+    def valid(self) -> bool:
+        return self.sector is not None and self.summary["contiguity_check"]["valid"]
+
+
+def objective_definition(objective: Objective, weight: str, unit: str) -> str:
+    """Plain-language definition of the objective, for the summary."""
+    power = "^2" if objective == "inertia" else ""
+    return (f"sum over units of {weight} x d(centre of its sector, unit){power}, d in {unit}; "
+            "each sector's centre is one of its units, chosen by the solver"
+            + (" (moment of inertia, Hess model)" if objective == "inertia" else ""))
+
+
+def build_problem(units: Units, bounds: Bounds, travel: TravelTimes) -> Problem:
+    """The engine's :class:`~solvers.problem.Problem`: workload = weight, cost weight = weight."""
+    return Problem(
+        graph=units.graph,
+        workload=units.weight,
+        targets=bounds.targets,
+        tolerance=bounds.tolerance,
+        travel=travel,
+        labels=tuple(units.keys),
+        sector_labels=tuple(f"sector {s + 1}" for s in range(bounds.k)),
+    )
+
+
+def solve_units(request: SolveRequest, progress: ProgressCallback | None = None) -> GenericResult:
+    """Read the inputs, solve, check: the whole of ``sectorize solve`` but the writing.
+
+    Raises
+    ------
+    InputError
+        When an input is unusable (file, line, column or option named).
+        An infeasible problem is not an error: the result has status
+        ``"infeasible"`` (proven: by the up-front diagnosis or the exact
+        MIP) or ``"unknown"`` (no plan found in the time), and a reason.
+    """
+    from solvers.check import check_plan, diagnose
+    from solvers.engine import BACKENDS, solve
+    from solvers.exact import NoPlanFoundError
+    from solvers.problem import InfeasibleError
+    from solvers.travel import PlanarDistances
+
+    began = time.monotonic()
+    if request.objective not in OBJECTIVES:
+        raise InputError(f"--objective must be one of {', '.join(OBJECTIVES)}, got {request.objective!r}")
+    if request.backend not in BACKENDS:
+        raise InputError(f"--backend must be one of {', '.join(BACKENDS)}, got {request.backend!r}")
+    if not (math.isfinite(request.time_limit_s) and request.time_limit_s > 0):
+        raise InputError(f"--time-limit must be > 0 seconds, got {request.time_limit_s}")
+    if request.sectors < 1:
+        raise InputError(f"--sectors must be at least 1, got {request.sectors}")
+    units = read_units(Path(request.units), request.key, request.weight, edges=request.edges,
+                       xy_unit=request.xy_unit)
+    if request.sectors > units.n:
+        raise InputError(f"--sectors {request.sectors} is more than the {units.n} units of {request.units}")
+    squared = request.objective == "inertia"
+    if request.distances is not None:
+        travel = read_distances(Path(request.distances), units.keys, squared=squared)
+        distance_source = f"{request.distances}: the given distances" + (", squared" if squared else "")
+        unit = "the unit of the distances file"
+    else:
+        travel = PlanarDistances(units.xy_km, squared=squared)
+        distance_source = f"straight-line km between unit points ({units.projection})"
+        unit = "km"
+    total = float(units.weight.sum())
+    bounds = sector_bounds(total, request.sectors, tolerance=request.tolerance,
+                           min_load=request.min_load, max_load=request.max_load)
+    try:
+        problem = build_problem(units, bounds, travel)
+    except ValueError as err:
+        raise InputError(str(err)) from None
+    summary: dict = {
+        "status": "unknown",
+        "reason": None,
+        "objective": None,
+        "bound": None,
+        "gap": None,
+        "time_s": None,
+        "backend": request.backend,
+        "n": units.n,
+        "k": bounds.k,
+        "edges": units.graph.number_of_edges(),
+        "total_weight": total,
+        "bounds": {"min": bounds.lower, "max": bounds.upper, "target": bounds.target,
+                   "tolerance": bounds.tolerance, "given_as": bounds.given_as},
+        "objective_name": request.objective,
+        "objective_definition": objective_definition(request.objective, request.weight, unit),
+        "distance_source": distance_source,
+        "units_source": units.source,
+        "key": request.key,
+        "weight": request.weight,
+        "time_limit_s": request.time_limit_s,
+        "seed": request.seed,
+        "max_deviation_pct": None,
+        "sector_loads": None,
+        "contiguity_check": {"valid": None, "problems": []},
+        "notes": units.notes,
+    }
+    reasons = diagnose(problem)
+    if reasons:
+        summary.update(status="infeasible", reason="; ".join(reasons), time_s=time.monotonic() - began)
+        return GenericResult(units.keys, request.key, None, summary)
+    try:
+        sol = solve(problem, backend=request.backend, time_limit_s=request.time_limit_s, seed=request.seed,
+                    progress=progress)
+    except NoPlanFoundError as err:
+        summary.update(status="unknown", reason=str(err), time_s=time.monotonic() - began)
+        return GenericResult(units.keys, request.key, None, summary)
+    except InfeasibleError as err:
+        # the exact MIP proves infeasibility; the other backends only report that they found no plan
+        proven = request.backend == "exact"
+        summary.update(status="infeasible" if proven else "unknown", reason=str(err),
+                       time_s=time.monotonic() - began)
+        return GenericResult(units.keys, request.key, None, summary)
+    problems = check_plan(problem, sol.assignment)
+    loads = np.bincount(sol.assignment, weights=units.weight, minlength=bounds.k)
+    summary.update(
+        status=sol.status,
+        objective=sol.objective,
+        bound=sol.bound,
+        gap=sol.gap,
+        time_s=time.monotonic() - began,
+        backend=sol.backend,
+        max_deviation_pct=float(np.abs(loads / bounds.target - 1).max() * 100),
+        sector_loads=[float(v) for v in loads],
+        centres=[units.keys[int(c)] for c in sol.centres],
+        contiguity_check={"valid": not problems, "problems": problems},
+    )
+    return GenericResult(units.keys, request.key, np.asarray(sol.assignment) + 1, summary)
+
+
+# --------------------------------------------------------------------------
+# Writing
+# --------------------------------------------------------------------------
+
+
+def sectors_csv(result: GenericResult) -> str:
+    """``sectors.csv`` text: ``KEY;sector`` (sector 1..k), ``;``-separated like the other tables."""
+    frame = pd.DataFrame({result.key_column: result.keys, "sector": result.sector})
+    return frame.to_csv(sep=";", index=False, lineterminator="\n")
+
+
+def write_result(result: GenericResult, out_dir: Path) -> Path:
+    """Write a new result folder ``out_dir/<YYYYmmdd-HHMMSS>`` atomically and return it.
+
+    It holds ``summary.json`` and, when a plan was found, ``sectors.csv``
+    (UTF-8 with BOM). A previous result is never overwritten
+    (:func:`sectorize.atomic.run_folder`); ``out_dir/LATEST`` names the newest.
+    """
+    import json
+
+    from sectorize.atomic import atomic_write_text, run_folder
+
+    with run_folder(out_dir) as run:
+        if result.sector is not None:
+            atomic_write_text(run.staging / "sectors.csv", sectors_csv(result), encoding="utf-8-sig")
+        atomic_write_text(run.staging / "summary.json",
+                          json.dumps(result.summary, indent=1, ensure_ascii=False, default=float) + "\n")
+    return run.final
