@@ -305,6 +305,10 @@ def read_units(
     return _read_polygons(path, key, weight, edges)
 
 
+#: Columns that :func:`geodata.regions.load_units` rewrites.
+_REPLACED_BY_LOAD_UNITS = ("population", "name", "lon", "lat")
+
+
 def _read_polygons(path: Path, key: str, weight: str, edges: Path | None) -> Units:
     from geodata.regions import load_units
 
@@ -323,6 +327,10 @@ def _read_polygons(path: Path, key: str, weight: str, edges: Path | None) -> Uni
             f"{[c for c in units.columns if c not in ('geometry', 'lon', 'lat')]}"
         )
     values = units[weight]
+    if weight in _REPLACED_BY_LOAD_UNITS:
+        # load_units rewrites these columns (population rounded to whole inhabitants): read the file's values
+        raw = gpd.read_parquet(path) if path.suffix.lower() in (".parquet", ".geoparquet") else gpd.read_file(path)
+        values = pd.Series(raw[weight].to_numpy(), index=units.index)
     numbers = pd.to_numeric(values, errors="coerce")
     bad = units.index[numbers.isna() | ~np.isfinite(numbers.fillna(0)) | (numbers < 0)].tolist()
     if bad:

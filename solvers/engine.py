@@ -12,9 +12,12 @@ Backends
     (:mod:`solvers.mip`, HiGHS) assigns units to the fixed centres and each
     centre moves to its sector's weighted medoid. Each allocation is optimal
     for its centres, so the plan is at least as good as the heuristic's.
+    While a fifth of the time limit is left, new rounds (heuristic with the
+    next seed, then location-allocation) look for a better plan.
 ``"auto"``
     ``"mip"``, falling back to the heuristic plan whenever a MIP step finds
-    nothing in its time slice.
+    nothing in its time slice; the heuristic alone above
+    :data:`AUTO_MIP_MAX_UNITS` units.
 ``"exact"``
     The whole location-allocation MIP (:func:`solvers.exact.exact_solve`,
     HiGHS), started from the plan of a short ``"mip"`` run (at most a
@@ -46,6 +49,9 @@ from solvers.problem import InfeasibleError, ProgressCallback, Problem, Solution
 
 Backend = Literal["auto", "heuristic", "mip", "exact"]
 BACKENDS: tuple[str, ...] = ("auto", "heuristic", "mip", "exact")
+
+#: Above this many units ``"auto"`` runs the heuristic alone (see :func:`solve`).
+AUTO_MIP_MAX_UNITS = 20_000
 
 
 def solve(
@@ -112,11 +118,16 @@ def solve(
         if problem.previous is not None:
             raise ValueError("the 'exact' backend does not handle a previous plan; use 'auto' for a re-run")
         return _exact(problem, time_limit_s, seed, progress)
+    if backend == "auto" and problem.n > AUTO_MIP_MAX_UNITS:
+        # building the allocation MIP in Python takes longer than it can gain at this size
+        # (measured: 256k variables built in 44 s for 64k units, benchmarks/bench_scaling.py)
+        backend = "heuristic"
+        say(f"auto: {problem.n:,} units > {AUTO_MIP_MAX_UNITS:,}: heuristic only")
     heuristic_share = time_limit_s if backend == "heuristic" else max(min(0.25 * time_limit_s, 10.0), 0.5)
     # from a given start, first repair it alone (random starts would ignore the previous plan);
     # the allocation MIP below rebalances it exactly if local moves could not
     assign, centres, objective, log = heuristic_solve(
-        problem, time_limit_s=heuristic_share, seed=seed, progress=None, start=start,
+        problem, time_limit_s=heuristic_share, seed=seed, progress=progress, start=start,
         restarts=1 if start is not None else None,
     )
     balanced = not check_plan(problem, assign)
@@ -131,6 +142,10 @@ def solve(
         assign, centres, objective, name = _location_allocation(
             problem, assign, centres, objective, balanced, deadline, log, say
         )
+        if start is None:  # use the time left: new starts, each followed by location-allocation
+            assign, centres, objective, name = _more_rounds(
+                problem, (assign, centres, objective, name), heuristic_share, seed, began, time_limit_s,
+                deadline, log, say)
     violations = check_plan(problem, assign)
     if violations and start is not None and problem.max_moved is None and time.monotonic() < deadline - 1.0:
         line = "start plan could not be rebalanced; trying fresh starts (they ignore the previous plan)"
@@ -164,6 +179,33 @@ def solve(
         bound=None,
         log=log,
     )
+
+
+def _more_rounds(problem: Problem, best: tuple, heuristic_share: float, seed: int, began: float,
+                 time_limit_s: float, deadline: float, log: list[str], say: ProgressCallback) -> tuple:
+    """Restart heuristic + location-allocation with the next seeds while at least a
+    fifth of the time limit is left; keep the best balanced plan."""
+    rounds = 1
+    best_ok = not check_plan(problem, best[0])
+    while time.monotonic() < deadline - max(0.2 * time_limit_s, 1.0):
+        rounds += 1
+        left = deadline - time.monotonic()
+        try:
+            assign, centres, objective, more = heuristic_solve(
+                problem, time_limit_s=min(heuristic_share, 0.5 * left), seed=seed + rounds - 1, progress=None)
+        except InfeasibleError:
+            break
+        balanced = not check_plan(problem, assign)
+        assign, centres, objective, name = _location_allocation(
+            problem, assign, centres, objective, balanced, deadline, log, say)
+        ok = not check_plan(problem, assign)
+        line = (f"round {rounds} (seed {seed + rounds - 1}): objective {objective:,.0f}"
+                f"{'' if ok else ' (unbalanced)'} after {time.monotonic() - began:.1f} s")
+        log.append(line)
+        say(line)
+        if ok and (not best_ok or objective < best[2] - 1e-9):
+            best, best_ok = (assign, centres, objective, name), True
+    return best
 
 
 def _price_moves(problem: Problem, start: np.ndarray, backend: str, deadline: float, seed: int,

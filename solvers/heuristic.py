@@ -497,6 +497,8 @@ def heuristic_solve(
             best = (obj, assign.copy(), centres.copy())
     if best is not None:
         return best[1], best[2], best[0], log
+    if attempt == 0 or (best_unbalanced is None and not problem.locked):
+        raise InfeasibleError(f"no start completed in {time_limit_s:g} s; give more time")
     if best_unbalanced is None:
         raise InfeasibleError(
             "no start could grow every sector to its locked units in the time limit; "

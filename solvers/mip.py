@@ -47,6 +47,11 @@ def edge_minutes(problem: Problem) -> csr_matrix:
     edges = np.array(list(problem.graph.edges), dtype=np.intp).reshape(-1, 2)
     u, v = edges[:, 0], edges[:, 1]
     minutes = np.empty(len(edges))
+    pairs = getattr(problem.travel, "pairs", None)
+    if pairs is not None:  # edge lengths directly, without whole rows
+        minutes = np.asarray(pairs(u, v), dtype=float)
+        minutes = np.maximum(minutes, 0.01)
+        return csr_matrix((np.r_[minutes, minutes], (np.r_[u, v], np.r_[v, u])), shape=(n, n))
     # rows in chunks: one row per source unit, read the neighbour columns
     order = np.argsort(u, kind="stable")
     u_sorted, v_sorted = u[order], v[order]

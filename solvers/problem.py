@@ -28,7 +28,9 @@ class TravelTimes(Protocol):
 
     ``rows(sources)`` returns a ``(len(sources), n)`` float array: the minutes
     from each source unit to every unit. Implementations may hold a dense
-    matrix or compute rows on demand.
+    matrix or compute rows on demand; they may also offer ``pairs(a, b)``
+    (minutes from ``a[i]`` to ``b[i]``), which the solvers use, when present,
+    to read edge lengths without whole rows.
     """
 
     n: int
@@ -55,6 +57,10 @@ class DenseTravelTimes:
 
     def rows(self, sources: np.ndarray) -> np.ndarray:
         return np.asarray(self.matrix[np.asarray(sources, dtype=np.intp)], dtype=np.float64)
+
+    def pairs(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Minutes from ``a[i]`` to ``b[i]`` for each ``i``."""
+        return np.asarray(self.matrix[np.asarray(a, dtype=np.intp), np.asarray(b, dtype=np.intp)], dtype=np.float64)
 
 
 @dataclass(frozen=True)

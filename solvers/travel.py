@@ -73,6 +73,16 @@ class PlanarDistances:
         """Number of units."""
         return int(self.xy.shape[0])
 
+    def pairs(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Distances from ``a[i]`` to ``b[i]`` for each ``i`` (same rules as :meth:`rows`).
+
+        >>> PlanarDistances(np.array([[0.0, 0.0], [3.0, 4.0]])).pairs(np.array([0, 1]), np.array([1, 1])).tolist()
+        [5.0, 0.0]
+        """
+        a, b = np.asarray(a, dtype=np.intp), np.asarray(b, dtype=np.intp)
+        d2 = ((self._x[a] - self._x[b]) ** 2 + (self._y[a] - self._y[b]) ** 2) * self.scale**2
+        return d2 if self.squared else np.sqrt(d2)
+
     def rows(self, sources: np.ndarray) -> np.ndarray:
         """``(len(sources), n)`` distances from each source unit to every unit."""
         src = np.asarray(sources, dtype=np.intp).reshape(-1)
@@ -117,8 +127,9 @@ class PairDistances:
     ------
     ValueError
         When a pair is missing (the message names one), a pair is given twice
-        with different distances, a distance is negative or not finite, an
-        index is out of range, or ``n`` exceeds :data:`MAX_PAIR_UNITS`.
+        with different distances, a distance is negative or not finite, a
+        unit's distance to itself is not 0, an index is out of range, or ``n``
+        exceeds :data:`MAX_PAIR_UNITS`.
 
     Examples
     --------
@@ -168,6 +179,10 @@ class PairDistances:
                 f"distance of the pair ({name(int(a[i]))}, {name(int(b[i]))}) is {d[i]}; "
                 "distances must be finite and non-negative"
             )
+        self_pairs = np.flatnonzero((a == b) & (d != 0))
+        if self_pairs.size:
+            i = int(self_pairs[0])
+            raise ValueError(f"distance of {name(int(a[i]))} to itself is {d[i]}; it must be 0")
         matrix = np.full((n, n), np.nan)
         np.fill_diagonal(matrix, 0.0)
         # a pair given twice (either way round) must agree

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -108,6 +109,8 @@ def test_pair_distances_symmetric_and_errors():
         PairDistances(np.array([0, 0]), np.array([1, 2]), np.array([1.0, 1.0]))
     with pytest.raises(ValueError, match="negative"):
         PairDistances(np.array([0]), np.array([1]), np.array([-1.0]))
+    with pytest.raises(ValueError, match="distance of unit 1 to itself is 2.0"):
+        PairDistances(np.array([0, 1]), np.array([1, 1]), np.array([1.0, 2.0]))
     with pytest.raises(ValueError, match="limited to 20,000 units"):
         PairDistances(np.array([0]), np.array([MAX_PAIR_UNITS]), np.array([1.0]))
 
@@ -182,6 +185,28 @@ def test_points_csv_with_edges_and_leading_zeros(tmp_path):
     assert run_cli(["--units", units, "--edges", edge_file, "--key", "code", "--weight", "charge",
                     "--sectors", 4, "--tolerance", 0.15, "--time-limit", 2, "--out", out]) == 0
     assert len([p for p in out.iterdir() if p.is_dir()]) == 2
+
+
+@pytest.mark.parametrize("lon0, lat0, crs", [(4.8, 45.7, "EPSG:2154"), (-100.0, 40.0, "EPSG:32614")])
+def test_points_lon_lat_projected(tmp_path, lon0, lat0, crs):
+    keys, _, edges = grid_points(3, 3)
+    lines = ["code;nom;lon;lat;charge"] + [
+        f"{k};Bâgé-{i};{lon0 + 0.05 * (i % 3):.3f};{lat0 + 0.05 * (i // 3):.3f};1" for i, k in enumerate(keys)
+    ]
+    units = tmp_path / "units.csv"
+    units.write_bytes(("\n".join(lines) + "\n").encode("latin-1"))
+    edge_file = tmp_path / "edges.csv"
+    edge_file.write_text("a;b\n" + "".join(f"{keys[a]};{keys[b]}\n" for a, b in edges))
+    out = tmp_path / "out"
+    assert run_cli(["--units", units, "--edges", edge_file, "--key", "code", "--weight", "charge",
+                    "--sectors", 3, "--tolerance", 0.0, "--time-limit", 3, "--out", out]) == 0
+    summary, sectors = read_result(out)
+    assert crs in summary["distance_source"]
+    assert any("Latin-1" in note for note in summary["notes"])
+    assert summary["sector_loads"] == [3.0, 3.0, 3.0]
+    assert_contiguous(keys, edges, sectors, "code")
+    # neighbours 0.05 degree apart are 3.5 to 5.6 km apart: inertia in km^2, not degrees^2 nor m^2
+    assert 10 < summary["objective"] < 2000
 
 
 def _recompute(sectors: pd.DataFrame, weight: dict, dist: dict, squared: bool) -> float:
@@ -332,9 +357,21 @@ def test_bad_input_exits_2(points, capsys, case, expected):
     err = capsys.readouterr().err
     assert code == 2, err
     assert err.startswith("error: ")
-    import re
     assert re.search(expected, err), err
     assert not (out / "LATEST").exists()  # nothing written on bad input
+
+
+def test_polygon_weight_named_population_is_not_rounded(tmp_path):
+    boxes = [shapely.box(c, r, c + 1, r + 1) for r in range(2) for c in range(3)]
+    gdf = gpd.GeoDataFrame({"code": [f"0{i}" for i in range(6)], "population": [1.4, 1.4, 2.5, 1.4, 1.4, 2.5]},
+                           geometry=boxes, crs=3857)
+    gdf.to_file(tmp_path / "u.gpkg")
+    out = tmp_path / "o"
+    assert run_cli(["--units", tmp_path / "u.gpkg", "--key", "code", "--weight", "population", "--sectors", 2,
+                    "--tolerance", 0.01, "--time-limit", 2, "--out", out]) == 0
+    summary, _ = read_result(out)
+    assert summary["total_weight"] == pytest.approx(10.6)  # rounded populations would add up to 8
+    assert sorted(summary["sector_loads"]) == pytest.approx([5.3, 5.3])
 
 
 def test_polygon_file_without_weight_column(tmp_path, capsys):

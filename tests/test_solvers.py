@@ -200,3 +200,23 @@ def test_aura_sectors_with_the_mip(aura_lyon):
     gt = np.bincount(r.worker_group, weights=targets)
     assert check_partition(g, r.group, w, gt * 0.95, gt * 1.05) == []
     assert r.time_s <= 40 * 1.05
+
+
+def test_same_seed_and_starts_give_the_same_plan():
+    """Determinism: with a fixed number of starts (no clock in the loop) the heuristic
+    and the allocation MIP return the same plan for the same seed."""
+    import networkx as nx
+
+    from solvers.heuristic import heuristic_solve
+    from solvers.mip import allocate
+    from solvers.problem import DenseTravelTimes, Problem
+
+    g = nx.convert_node_labels_to_integers(nx.grid_2d_graph(9, 9), ordering="sorted")
+    xy = np.array(sorted(nx.grid_2d_graph(9, 9).nodes), dtype=float)
+    t = DenseTravelTimes(np.hypot(*(xy[:, None] - xy[None]).transpose(2, 0, 1)) * 7.0)
+    w = np.random.default_rng(5).integers(0, 6, 81).astype(float)
+    p = Problem(g, w, np.full(4, w.sum() / 4), 0.08, t)
+    runs = [heuristic_solve(p, time_limit_s=60, seed=11, restarts=4) for _ in range(2)]
+    assert (runs[0][0] == runs[1][0]).all() and runs[0][2] == runs[1][2]
+    first, second = (allocate(p, runs[0][1], time_limit_s=30) for _ in range(2))
+    assert (first.assignment == second.assignment).all()
