@@ -687,16 +687,16 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         print(f"--seeds: expected integers separated by commas, got {args.seeds!r}", file=sys.stderr)
         return 2
-    missing = missing_peers()
-    if missing and any(m not in ("ours", "ours-heuristic") for m in methods):
-        print(f"the peers are not installed ({', '.join(missing)}); install them with:\n    {INSTALL_HINT}\n"
-              "or run only our engine with --methods ours,ours-heuristic", file=sys.stderr)
-        return 3
     try:
         names = resolve_instances(args.instances, args.data)
     except ValueError as err:
         print(err, file=sys.stderr)
         return 2
+    missing = missing_peers()
+    if missing and any(m not in ("ours", "ours-heuristic") for m in methods):
+        print(f"the peers are not installed ({', '.join(missing)}); install them with:\n    {INSTALL_HINT}\n"
+              "or run only our engine with --methods ours,ours-heuristic", file=sys.stderr)
+        return 3
     if not names:
         print("no instances to run", file=sys.stderr)
         return 3

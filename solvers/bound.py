@@ -85,93 +85,111 @@ def cost_matrix(problem: Problem, *, chunk: int = 512) -> np.ndarray:
     return c
 
 
-def _greedy(q: np.ndarray, wt: np.ndarray, cap: np.ndarray) -> np.ndarray:
-    """Fractional knapsack per row: fill ``cap[r]`` with weights ``wt`` in increasing
-    ``q[r]`` order (``inf`` = not eligible). Returns the taken fractions, shape of ``q``."""
-    order = np.argsort(q, axis=1, kind="stable")
-    qs = np.take_along_axis(q, order, axis=1)
-    ws = np.where(np.isfinite(qs), wt[order], 0.0)
-    cum = np.cumsum(ws, axis=1)
-    before = cum - ws
-    room = cap[:, None] - before
-    frac = np.where(ws > 0, np.clip(room / np.where(ws > 0, ws, 1.0), 0.0, 1.0), 0.0)
-    out = np.zeros_like(q)
-    np.put_along_axis(out, order, frac, axis=1)
+def _fill(ratio: np.ndarray, wt: np.ndarray, cap: float) -> np.ndarray:
+    """Fractional knapsack: fractions of the items (weights ``wt`` > 0) taken in increasing
+    ``ratio`` order until their weight reaches ``cap``."""
+    order = np.argsort(ratio, kind="stable")
+    ws = wt[order]
+    before = np.cumsum(ws) - ws
+    frac = np.clip((cap - before) / ws, 0.0, 1.0)
+    out = np.empty_like(frac)
+    out[order] = frac
     return out
 
 
-def _sector_values(c: np.ndarray, lam: np.ndarray, w: np.ndarray, lo: float, hi: float,
-                   chunk: int = 512) -> tuple[np.ndarray, list[np.ndarray]]:
-    """``v(j)`` for every centre ``j`` and the optimal fractional rows ``x`` (one array per
-    chunk of centres), for one pair of bounds ``[lo, hi]``. ``inf`` where no sector fits."""
-    n = c.shape[0]
-    values = np.empty(n)
-    xs: list[np.ndarray] = []
+def _sector_row(r: np.ndarray, w: np.ndarray, j: int, lo: float, hi: float) -> tuple[float, np.ndarray]:
+    """``v(j)`` and the optimal fractional sector ``x`` for centre ``j``, given the reduced
+    costs ``r = c[j] - lam`` and the bounds ``[lo, hi]`` (``inf`` when no sector fits)."""
     positive = w > 0
+    x = (r < 0).astype(np.float64)
+    x[j] = 1.0  # the centre is in its own sector
+    load = float(x @ w)
+    if load > hi + 1e-9:  # drop the least useful workload
+        cap = hi - w[j]
+        if cap < -1e-9:  # the centre alone is too heavy
+            return np.inf, x
+        cand = np.flatnonzero((x > 0) & positive)
+        cand = cand[cand != j]
+        x[cand] = _fill(r[cand] / w[cand], w[cand], max(cap, 0.0))
+    elif load < lo - 1e-9:  # add the cheapest workload
+        need = lo - load
+        cand = np.flatnonzero((x == 0) & positive)
+        if w[cand].sum() < need - 1e-9 * max(lo, 1.0):
+            return np.inf, x
+        q = r[cand] / w[cand]
+        m = min(len(cand), 64)
+        while True:  # the cheapest m candidates usually suffice: no full sort
+            part = cand if m >= len(cand) else cand[np.argpartition(q, m - 1)[:m]]
+            if m >= len(cand) or w[part].sum() >= need:
+                break
+            m *= 4
+        x[part] += _fill(r[part] / w[part], w[part], need)
+    return float(x @ r), x
+
+
+def _floor_values(c: np.ndarray, lam: np.ndarray, w: np.ndarray, lo: float, hi: float,
+                  chunk: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """For every centre ``j``: a value ``<= v(j)`` (its own reduced cost plus every negative
+    one) and whether it is exact (the negative units' workload already fits the bounds)."""
+    n = c.shape[0]
+    floor = np.empty(n)
+    exact = np.empty(n, dtype=bool)
     for a in range(0, n, chunk):
         idx = np.arange(a, min(a + chunk, n))
-        r = c[idx].astype(np.float64) - lam[None, :]
-        rows = np.arange(len(idx))
-        x = (r < 0).astype(np.float64)
-        x[rows, idx] = 1.0  # the centre is in its own sector
+        r = c[idx].astype(np.float64)
+        r -= lam[None, :]
+        x = r < 0
+        x[np.arange(len(idx)), idx] = True
+        floor[idx] = np.einsum("ij,ij->i", x, r)
         load = x @ w
-        over, under = load > hi + 1e-9, load < lo - 1e-9
-        if over.any():
-            o = np.flatnonzero(over)
-            keep = x[o] > 0
-            q = np.where(keep & positive[None, :], r[o] / np.where(positive, w, 1.0)[None, :], np.inf)
-            q[np.arange(len(o)), idx[o]] = np.inf  # the centre stays whatever
-            base = x[o] * (~positive)[None, :]  # free units stay
-            base[np.arange(len(o)), idx[o]] = 1.0
-            cap = hi - w[idx[o]]
-            x[o] = base + _greedy(q, w, np.maximum(cap, 0.0))
-            x[o[cap < -1e-9]] = np.nan  # centre alone too heavy
-        if under.any():
-            u = np.flatnonzero(under)
-            q = np.where((x[u] == 0) & positive[None, :], r[u] / np.where(positive, w, 1.0)[None, :], np.inf)
-            need = lo - load[u]
-            add = _greedy(q, w, need)
-            x[u] = x[u] + add
-            short = (add @ w) < need - 1e-6 * max(lo, 1.0)
-            x[u[short]] = np.nan  # not enough workload anywhere
-        v = np.einsum("ij,ij->i", np.nan_to_num(x, nan=0.0), r)
-        v[np.isnan(x).any(axis=1)] = np.inf
-        values[idx] = v
-        xs.append(x)
-    return values, xs
+        exact[idx] = (load >= lo - 1e-9) & (load <= hi + 1e-9)
+    heavy = w > hi + 1e-9
+    floor[heavy], exact[heavy] = np.inf, True
+    return floor, exact
 
 
 def _evaluate(c: np.ndarray, lam: np.ndarray, problem: Problem) -> tuple[float, np.ndarray]:
-    """``LB(lam)`` and the subgradient ``1 - sum_s x[s, i]``."""
+    """``LB(lam)`` and the subgradient ``1 - sum_s x[s, i]``.
+
+    Lazy: every centre first gets a cheap floor on ``v_s(j)``; the choice of
+    centres is made on the floors, and the chosen centres whose floor is not
+    exact are evaluated exactly, until the choice holds exact values only.
+    It is then optimal: every other entry is a floor, below its true value.
+    """
     w = np.asarray(problem.workload, dtype=np.float64)
     n, k = problem.n, problem.k
     lower, upper = problem.lower, problem.upper
-    classes: dict[tuple[float, float], list[int]] = {}
-    for s in range(k):
-        classes.setdefault((float(lower[s]), float(upper[s])), []).append(s)
-    table = np.empty((k, n))
-    rows: dict[tuple[float, float], list[np.ndarray]] = {}
-    for (lo, hi), members in classes.items():
-        v, xs = _sector_values(c, lam, w, lo, hi)
-        table[members] = v
-        rows[(lo, hi)] = xs
-    if len(classes) == 1:
-        chosen = np.argpartition(table[0], k - 1)[:k] if k < n else np.arange(n)
-        pick = list(zip(range(k), chosen))
-    else:
-        finite = np.where(np.isfinite(table), table, 1e30)
-        sec, cen = linear_sum_assignment(finite)
-        pick = list(zip(sec, cen))
+    keys = sorted({(float(lower[s]), float(upper[s])) for s in range(k)})
+    cls = np.array([keys.index((float(lower[s]), float(upper[s]))) for s in range(k)])
+    table = np.empty((len(keys), n))
+    known = np.empty((len(keys), n), dtype=bool)
+    for q, (lo, hi) in enumerate(keys):
+        table[q], known[q] = _floor_values(c, lam, w, lo, hi)
+    rows: dict[tuple[int, int], np.ndarray] = {}
+    while True:
+        if len(keys) == 1:
+            pick = list(zip(range(k), np.argsort(table[0], kind="stable")[:k]))
+        else:
+            finite = np.where(np.isfinite(table[cls]), table[cls], 1e30)
+            pick = list(zip(*linear_sum_assignment(finite)))
+        todo = {(int(cls[s]), int(j)) for s, j in pick if not known[cls[s], j]}
+        if not todo:
+            break
+        for q, j in sorted(todo):
+            lo, hi = keys[q]
+            table[q, j], rows[q, j] = _sector_row(c[j].astype(np.float64) - lam, w, j, lo, hi)
+            known[q, j] = True
     total = float(lam.sum())
     used = np.zeros(n)
-    key_of = {s: key for key, members in classes.items() for s in members}
     for s, j in pick:
-        val = table[s, j]
-        if not np.isfinite(val):
+        q, j = int(cls[s]), int(j)
+        if not np.isfinite(table[q, j]):
             return -np.inf, np.zeros(n)
-        total += val
-        xs = rows[key_of[s]]
-        used += xs[j // 512][j % 512]
+        total += table[q, j]
+        if (q, j) not in rows:
+            lo, hi = keys[q]
+            rows[q, j] = _sector_row(c[j].astype(np.float64) - lam, w, j, lo, hi)[1]
+        used += rows[q, j]
     return total, 1.0 - used
 
 
