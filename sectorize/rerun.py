@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import linear_sum_assignment
 
+from geodata.codes import current_code
 from geodata.regions import LYON
 from sectorize import pipeline
 from sectorize.plan import Plan
@@ -179,8 +180,9 @@ def previous_worker_of_units(previous: PreviousPlan, keys: pd.Index) -> tuple[pd
 
     Lyon: a plan on whole communes gives each arrondissement Lyon's worker; a
     plan by arrondissement gives Lyon (69123) the worker of its heaviest
-    arrondissement. Codes that exist on one side only (commune mergers
-    between geography vintages) are reported, never dropped silently.
+    arrondissement. A code of the previous plan that no longer exists is
+    mapped to the commune it merged into (:func:`geodata.codes.current_code`);
+    codes that exist on one side only are reported, never dropped silently.
     """
     prev = previous.sectors["worker_id"].astype(str)
     notes: list[str] = []
@@ -196,14 +198,25 @@ def previous_worker_of_units(previous: PreviousPlan, keys: pd.Index) -> tuple[pd
         out.loc[LYON] = prev[heaviest]
         notes.append(f"previous plan has Lyon by arrondissement: Lyon (69123) starts with {prev[heaviest]}, "
                      f"the worker of {heaviest}")
+    # codes of an older geography: a merged commune's worker goes to the commune it merged into,
+    # when that commune has no worker of its own in the previous plan
+    mapped = []
+    for code in prev.index.difference(keys):
+        match = current_code(code)
+        if match.status == "changed" and match.current in out.index and pd.isna(out[match.current]):
+            out[match.current] = prev[code]
+            mapped.append(f"{code} -> {match.current}")
+    if mapped:
+        notes.append(f"{len(mapped)} code(s) of the previous plan mapped to this geography (commune mergers), "
+                     f"e.g. {mapped[:5]}")
     new_codes = out.index[out.isna()]
     if len(new_codes):
         notes.append(f"{len(new_codes)} unit(s) not in the previous plan (new codes: another geography "
                      f"vintage?), e.g. {list(new_codes[:5])}: they join an adjacent sector")
-    gone = prev.index.difference(keys).difference([LYON, *prev_arr])
+    gone = prev.index.difference(keys).difference([LYON, *prev_arr]).difference([m.split(" -> ")[0] for m in mapped])
     if len(gone):
-        notes.append(f"{len(gone)} code(s) of the previous plan are not in this geography, e.g. "
-                     f"{list(gone[:5])}: merged or renamed communes; their patients are counted in the new codes")
+        notes.append(f"{len(gone)} code(s) of the previous plan are not in this geography and could not be "
+                     f"mapped, e.g. {list(gone[:5])}: their communes are handled as new")
     return out.fillna("").astype(str), notes
 
 

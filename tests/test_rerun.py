@@ -325,3 +325,20 @@ def test_locked_communes_stay_with_their_worker():
     assert all(kept.sector[u] == 0 for u in locked)
     loads = np.bincount(kept.sector, weights=w2, minlength=4)
     assert np.all(np.abs(loads / (w2.sum() / 4) - 1) <= 0.15 + 1e-9)
+
+
+def test_previous_plan_of_an_older_geography_is_mapped(aura):
+    """A previous plan with an old commune code (merged since) gives its worker to the merged commune."""
+    from geodata.codes import load_code_changes
+    from sectorize.rerun import PreviousPlan, previous_worker_of_units
+
+    changes = load_code_changes()
+    row = changes[changes["current_code"].isin(aura.units.index)].iloc[0]
+    old, new = str(row["old_code"]), str(row["current_code"])
+    keys = aura.units.index
+    sectors = pd.DataFrame({"group": "A", "sector": "A1", "worker_id": "TS01"}, index=keys.drop(new))
+    sectors.loc[old] = ["A", "A2", "TS02"]
+    previous = PreviousPlan("old", sectors, pd.DataFrame({"worker_id": ["TS01", "TS02"]}), "test")
+    workers, notes = previous_worker_of_units(previous, keys)
+    assert workers[new] == "TS02"
+    assert any(old in n and "mapped" in n for n in notes)
