@@ -42,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 #: Modules that add sub-commands (``register(subparsers)``); imported when the parser is built.
-_COMMAND_MODULES: tuple[str, ...] = ("sectorize.cli_plans", "sectorize.cli_route", "sectorize.cli_rerun", "sectorize.cli_solve")
+_COMMAND_MODULES: tuple[str, ...] = ("sectorize.cli_plans", "sectorize.cli_route", "sectorize.cli_rerun", "sectorize.cli_solve", "sectorize.cli_sweep", "sectorize.cli_simulate")
 
 
 def main(argv: list[str] | None = None) -> int:

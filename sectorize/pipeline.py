@@ -121,16 +121,33 @@ def load_travel(scenario: Scenario, region: Region, progress: Progress | None = 
     """Travel minutes between units: the external matrix if configured, else the estimate.
 
     The estimate is densified in memory (float32) for regions up to
-    :data:`DENSE_LIMIT` units, which makes the solver's many row lookups cheap.
+    :data:`DENSE_LIMIT` units, which makes the solver's many row lookups cheap,
+    and kept for the next scenario of the same region (same units, polygons
+    and contiguity) in this process.
     """
     cfg = scenario.travel
     if cfg.matrix is not None:
         fallback = estimate_travel_times(region) if cfg.fallback_to_estimate else None
         return read_travel_matrix(cfg.matrix, region.units.index, fallback=fallback)
-    estimate = estimate_travel_times(region)
-    if region.units.shape[0] <= DENSE_LIMIT:
-        return _Dense(estimate)
-    return estimate
+    key = _region_key(region)
+    if key not in _TRAVEL_CACHE:  # the estimate takes seconds; scenarios of one region share it
+        estimate = estimate_travel_times(region)
+        _TRAVEL_CACHE.clear()
+        _TRAVEL_CACHE[key] = _Dense(estimate) if region.units.shape[0] <= DENSE_LIMIT else estimate
+    return _TRAVEL_CACHE[key]
+
+
+#: The last travel-time estimate built, keyed by :func:`_region_key` (one region kept in memory).
+_TRAVEL_CACHE: dict[str, TravelTimes] = {}
+
+
+def _region_key(region: Region) -> str:
+    """A fingerprint of a region's units and contiguity: keys, geometries and edges."""
+    h = hashlib.sha256()
+    h.update("\n".join(map(str, region.units.index)).encode())
+    h.update(b"".join(g.wkb for g in region.units.geometry))
+    h.update(repr(sorted((str(a), str(b)) for a, b in region.graph.edges)).encode())
+    return h.hexdigest()
 
 
 class _Dense(DenseTravelTimes):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import geopandas as gpd
@@ -68,3 +69,74 @@ class Plan:
     @property
     def valid(self) -> bool:
         return not self.violations
+
+    # ------------------------------------------------------------------ conveniences for notebooks
+
+    @property
+    def kpis(self) -> pd.DataFrame:
+        """Per-sector KPIs (then one subtotal row per group), see :func:`sectorize.kpi.kpi_table`.
+
+        Caseloads in the scenario's workload unit, travel in minutes, deviation in percent.
+
+        Example
+        -------
+        >>> plan.kpis[["sector", "caseload", "deviation_pct", "travel_mean_min"]]  # doctest: +SKIP
+        """
+        from sectorize.kpi import compute_kpis, kpi_table
+
+        return kpi_table(compute_kpis(self))
+
+    @property
+    def assignment(self) -> gpd.GeoDataFrame:
+        """Who covers which commune: ``insee, group, sector, worker, workload, travel_min, geometry``.
+
+        ``worker`` is the worker id, ``workload`` the commune's caseload,
+        ``travel_min`` the minutes from the sector's reference point. A copy:
+        editing it does not change the plan.
+
+        Example
+        -------
+        >>> plan.assignment.query("sector == 'A1'").workload.sum()  # doctest: +SKIP
+        """
+        units = self.units
+        table = pd.DataFrame({
+            "insee": units.index.astype(str),
+            "group": units["group"].to_numpy(), "sector": units["sector"].to_numpy(),
+            "worker": units["worker_id"].to_numpy(), "workload": units["workload"].to_numpy(dtype=float),
+            "travel_min": units["travel_min"].to_numpy(dtype=float),
+        }, index=units.index)
+        return gpd.GeoDataFrame(table, geometry=units.geometry.to_numpy(), crs=units.crs)
+
+    def map(self, **kw: Any):
+        """The offline Folium map of the plan (:func:`sectorize.maps.sector_map`).
+
+        Keywords default to the scenario's ``[map]`` section (``tiles``,
+        ``simplify_m``, ``suppress_below``). Save it with
+        :func:`sectorize.maps.save_map`.
+
+        Example
+        -------
+        >>> save_map(plan.map(simplify_m=200), "out/plan.html")  # doctest: +SKIP
+        """
+        from sectorize.maps import sector_map
+
+        if self.scenario is not None:
+            cfg = self.scenario.map
+            kw = {"tiles": cfg.tiles, "simplify_m": cfg.simplify_m, "suppress_below": cfg.suppress_below, **kw}
+        return sector_map(self, **kw)
+
+    def export(self, out_dir: str | Path) -> Path:
+        """Write a new run folder under ``out_dir`` (tables, KPIs, map) and return it.
+
+        Same files as ``sectorize run`` (:func:`sectorize.export.write_outputs`),
+        written atomically; earlier runs are never overwritten.
+
+        Example
+        -------
+        >>> folder = plan.export("sectorize-output")  # doctest: +SKIP
+        >>> (folder / "sectors.csv").is_file()        # doctest: +SKIP
+        True
+        """
+        from sectorize.export import write_outputs
+
+        return write_outputs(self, out_dir, map_html=self.map().get_root().render())

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import re
 import tomllib
 import typing
@@ -483,6 +484,128 @@ class Scenario(BaseModel):
         if problems:
             raise ValueError("\n".join(problems))
         return self
+
+    # ------------------------------------------------------------------ variants
+
+    def with_(self, changes: dict[str, Any] | None = None, /, **more: Any) -> Scenario:
+        """A validated copy of the scenario with a few values changed.
+
+        Keys are dotted paths (``"model.tolerance"``) or section names with a
+        nested dictionary (``model={"tolerance": 0.05}``); nested dictionaries
+        are merged into the section, everything else (lists such as
+        ``team.workers``, dictionaries such as ``demand.weights``) is replaced
+        whole. When ``model.tolerance`` changes and ``model.group_tolerance``
+        is not given, a group tolerance that was half the old tolerance stays
+        half the new one. ``source`` is kept.
+
+        Raises
+        ------
+        ScenarioError
+            Naming the key, e.g. ``scenario: model.tolerance: must be > 0
+            and < 1 (got 1.5)`` or ``unknown key 'model.tolerence'``.
+
+        Example
+        -------
+        >>> s = default_scenario().with_(**{"model.tolerance": 0.05, "groups.count": 3})
+        >>> s.model.tolerance, s.model.group_tolerance, s.groups.names
+        (0.05, 0.025, ['A', 'B', 'C'])
+        """
+        updates = {**(changes or {}), **more}
+        data = self.model_dump(exclude={"source"}, exclude_none=True)
+        for key, value in updates.items():
+            if not isinstance(key, str) or not key:
+                raise ScenarioError(f"scenario: key {key!r}: give a dotted key such as 'model.tolerance'")
+            parts = key.split(".")
+            target: Any = data
+            model: Any = self
+            for depth, part in enumerate(parts[:-1]):
+                model = getattr(model, part, None) if isinstance(model, BaseModel) else None
+                if not isinstance(model, BaseModel):
+                    raise ScenarioError(
+                        f"scenario: unknown key {key!r}: {'.'.join(parts[:depth + 1])!r} is not a section"
+                    )
+                target = target.setdefault(part, {})
+            leaf = parts[-1]
+            current = getattr(model, leaf, None) if isinstance(model, BaseModel) else None
+            target[leaf] = _merged(target.get(leaf), current, value)
+        if "groups" in data and "count" in _touched(updates, "groups") and "names" not in _touched(updates, "groups"):
+            data["groups"].pop("names", None)  # a new count gets the default names A, B, C, ...
+        model_changes = _touched(updates, "model")
+        if "tolerance" in model_changes and "group_tolerance" not in model_changes:
+            old = self.model
+            if old.group_tolerance is not None and math.isclose(old.group_tolerance, old.tolerance / 2):
+                data["model"].pop("group_tolerance", None)
+        new = scenario_from_dict(data)
+        return new.model_copy(update={"source": self.source}) if self.source is not None else new
+
+    def with_worker(self, id: str, **fields: Any) -> Scenario:
+        """A copy with worker ``id`` changed, or added when the team has no such worker.
+
+        ``fields`` are :class:`WorkerConfig` keys (``name``, ``fte``,
+        ``base``, ``base_lon``, ``base_lat``, ``group``); a new worker needs
+        ``fte`` and gets ``name = id`` unless given.
+
+        Example
+        -------
+        >>> s = default_scenario().with_worker("TS12", fte=0.8, base="38185")
+        >>> len(s.team.workers), round(s.team.total_fte, 1)
+        (12, 10.9)
+        """
+        workers = [w.model_dump(exclude_none=True) for w in self.team.workers]
+        found = [w for w in workers if w["id"] == id]
+        if found:
+            found[0].update(fields)
+            if "base" in fields:  # a key replaces coordinates, and the other way round
+                found[0].pop("base_lon", None), found[0].pop("base_lat", None)
+            if "base_lon" in fields or "base_lat" in fields:
+                found[0].pop("base", None)
+            workers = [{k: v for k, v in w.items() if v is not None} for w in workers]
+        else:
+            if "fte" not in fields:
+                raise ScenarioError(f"team.workers: new worker {id!r} needs an fte (0 < fte <= 1)")
+            workers.append({"id": id, "name": fields.pop("name", id), **fields})
+        return self.with_(**{"team.workers": workers})
+
+    def without_worker(self, id: str) -> Scenario:
+        """A copy without worker ``id`` (their caseload is shared by the others at the next solve).
+
+        Example
+        -------
+        >>> len(default_scenario().without_worker("TS05").team.workers)
+        10
+        """
+        ids = [w.id for w in self.team.workers]
+        if id not in ids:
+            raise ScenarioError(f"team.workers: no worker {id!r}; the team has {ids}")
+        workers = [w.model_dump(exclude_none=True) for w in self.team.workers if w.id != id]
+        if not workers:
+            raise ScenarioError(f"team.workers: {id!r} is the only worker; a team needs at least one")
+        return self.with_(**{"team.workers": workers})
+
+
+def _merged(old: Any, current: Any, value: Any) -> Any:
+    """``value`` merged into ``old`` when both stand for a section (a sub-model), else ``value``."""
+    if isinstance(current, BaseModel) and isinstance(value, dict):
+        out = dict(old or {})
+        for k, v in value.items():
+            out[k] = _merged(out.get(k), getattr(current, k, None), v)
+        return out
+    if isinstance(value, BaseModel):
+        return value.model_dump(exclude_none=True)
+    if isinstance(value, list):
+        return [v.model_dump(exclude_none=True) if isinstance(v, BaseModel) else v for v in value]
+    return value
+
+
+def _touched(updates: dict[str, Any], section: str) -> set[str]:
+    """Keys of ``section`` that ``updates`` sets (dotted or nested)."""
+    keys: set[str] = set()
+    for key, value in updates.items():
+        if key == section and isinstance(value, dict):
+            keys |= set(value)
+        elif key.startswith(section + "."):
+            keys.add(key[len(section) + 1:].split(".")[0])
+    return keys
 
 
 # --------------------------------------------------------------------------- loading

@@ -39,7 +39,9 @@ def initial_centres(problem: Problem, rng: np.random.Generator) -> np.ndarray:
     The first centre is drawn with probability proportional to the unit's
     weight; each next one proportionally to ``weight x (minutes to the nearest
     chosen centre)^2``, which spreads centres over the demand. A sector with
-    locked units starts from its first locked unit.
+    locked units starts from its first locked unit. With the ``"base"``
+    objective, half of the calls (at random) start each sector near its
+    worker's base instead (:func:`_centres_near_bases`).
     """
     w = problem.weights + 1e-9
     n, k = problem.n, problem.k
@@ -47,6 +49,10 @@ def initial_centres(problem: Problem, rng: np.random.Generator) -> np.ndarray:
     fixed: dict[int, int] = {}
     for u, s in sorted(problem.locked.items()):
         fixed.setdefault(s, u)
+    if problem.objective == "base" and rng.random() < 0.5:
+        # half of the starts grow each sector around its worker's base (the other half spread
+        # the centres over the demand: workers sharing a base cannot all start there)
+        return _centres_near_bases(problem, fixed, rng)
     chosen = list(fixed.values())
     if chosen:
         nearest = problem.travel.rows(np.array(chosen)).min(axis=0)
@@ -71,6 +77,29 @@ def initial_centres(problem: Problem, rng: np.random.Generator) -> np.ndarray:
     for u in chosen[len(fixed):]:
         centres[next(free_sectors)] = u
     return np.array(centres, dtype=np.intp)
+
+
+def _centres_near_bases(problem: Problem, fixed: dict[int, int], rng: np.random.Generator) -> np.ndarray:
+    """Objective ``"base"``: each sector starts at a unit near its worker's base.
+
+    Sectors take, in a random order, one of the 3 free units nearest to their
+    base (minutes of ``base_travel``), so that a worker's sector grows around
+    where the worker starts from; workers sharing a base start side by side.
+    """
+    minutes = np.asarray(problem.base_travel, dtype=float)
+    centres = np.full(problem.k, -1, dtype=np.intp)
+    taken: set[int] = set()
+    for s, u in fixed.items():
+        centres[s] = u
+        taken.add(u)
+    for s in rng.permutation(problem.k):
+        if centres[s] >= 0:
+            continue
+        order = [int(u) for u in np.argsort(minutes[s], kind="stable")[: len(taken) + 3] if int(u) not in taken]
+        u = order[int(rng.integers(min(3, len(order))))]
+        centres[s] = u
+        taken.add(u)
+    return centres
 
 
 def grow_sectors(
