@@ -130,18 +130,23 @@ def _sector_row(r: np.ndarray, w: np.ndarray, j: int, lo: float, hi: float) -> t
 def _floor_values(c: np.ndarray, lam: np.ndarray, w: np.ndarray, lo: float, hi: float,
                   chunk: int = 512) -> tuple[np.ndarray, np.ndarray]:
     """For every centre ``j``: a value ``<= v(j)`` (its own reduced cost plus every negative
-    one) and whether it is exact (the negative units' workload already fits the bounds)."""
+    one, in float32 minus a margin above float32's rounding error) and whether it is
+    exact up to that margin (the negative units' workload already fits the bounds)."""
     n = c.shape[0]
     floor = np.empty(n)
     exact = np.empty(n, dtype=bool)
+    lam32 = lam.astype(np.float32)
+    w32 = w.astype(np.float32)
+    eps = 2.0 ** -23  # two float32 roundings per term: lam32, then c - lam32
+    spread = float(np.abs(lam).sum())
     for a in range(0, n, chunk):
         idx = np.arange(a, min(a + chunk, n))
-        r = c[idx].astype(np.float64)
-        r -= lam[None, :]
+        r = c[idx] - lam32[None, :]
         x = r < 0
         x[np.arange(len(idx)), idx] = True
-        floor[idx] = np.einsum("ij,ij->i", x, r)
-        load = x @ w
+        floor[idx] = np.where(x, r, np.float32(0)).sum(axis=1, dtype=np.float64)
+        floor[idx] -= 1.01 * eps * (c[idx].sum(axis=1, dtype=np.float64) + 2 * spread)
+        load = x.astype(np.float32) @ w32
         exact[idx] = (load >= lo - 1e-9) & (load <= hi + 1e-9)
     heavy = w > hi + 1e-9
     floor[heavy], exact[heavy] = np.inf, True

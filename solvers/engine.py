@@ -18,6 +18,12 @@ Backends
     ``"mip"``, falling back to the heuristic plan whenever a MIP step finds
     nothing in its time slice; the heuristic alone above
     :data:`AUTO_MIP_MAX_UNITS` units.
+``"lns"``
+    ``"mip"``, then large-neighbourhood search (:func:`solvers.lns.improve_lns`:
+    pairs of adjacent sectors re-optimised together) and, while time is left,
+    new rounds each followed by it; the last :data:`LNS_BOUND_SHARE` of the
+    time computes a Lagrangian lower bound (:func:`solvers.bound.lower_bound`,
+    ``"pmedian"`` without a previous plan), returned as :attr:`Solution.bound`.
 ``"exact"``
     The whole location-allocation MIP (:func:`solvers.exact.exact_solve`,
     HiGHS), started from the plan of a short ``"mip"`` run (at most a
@@ -47,8 +53,15 @@ from solvers.heuristic import heuristic_solve, recentre
 from solvers.mip import allocate, edge_minutes
 from solvers.problem import InfeasibleError, ProgressCallback, Problem, Solution
 
-Backend = Literal["auto", "heuristic", "mip", "exact"]
-BACKENDS: tuple[str, ...] = ("auto", "heuristic", "mip", "exact")
+Backend = Literal["auto", "heuristic", "mip", "lns", "exact"]
+BACKENDS: tuple[str, ...] = ("auto", "heuristic", "mip", "lns", "exact")
+
+#: Share of the time limit the ``"lns"`` backend keeps for its lower bound.
+LNS_BOUND_SHARE = 0.25
+
+#: Whether ``"auto"`` spends the time left after location-allocation on
+#: :func:`solvers.lns.lns_rounds` (else on new rounds without LNS).
+AUTO_USES_LNS = False
 
 #: Above this many units ``"auto"`` runs the heuristic alone (see :func:`solve`).
 AUTO_MIP_MAX_UNITS = 20_000
@@ -70,7 +83,7 @@ def solve(
     problem
         The graph problem.
     backend
-        ``"auto"``, ``"heuristic"``, ``"mip"`` or ``"exact"`` (see module docstring).
+        ``"auto"``, ``"heuristic"``, ``"mip"``, ``"lns"`` or ``"exact"`` (see module docstring).
     time_limit_s
         Wall-clock budget in seconds for the whole solve.
     seed
@@ -139,10 +152,20 @@ def solve(
     say(line)
     name = "heuristic"
     if backend != "heuristic":
+        # "lns" keeps the last part of the time for its bound
+        search_end = deadline - (LNS_BOUND_SHARE * time_limit_s if backend == "lns" else 0.0)
         assign, centres, objective, name = _location_allocation(
-            problem, assign, centres, objective, balanced, deadline, log, say
+            problem, assign, centres, objective, balanced, search_end, log, say
         )
-        if start is None:  # use the time left: new starts, each followed by location-allocation
+        # "lns": pairs of sectors re-optimised, then new rounds each followed by that
+        if start is None and (backend == "lns" or (backend == "auto" and AUTO_USES_LNS)):
+            from solvers.lns import lns_rounds
+
+            assign, centres, objective, name = lns_rounds(
+                problem, (assign, centres, objective, name), seed=seed, heuristic_share=heuristic_share,
+                deadline=search_end, location_allocation=_location_allocation,
+                log=log, say=say)
+        elif start is None:  # use the time left: new starts, each followed by location-allocation
             assign, centres, objective, name = _more_rounds(
                 problem, (assign, centres, objective, name), heuristic_share, seed, began, time_limit_s,
                 deadline, log, say)
@@ -169,14 +192,23 @@ def solve(
         raise InfeasibleError(
             f"no plan within tolerance ±{problem.tolerance * 100:.3g} % found in {time_limit_s:g} s ({detail}); {advice}"
         )
+    bound = None
+    if backend == "lns":
+        from solvers.bound import lower_bound
+
+        found = lower_bound(problem, upper_bound=float(objective), time_limit_s=max(deadline - time.monotonic(), 0.5),
+                            progress=progress)
+        if found is not None and np.isfinite(found.value):
+            bound = min(found.value, float(objective))
+            log.extend(found.log)
     return Solution(
         assignment=assign,
         centres=centres,
         objective=float(objective),
-        status="feasible",
+        status="optimal" if bound is not None and bound >= float(objective) else "feasible",
         backend=name,
         time_s=time.monotonic() - began,
-        bound=None,
+        bound=bound,
         log=log,
     )
 

@@ -157,9 +157,17 @@ def grow_sectors(
     return assign
 
 
+#: Largest ``members x n`` block of travel rows :func:`recentre` reads to find an exact medoid.
+MEDOID_ENTRIES = 50_000_000
+
+
 def recentre(problem: Problem, assign: np.ndarray, centres: np.ndarray) -> np.ndarray:
     """Move each sector's centre to its weighted medoid (the unit minimising
-    the sector's summed weighted travel minutes). ``"base"`` plans keep theirs."""
+    the sector's summed weighted travel minutes). ``"base"`` plans keep theirs.
+
+    The medoid is exact while a sector's rows fit in :data:`MEDOID_ENTRIES`
+    (e.g. any sector of the 4,033 AURA units); beyond, it is the best of the
+    300 heaviest members and the current centre."""
     if problem.objective == "base":
         return centres
     w = problem.weights
@@ -168,9 +176,10 @@ def recentre(problem: Problem, assign: np.ndarray, centres: np.ndarray) -> np.nd
         members = np.flatnonzero(assign == s)
         if members.size == 0:
             continue
-        # candidate centres: the heaviest members and the current centre (keeps it cheap)
+        # candidate centres: every member while the rows stay small (about 50 M entries),
+        # else the heaviest members and the current centre
         cand = members
-        if members.size > 400:
+        if members.size * problem.n > MEDOID_ENTRIES:
             top = members[np.argsort(-w[members], kind="stable")[:300]]
             cand = np.union1d(top, [centres[s]])
         rows = problem.travel.rows(cand)[:, members]

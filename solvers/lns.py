@@ -1,16 +1,18 @@
 """Large-neighbourhood search: re-optimise two adjacent sectors at a time.
 
 A plan from location-allocation is optimal for its centres, and each centre
-is its sector's weighted medoid; it can still be improved by moving two
-centres *together*. :func:`improve_lns` repeatedly takes a pair of adjacent
-sectors, frees their union (everything else fixed) and solves the two-sector
-sub-problem by a small location-allocation: for each candidate pair of centres
-(the best few medoid candidates of each sector), the exact allocation MIP
-(:func:`solvers.mip.allocate`, shortest-path contiguity, same balance bounds)
-on the union, then re-centring to the medoids and allocating again while it
-gains. The best result replaces the pair when it lowers the objective; the
-whole plan is then checked (:func:`solvers.check.check_plan`: contiguity,
-balance, locks), so every accepted plan is valid.
+is (nearly) its sector's weighted medoid; it can still be improved by moving
+two centres *together*. :func:`improve_lns` repeatedly takes a pair of
+adjacent sectors, frees their union (everything else fixed) and searches the
+two-sector sub-problem: the best few medoid candidates of each sector give
+candidate centre pairs, ranked by a fractional split that drops contiguity
+(:func:`split_floors`, a lower bound for each pair); the best-ranked pairs are
+allocated exactly (:func:`solvers.mip.allocate`, shortest-path contiguity, or
+:func:`split_pair`, exact contiguity by separator cuts) while their floor can
+still beat the best plan, and each result is re-centred on its exact medoids.
+The best result replaces the pair when it lowers the objective and the whole
+plan passes :func:`solvers.check.check_plan` (contiguity, balance, locks), so
+every accepted plan is valid.
 
 Pairs are visited in a seeded random order; a pair is visited again only after
 one of its sectors changed. The search stops when no pair improves (a local
@@ -24,13 +26,16 @@ optimal allocation); other problems are returned unchanged, with a log line.
 
 from __future__ import annotations
 
+import datetime
 import time
+from typing import Callable
 
 import networkx as nx
 import numpy as np
 
+from ortools.math_opt.python import mathopt
+
 from solvers.check import check_plan
-from solvers.heuristic import recentre
 from solvers.hierarchy import SubsetTravelTimes
 from solvers.mip import allocate, edge_minutes
 from solvers.problem import ProgressCallback, Problem
@@ -65,44 +70,157 @@ def sub_problem(problem: Problem, units: np.ndarray, sectors: tuple[int, ...]) -
 
 def medoid_candidates(problem: Problem, members: np.ndarray, count: int) -> np.ndarray:
     """The ``count`` units of ``members`` with the smallest summed weighted minutes to the
-    members (the weighted medoid first); among the heaviest 300 members of large sectors."""
+    members (the exact weighted medoid first)."""
     w = problem.weights
-    cand = members
-    if members.size > 400:
-        cand = members[np.argsort(-w[members], kind="stable")[:300]]
-    cost = problem.travel.rows(cand)[:, members] @ w[members]
-    return cand[np.argsort(cost, kind="stable")[:count]]
+    cost = problem.travel.rows(members)[:, members] @ w[members]
+    return members[np.argsort(cost, kind="stable")[:count]]
+
+
+def exact_medoids(problem: Problem, assign: np.ndarray) -> np.ndarray:
+    """``(k,)`` the member of each sector with the smallest summed weighted minutes to its sector."""
+    return np.array([medoid_candidates(problem, np.flatnonzero(assign == s), 1)[0] for s in range(problem.k)])
+
+
+def split_floors(sub: Problem, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Lower bounds on the best two-sector plan for each centre pair ``(first[p], second[p])``.
+
+    Contiguity dropped and units divisible: sector 0's workload must lie in
+    ``[max(L0, W - U1), min(U0, W - L1)]``; units join sector 0 in increasing
+    order of ``(cost0 - cost1) / workload`` (a fractional knapsack), each centre
+    in its own sector. ``inf`` when the bounds leave no room. Objective units.
+    """
+    w = np.asarray(sub.workload, dtype=float)
+    cw = sub.weights
+    total = w.sum()
+    lo = max(sub.lower[0], total - sub.upper[1])
+    hi = min(sub.upper[0], total - sub.lower[1])
+    if lo > hi + 1e-9:
+        return np.full(len(first), np.inf)
+    t0 = sub.travel.rows(first) * cw[None, :]
+    t1 = sub.travel.rows(second) * cw[None, :]
+    rows = np.arange(len(first))
+    fixed = t0[rows, first] + t1[rows, second]  # each centre in its own sector
+    d = t0 - t1  # extra cost of a unit in sector 0 rather than 1
+    pool = np.ones_like(d, dtype=bool)
+    pool[rows, first] = pool[rows, second] = False
+    positive = (w > 0)[None, :] & pool
+    free = pool & ~positive  # no workload: joins the cheaper sector
+    base = fixed + np.where(pool, t1, 0.0).sum(axis=1) + np.where(free, np.minimum(d, 0.0), 0.0).sum(axis=1)
+    lo_p, hi_p = lo - w[first], hi - w[first]  # (pairs,) room for sector 0 besides its centre
+    wide = np.broadcast_to(w, d.shape)
+    ratio = np.where(positive, d / np.where(wide > 0, wide, 1.0), np.inf)
+    order = np.argsort(ratio, axis=1, kind="stable")
+    ws = np.take_along_axis(np.where(positive, wide, 0.0), order, axis=1)
+    ds = np.take_along_axis(np.where(positive, d, 0.0), order, axis=1)
+    before = np.cumsum(ws, axis=1) - ws
+    safe = np.where(ws > 0, ws, 1.0)
+    # take each unit while under lo (forced) or while it lowers the cost, never above hi
+    must = np.clip((lo_p[:, None] - before) / safe, 0.0, 1.0)
+    may = np.clip((hi_p[:, None] - before) / safe, 0.0, 1.0)
+    frac = np.where(ds < 0, may, must) * (ws > 0)
+    value = base + (frac * ds).sum(axis=1)
+    reach = ws.sum(axis=1)
+    bad = (hi_p < -1e-9) | (reach < lo_p - 1e-9) | (first == second)
+    value[bad] = np.inf
+    return value
+
+
+def split_pair(sub: Problem, centres: np.ndarray, *, deadline: float, hint: np.ndarray | None = None,
+               max_rounds: int = 60) -> np.ndarray | None:
+    """Best contiguous, balanced two-sector plan of ``sub`` for fixed ``centres`` (exact).
+
+    A 0/1 model ``y[i] = 1`` when unit ``i`` joins sector 0, with the balance
+    bounds of both sectors and each centre in its own sector, solved by HiGHS
+    without contiguity; then, while a sector has a piece cut off from its
+    centre, separator cuts are added and the model solved again: for a piece
+    ``C`` of sector 0 and its outside neighbours ``N(C)`` (all in sector 1),
+    ``y[i] <= sum_{j in N(C)} y[j]`` for every ``i`` in ``C`` (any path from
+    ``i`` to the centre crosses ``N(C)``), and the same with ``1 - y`` for
+    sector 1. Every plan meeting the constraints is contiguous, so the first
+    contiguous optimum is the optimum. Returns ``None`` when none exists, or
+    none was found by ``deadline`` (monotonic seconds) or in ``max_rounds``.
+    """
+    n = sub.n
+    w = np.asarray(sub.workload, dtype=float)
+    cost = sub.cost_rows(centres)
+    model = mathopt.Model(name="pair")
+    y = [model.add_binary_variable(name=f"y{i}") for i in range(n)]
+    load = mathopt.fast_sum(float(w[i]) * y[i] for i in range(n) if w[i] > 0)
+    model.add_linear_constraint(load >= float(sub.lower[0]))
+    model.add_linear_constraint(load <= float(sub.upper[0]))
+    model.add_linear_constraint(float(w.sum()) - load >= float(sub.lower[1]))
+    model.add_linear_constraint(float(w.sum()) - load <= float(sub.upper[1]))
+    model.add_linear_constraint(y[int(centres[0])] == 1)
+    model.add_linear_constraint(y[int(centres[1])] == 0)
+    for u, s in sub.locked.items():
+        model.add_linear_constraint(y[u] == (1 if s == 0 else 0))
+    model.minimize(mathopt.fast_sum(float(cost[0, i] - cost[1, i]) * y[i] for i in range(n)))
+    solver = mathopt.IncrementalSolver(model, mathopt.SolverType.HIGHS)
+    neighbours = {u: list(sub.graph.neighbors(u)) for u in range(n)}
+    params_hint = None
+    if hint is not None:
+        params_hint = mathopt.ModelSolveParameters(solution_hints=[mathopt.SolutionHint(
+            variable_values={y[i]: float(hint[i] == 0) for i in range(n)})])
+    for _ in range(max_rounds):
+        left = deadline - time.monotonic()
+        if left <= 0.05:
+            return None
+        params = mathopt.SolveParameters(time_limit=datetime.timedelta(seconds=min(left, 3600.0)),
+                                         relative_gap_tolerance=1e-7)
+        result = solver.solve(params=params, model_params=params_hint)
+        if result.termination.reason != mathopt.TerminationReason.OPTIMAL:
+            return None
+        values = result.variable_values()
+        side = np.array([0 if values[y[i]] > 0.5 else 1 for i in range(n)], dtype=np.intp)
+        cuts = 0
+        for s in (0, 1):
+            members = np.flatnonzero(side == s)
+            for piece in nx.connected_components(sub.graph.subgraph(members.tolist())):
+                if int(centres[s]) in piece:
+                    continue
+                border = {j for u in piece for j in neighbours[u]} - piece
+                for i in piece:
+                    if s == 0:
+                        model.add_linear_constraint(y[i] <= mathopt.fast_sum(y[j] for j in border))
+                    else:
+                        model.add_linear_constraint(1 - y[i] <= mathopt.fast_sum(1 - y[j] for j in border))
+                cuts += 1
+        if cuts == 0:
+            return side
+    return None
 
 
 def _pair_search(sub: Problem, assign: np.ndarray, centres: np.ndarray, lengths, candidates: int,
-                 deadline: float) -> tuple[np.ndarray, np.ndarray, float] | None:
-    """Best plan of a two-sector sub-problem found from candidate centre pairs, or ``None``
-    when none beats the current one (``assign``, ``centres`` in sub-problem numbering)."""
+                 deadline: float, max_mips: int, contiguity: str) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """Best plan of a two-sector sub-problem, or ``None`` when none beats the current one
+    (``assign``, ``centres`` in sub-problem numbering).
+
+    Centre pairs among the ``candidates`` best medoid candidates of each sector
+    are ranked by :func:`split_floors`; the allocation MIP then runs on them in
+    that order (at most ``max_mips``) until the next floor cannot beat the best plan.
+    """
     current = sub.objective_value(assign, centres)
     best: tuple[np.ndarray, np.ndarray, float] | None = None
     best_obj = current
     cand = [medoid_candidates(sub, np.flatnonzero(assign == s), candidates) for s in range(2)]
-    tried: set[tuple[int, int]] = set()
-    for ca in cand[0]:
-        for cb in cand[1]:
-            if ca == cb or (int(ca), int(cb)) in tried:
-                continue
-            pair = np.array([ca, cb])
-            while time.monotonic() < deadline:  # location-allocation from this pair
-                tried.add((int(pair[0]), int(pair[1])))
-                alloc = allocate(sub, pair, lengths=lengths, time_limit_s=max(deadline - time.monotonic(), 0.1),
-                                 hint=assign)
-                if alloc.assignment is None:
-                    break
-                moved = recentre(sub, alloc.assignment, pair)
-                obj = sub.objective_value(alloc.assignment, moved)
-                if obj < best_obj - 1e-9 * max(abs(best_obj), 1.0):
-                    best, best_obj = (alloc.assignment, moved, obj), obj
-                if np.array_equal(moved, pair) or (int(moved[0]), int(moved[1])) in tried:
-                    break
-                pair = moved
-            if time.monotonic() >= deadline:
-                return best
+    first, second = (g.ravel() for g in np.meshgrid(cand[0], cand[1], indexing="ij"))
+    floors = split_floors(sub, first, second)
+    tol = 1e-9 * max(abs(current), 1.0)
+    for p in np.argsort(floors, kind="stable")[:max_mips]:
+        if floors[p] >= best_obj - tol or time.monotonic() >= deadline:
+            break
+        pair = np.array([first[p], second[p]])
+        if contiguity == "cuts":
+            plan = split_pair(sub, pair, deadline=min(deadline, time.monotonic() + 2.0), hint=assign)
+        else:
+            plan = allocate(sub, pair, lengths=lengths, time_limit_s=max(deadline - time.monotonic(), 0.1),
+                            hint=assign).assignment
+        if plan is None:
+            continue
+        moved = np.array([medoid_candidates(sub, np.flatnonzero(plan == s), 1)[0] for s in range(2)])
+        obj = sub.objective_value(plan, moved)
+        if obj < best_obj - tol:
+            best, best_obj = (plan, moved, obj), obj
     return best
 
 
@@ -114,7 +232,9 @@ def improve_lns(
     time_limit_s: float,
     seed: int = 0,
     progress: ProgressCallback | None = None,
-    candidates: int = 3,
+    candidates: int = 12,
+    max_mips: int = 4,
+    contiguity: str = "shortest_path",
 ) -> tuple[np.ndarray, np.ndarray, float, list[str]]:
     """Improve a valid plan by re-optimising pairs of adjacent sectors.
 
@@ -132,7 +252,13 @@ def improve_lns(
         Called with one line per accepted improvement.
     candidates
         Centre candidates per sector (the best medoid candidates): ``candidates**2``
-        centre pairs are tried per sector pair.
+        centre pairs are ranked per sector pair by a relaxation (:func:`split_floors`).
+    max_mips
+        At most this many allocation MIPs per sector pair (best-ranked centre pairs first).
+    contiguity
+        ``"shortest_path"``: the allocation MIP of :mod:`solvers.mip` (a
+        restriction, fast); ``"cuts"``: :func:`split_pair` (exact for the
+        centres, at most 2 s per centre pair).
 
     Returns
     -------
@@ -165,7 +291,7 @@ def improve_lns(
         log.append("large-neighbourhood search: skipped (the starting plan is not valid)")
         return assign, centres, objective, log
     # first, the best centre of each sector for the plan as it is
-    moved = recentre(problem, assign, centres)
+    moved = exact_medoids(problem, assign)
     if problem.objective_value(assign, moved) < objective:
         centres, objective = moved, problem.objective_value(assign, moved)
     lengths = edge_minutes(problem)
@@ -185,7 +311,7 @@ def improve_lns(
         sub_centres = np.array([pos[int(centres[a])], pos[int(centres[b])]])
         sub_lengths = lengths[units][:, units]
         visits += 1
-        found = _pair_search(sub, local, sub_centres, sub_lengths, candidates, deadline)
+        found = _pair_search(sub, local, sub_centres, sub_lengths, candidates, deadline, max_mips, contiguity)
         if found is None:
             continue
         new_assign = assign.copy()
@@ -208,3 +334,55 @@ def improve_lns(
     log.append(line)
     say(line)
     return assign, centres, objective, log
+
+
+def lns_rounds(
+    problem: Problem,
+    best: tuple[np.ndarray, np.ndarray, float, str],
+    *,
+    seed: int,
+    heuristic_share: float,
+    deadline: float,
+    location_allocation: Callable[..., tuple[np.ndarray, np.ndarray, float, str]],
+    log: list[str],
+    say: ProgressCallback,
+) -> tuple[np.ndarray, np.ndarray, float, str]:
+    """Improve ``best`` by :func:`improve_lns`, then, while time is left, new rounds (heuristic
+    with the next seed, location-allocation, LNS); returns the best valid plan.
+
+    ``best`` is ``(assignment, centres, objective, backend name)``; ``deadline`` a
+    :func:`time.monotonic` time; ``location_allocation`` the engine's loop, called
+    as ``(problem, assign, centres, objective, balanced, deadline, log, say)``.
+    The name becomes ``"lns"`` when the search improved the plan.
+    """
+    from solvers.heuristic import heuristic_solve
+    from solvers.problem import InfeasibleError
+
+    def polish(plan: tuple[np.ndarray, np.ndarray, float, str]) -> tuple[np.ndarray, np.ndarray, float, str]:
+        left = deadline - time.monotonic()
+        if left < 0.5 or check_plan(problem, plan[0]):
+            return plan
+        assign, centres, objective, more = improve_lns(problem, plan[0], plan[1], time_limit_s=left, seed=seed)
+        log.extend(more)
+        say(more[-1])
+        return (assign, centres, objective, "lns") if objective < plan[2] - 1e-9 else plan
+
+    best = polish(best)
+    best_ok = not check_plan(problem, best[0])
+    rounds = 1
+    while deadline - time.monotonic() > max(2 * heuristic_share, 1.0):
+        rounds += 1
+        try:
+            assign, centres, objective, _ = heuristic_solve(
+                problem, time_limit_s=heuristic_share, seed=seed + rounds - 1, progress=None)
+        except InfeasibleError:
+            break
+        found = polish(location_allocation(problem, assign, centres, objective, not check_plan(problem, assign),
+                                           deadline, log, say))
+        ok = not check_plan(problem, found[0])
+        line = f"round {rounds} (seed {seed + rounds - 1}): objective {found[2]:,.2f}{'' if ok else ' (unbalanced)'}"
+        log.append(line)
+        say(line)
+        if ok and (not best_ok or found[2] < best[2] - 1e-9):
+            best, best_ok = found, True
+    return best

@@ -1,0 +1,137 @@
+"""The Lagrangian lower bound: never above any balanced plan's objective, tight when it can be."""
+
+from __future__ import annotations
+
+import itertools
+
+import networkx as nx
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from solvers.bound import cost_matrix, lower_bound
+from solvers.check import check_plan
+from solvers.engine import solve
+from solvers.exact import exact_solve
+from solvers.problem import DenseTravelTimes, InfeasibleError, Problem
+
+
+def best_plans(problem: Problem) -> tuple[float, float]:
+    """(best balanced plan ignoring contiguity, best contiguous balanced plan) by brute force;
+    each sector measured from its best member; inf when none."""
+    n, k = problem.n, problem.k
+    minutes = problem.travel.rows(np.arange(n))
+    w, load = problem.weights, np.asarray(problem.workload, dtype=float)
+    lo, hi = problem.lower - 1e-9, problem.upper + 1e-9
+    any_plan = contiguous = np.inf
+    for combo in itertools.product(range(k), repeat=n):
+        a = np.array(combo)
+        loads = np.bincount(a, weights=load, minlength=k)
+        if (loads < lo).any() or (loads > hi).any() or len(np.unique(a)) < k:
+            continue
+        cost = sum((minutes[np.ix_(m, m)] @ w[m]).min() for m in (np.flatnonzero(a == s) for s in range(k)))
+        any_plan = min(any_plan, cost)
+        if cost < contiguous and not check_plan(problem, a):
+            contiguous = cost
+    return any_plan, contiguous
+
+
+@st.composite
+def small_problems(draw) -> Problem:
+    """A connected piece of a 3 x 3 grid (5 to 9 units), 2-3 sectors with equal or unequal
+    targets, integer workloads (some zero), Euclidean or squared travel minutes."""
+    seed = draw(st.integers(0, 100_000))
+    rng = np.random.default_rng(seed)
+    grid = nx.grid_2d_graph(3, 3)
+    for cell in draw(st.lists(st.sampled_from(sorted(grid.nodes)), max_size=3, unique=True)):
+        smaller = grid.copy()
+        smaller.remove_node(cell)
+        if nx.is_connected(smaller) and smaller.number_of_nodes() >= 5:
+            grid = smaller
+    nodes = sorted(grid.nodes)
+    g = nx.relabel_nodes(grid, {c: i for i, c in enumerate(nodes)})
+    n = len(nodes)
+    xy = np.array(nodes, dtype=float) + rng.uniform(-0.3, 0.3, (n, 2))
+    sq = ((xy[:, None] - xy[None]) ** 2).sum(-1)
+    minutes = sq * 10 if draw(st.booleans()) else np.sqrt(sq) * 10
+    w = rng.integers(0 if draw(st.booleans()) else 1, 8, n).astype(float)
+    if w.sum() == 0:
+        w[0] = 1.0
+    k = draw(st.integers(2, 3))
+    share = np.array(draw(st.sampled_from([[1, 1, 1], [2, 1, 1], [3, 2, 1]]))[:k], dtype=float)
+    tolerance = draw(st.sampled_from([0.0, 0.1, 0.25, 0.4]))
+    cost_weight = w + rng.uniform(0, 2, n) if draw(st.booleans()) else None
+    return Problem(g, w, w.sum() * share / share.sum(), tolerance, DenseTravelTimes(minutes),
+                   cost_weight=cost_weight)
+
+
+@settings(max_examples=60, deadline=None)
+@given(problem=small_problems())
+def test_bound_never_exceeds_any_balanced_plan(problem):
+    any_plan, contiguous = best_plans(problem)
+    found = lower_bound(problem, time_limit_s=2, max_iterations=300)
+    assert found is not None
+    if np.isinf(any_plan):
+        return  # nothing to bound; any value is vacuously valid
+    assert found.value <= any_plan + 1e-9 * max(1.0, abs(any_plan))
+    assert found.value <= contiguous + 1e-9 * max(1.0, abs(any_plan))
+    assert all(b <= any_plan + 1e-6 for b in found.history if np.isfinite(b))
+
+
+@settings(max_examples=10, deadline=None)
+@given(problem=small_problems())
+def test_bound_below_the_exact_backend(problem):
+    try:
+        sol = exact_solve(problem, time_limit_s=20, contiguity="flow")
+    except InfeasibleError:
+        return
+    found = lower_bound(problem, upper_bound=sol.objective, time_limit_s=2, max_iterations=300)
+    assert found.value <= sol.objective + 1e-9 * max(1.0, sol.objective)
+
+
+def test_bound_is_tight_on_a_path():
+    """Two sectors of two units on a path of four: the relaxation's optimum is the plan's, 20."""
+    g = nx.path_graph(4)
+    t = DenseTravelTimes(np.abs(np.subtract.outer(np.arange(4), np.arange(4))) * 10.0)
+    p = Problem(g, np.ones(4), np.array([2.0, 2.0]), 0.0, t)
+    found = lower_bound(p, upper_bound=20.0, time_limit_s=5)
+    assert found.value == pytest.approx(20.0, rel=1e-5)  # float32 costs: a margin of 1e-5
+    assert found.value <= 20.0
+
+
+def test_bound_is_close_on_a_grid():
+    """6 x 6 grid, 3 sectors of 12: the bound closes most of the gap to the exact optimum."""
+    g = nx.convert_node_labels_to_integers(nx.grid_2d_graph(6, 6))
+    xy = np.array([(i // 6, i % 6) for i in range(36)], dtype=float)
+    t = DenseTravelTimes(np.abs(xy[:, None] - xy[None]).sum(-1) * 10)
+    p = Problem(g, np.ones(36), np.array([12.0, 12.0, 12.0]), 0.0, t)
+    sol = solve(p, backend="lns", time_limit_s=5)
+    assert sol.bound is not None
+    assert 0.95 * sol.objective <= sol.bound <= sol.objective
+    assert sol.gap is not None and sol.gap < 0.05
+
+
+def test_cost_matrix_rounds_down():
+    rng = np.random.default_rng(3)
+    m = rng.uniform(0, 1e4, (30, 30)) / 3.0
+    m = (m + m.T) / 2
+    np.fill_diagonal(m, 0)
+    p = Problem(nx.path_graph(30), rng.uniform(1, 1000, 30), np.array([1e9]), 0.5,
+                DenseTravelTimes(m))
+    c = cost_matrix(p)
+    assert c.dtype == np.float32
+    exact = m * p.weights[None, :]
+    assert (c.astype(np.float64) <= exact).all()
+    assert np.allclose(c, exact, rtol=1e-6)
+
+
+def test_no_bound_for_worker_bases_or_move_costs():
+    g = nx.path_graph(4)
+    t = DenseTravelTimes(np.abs(np.subtract.outer(np.arange(4), np.arange(4))) * 10.0)
+    base = Problem(g, np.ones(4), np.array([2.0, 2.0]), 0.0, t, objective="base",
+                   base_travel=np.ones((2, 4)))
+    moves = Problem(g, np.ones(4), np.array([2.0, 2.0]), 0.0, t, previous=np.array([0, 0, 1, 1]),
+                    move_cost=5.0)
+    assert lower_bound(base, time_limit_s=1) is None
+    assert lower_bound(moves, time_limit_s=1) is None

@@ -1,0 +1,148 @@
+"""Large-neighbourhood search: valid after every move, never worse, exact pair splits."""
+
+from __future__ import annotations
+
+import itertools
+import time
+
+import networkx as nx
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from solvers.check import check_plan
+from solvers.engine import solve
+from solvers.lns import adjacent_pairs, improve_lns, split_floors, split_pair, sub_problem
+from solvers.problem import DenseTravelTimes, Problem
+
+
+def grid_problem(rows: int, cols: int, k: int, tolerance: float, seed: int = 0) -> Problem:
+    """A rows x cols grid with random integer workloads and Euclidean minutes."""
+    rng = np.random.default_rng(seed)
+    g = nx.convert_node_labels_to_integers(nx.grid_2d_graph(rows, cols))
+    xy = np.array([(i // cols, i % cols) for i in range(rows * cols)], dtype=float)
+    xy += rng.uniform(-0.2, 0.2, xy.shape)
+    t = DenseTravelTimes(np.sqrt(((xy[:, None] - xy[None]) ** 2).sum(-1)) * 10)
+    w = rng.integers(1, 10, rows * cols).astype(float)
+    return Problem(g, w, np.full(k, w.sum() / k), tolerance, t)
+
+
+def stripes(problem: Problem, cols: int) -> tuple[np.ndarray, np.ndarray]:
+    """A valid but poor plan: sectors are runs of whole columns... found by a balanced sweep
+    over units in column-major order (each run of columns is contiguous)."""
+    n, k = problem.n, problem.k
+    rows = n // cols
+    order = np.array([r * cols + c for c in range(cols) for r in range(rows)])
+    cum = np.cumsum(problem.workload[order])
+    assign = np.empty(n, dtype=np.intp)
+    assign[order] = np.minimum((cum - 1e-9) // (problem.workload.sum() / k), k - 1).astype(np.intp)
+    centres = np.array([np.flatnonzero(assign == s)[0] for s in range(k)])
+    return assign, centres
+
+
+def test_lns_improves_a_poor_plan_and_keeps_it_valid():
+    p = grid_problem(8, 8, 4, 0.15, seed=1)
+    assign, centres = stripes(p, 8)
+    assert check_plan(p, assign) == []
+    start = p.objective_value(assign, centres)
+    a, c, obj, log = improve_lns(p, assign, centres, time_limit_s=30, seed=0)
+    assert check_plan(p, a) == []
+    assert obj == pytest.approx(p.objective_value(a, c))
+    assert obj < 0.9 * start
+    assert "converged" in log[-1]
+
+
+def test_lns_is_deterministic_for_a_seed():
+    p = grid_problem(8, 8, 4, 0.15, seed=2)
+    assign, centres = stripes(p, 8)
+    first = improve_lns(p, assign, centres, time_limit_s=30, seed=5)
+    second = improve_lns(p, assign, centres, time_limit_s=30, seed=5)
+    assert "converged" in first[3][-1] and "converged" in second[3][-1]
+    assert np.array_equal(first[0], second[0]) and np.array_equal(first[1], second[1])
+    assert first[2] == second[2]
+
+
+def test_lns_skips_a_rerun_and_an_invalid_start():
+    p = grid_problem(4, 4, 2, 0.2)
+    assign, centres = stripes(p, 4)
+    rerun = Problem(p.graph, p.workload, p.targets, p.tolerance, p.travel, previous=assign, move_cost=3.0)
+    a, c, obj, log = improve_lns(rerun, assign, centres, time_limit_s=5)
+    assert np.array_equal(a, assign) and "skipped" in log[-1]
+    bad = np.zeros(p.n, dtype=np.intp)
+    a, c, obj, log = improve_lns(p, bad, centres, time_limit_s=5)
+    assert np.array_equal(a, bad) and "not valid" in log[-1]
+
+
+def brute_split(sub: Problem, centres: np.ndarray) -> float:
+    """Best contiguous balanced two-sector plan with the centres fixed (inf if none)."""
+    best = np.inf
+    cost = sub.cost_rows(centres)
+    for combo in itertools.product((0, 1), repeat=sub.n):
+        a = np.array(combo)
+        if a[centres[0]] != 0 or a[centres[1]] != 1 or check_plan(sub, a):
+            continue
+        best = min(best, float(cost[a, np.arange(sub.n)].sum()))
+    return best
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), tolerance=st.sampled_from([0.05, 0.15, 0.3]),
+       shape=st.sampled_from([(3, 3), (3, 4), (2, 5)]), squared=st.booleans())
+def test_split_pair_matches_brute_force(seed, tolerance, shape, squared):
+    rows, cols = shape
+    p = grid_problem(rows, cols, 2, tolerance, seed=seed)
+    if squared:
+        p = Problem(p.graph, p.workload, p.targets, p.tolerance, DenseTravelTimes(p.travel.matrix ** 2 / 10))
+    rng = np.random.default_rng(seed)
+    centres = rng.choice(p.n, 2, replace=False)
+    expected = brute_split(p, centres)
+    got = split_pair(p, centres, deadline=time.monotonic() + 30)
+    floor = split_floors(p, centres[:1], centres[1:])[0]
+    if np.isinf(expected):
+        assert got is None
+        return
+    assert got is not None and check_plan(p, got) == []
+    assert got[centres[0]] == 0 and got[centres[1]] == 1
+    value = float(p.cost_rows(centres)[got, np.arange(p.n)].sum())
+    assert value == pytest.approx(expected, rel=1e-9, abs=1e-9)
+    assert floor <= expected + 1e-9 * max(1.0, expected)
+
+
+def test_sub_problem_keeps_locks_and_targets():
+    p = grid_problem(4, 4, 3, 0.3)
+    p = Problem(p.graph, p.workload, np.array([10.0, 20.0, 30.0]), 0.3, p.travel, locked={5: 2, 6: 0})
+    units = np.array([1, 2, 5, 6, 9])
+    sub = sub_problem(p, units, (2, 1))
+    assert sub.n == 5 and list(sub.targets) == [30.0, 20.0]
+    assert sub.locked == {2: 0}  # unit 5 (local 2) locked to sector 2 (local 0); sector 0 is not in the pair
+    assert np.allclose(sub.travel.rows(np.array([0]))[0], p.travel.rows(np.array([1]))[0][units])
+    assert sorted(tuple(sorted(e)) for e in sub.graph.edges) == [(0, 1), (0, 2), (1, 3), (2, 3), (2, 4)]
+
+
+def test_adjacent_pairs():
+    g = nx.path_graph(5)
+    t = DenseTravelTimes(np.abs(np.subtract.outer(np.arange(5), np.arange(5))) * 1.0)
+    p = Problem(g, np.ones(5), np.ones(3), 0.9, t)
+    assert adjacent_pairs(p, np.array([0, 0, 2, 1, 1])) == [(0, 2), (1, 2)]
+
+
+def test_engine_lns_backend_reports_a_bound_and_a_valid_plan():
+    p = grid_problem(6, 6, 3, 0.1, seed=4)
+    sol = solve(p, backend="lns", time_limit_s=6, seed=0)
+    assert check_plan(p, sol.assignment) == []
+    assert sol.objective == pytest.approx(p.objective_value(sol.assignment, sol.centres))
+    assert sol.bound is not None and 0 < sol.bound <= sol.objective
+    assert sol.status in ("feasible", "optimal")
+    auto = solve(p, backend="mip", time_limit_s=6, seed=0)
+    assert sol.objective <= auto.objective + 1e-6  # starts from the same plan, only improves
+
+
+def test_engine_lns_backend_with_a_previous_plan():
+    p = grid_problem(6, 6, 3, 0.1, seed=4)
+    first = solve(p, backend="mip", time_limit_s=4, seed=0)
+    rerun = Problem(p.graph, p.workload * 1.1, p.targets * 1.1, p.tolerance, p.travel,
+                    previous=first.assignment, move_cost=2.0)
+    sol = solve(rerun, backend="lns", time_limit_s=4, seed=0, start=first.assignment)
+    assert check_plan(rerun, sol.assignment) == []
+    assert sol.bound is None  # no bound with move costs
