@@ -46,8 +46,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="inertia: sum weight x distance^2 (default); travel: sum weight x distance")
     p.add_argument("--time-limit", type=float, default=60.0, help="seconds (default 60)")
     p.add_argument("--seed", type=int, default=0, help="seed of the heuristic's random starts")
-    p.add_argument("--backend", choices=("auto", "heuristic", "mip", "exact"), default="auto",
-                   help="solver (exact: proven optimum, up to about a hundred units)")
+    p.add_argument("--backend", choices=("auto", "heuristic", "mip", "lns", "exact"), default="auto",
+                   help="solver (lns: adds pair re-optimisation and a lower bound, so a gap; "
+                        "exact: proven optimum, up to about a hundred units)")
     p.add_argument("--xy-unit", choices=("m", "km"), default="m", help="unit of x/y columns of a CSV of points")
     p.add_argument("--out", type=Path, required=True, help="folder receiving a new result folder")
     p.add_argument("--quiet", action="store_true", help="print only the result folder and status")

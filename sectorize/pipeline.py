@@ -403,13 +403,17 @@ def _assemble(scenario, region, demand, w, travel, team, nested, sector_names=No
         "base_lon": team.base_lon,
         "base_lat": team.base_lat,
     })
+    # a bound holds for the whole plan only when one solve drew every sector (sectors first)
+    first = nested.solutions[0] if nested.solutions else None
+    bound = first.bound if first is not None and nested.strategy == "sectors first" else None
+    gap = first.gap if bound is not None else None
     solve = {
         "backend": scenario.model.backend,
         "objective": nested.objective,
         "objective_unit": "caseload x minutes (demand-weighted travel time, plus the sparse-area floor)",
-        "bound": None,
-        "gap": None,
-        "status": "feasible",
+        "bound": bound,
+        "gap": gap,
+        "status": first.status if bound is not None else "feasible",
         "time_s": round(nested.time_s, 2),
         "time_limit_s": scenario.model.time_limit_s,
         "strategy": nested.strategy,

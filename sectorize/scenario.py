@@ -302,7 +302,11 @@ class ModelConfig(BaseModel):
         centre commune (chosen by the solver); ``"base"``: from each worker's
         base.
     backend
-        ``"heuristic"``, ``"mip"`` (exact, small instances) or ``"auto"``.
+        ``"auto"`` (heuristic, then location-allocation with the allocation
+        MIP, then new rounds), ``"heuristic"`` alone, ``"mip"``, or ``"lns"``
+        (location-allocation, then re-optimising pairs of sectors, and a
+        Lagrangian lower bound so the plan reports a gap); see
+        :mod:`solvers.engine`.
     time_limit_s
         Total solve budget, seconds (> 0).
     seed
@@ -317,7 +321,7 @@ class ModelConfig(BaseModel):
     tolerance: float = Field(0.10, gt=0, lt=1)
     group_tolerance: float | None = Field(None, gt=0, lt=1)
     objective: Literal["pmedian", "base"] = "pmedian"
-    backend: Literal["auto", "heuristic", "mip"] = "auto"
+    backend: Literal["auto", "heuristic", "mip", "lns"] = "auto"
     time_limit_s: float = Field(30, gt=0)
     seed: int = 0
     sparse_weight: float = Field(0.05, ge=0)
