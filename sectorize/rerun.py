@@ -666,7 +666,8 @@ def rerun_and_write(
     Besides the files of ``sectorize run`` (:func:`sectorize.export.write_outputs`)
     the folder holds ``changes.csv`` (communes whose referent changes),
     ``caseloads.csv`` (per worker before/after), ``transition.csv`` (month by
-    month), ``frontier.csv`` (the trade-off, when computed), ``rerun.json``
+    month) and ``transition_workers.csv`` (per worker: month 0, peak, end,
+    most old-map patients kept), ``frontier.csv`` (the trade-off, when computed), ``rerun.json``
     (the summary) and ``diff_map.html`` (moved communes highlighted).
     """
     import json
@@ -687,6 +688,7 @@ def rerun_and_write(
         "changes.csv": result.changes.round({"follow_up": 2, "referrals": 2}),
         "caseloads.csv": result.caseloads.round(2),
         "transition.csv": result.transition.round(2),
+        "transition_workers.csv": transition_summary(result.transition).round(2),
         "rerun.json": json.dumps(jsonable(result.summary), ensure_ascii=False, indent=2, allow_nan=False),
         "diff_map.html": diff,
     }

@@ -7,6 +7,7 @@ fixture: unchanged inputs, a demand shift, team changes, the CLI.
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import networkx as nx
@@ -16,11 +17,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sectorize import pipeline
 from sectorize.cli import main
 from sectorize.maps import external_resources
 from sectorize.rerun import load_previous, rerun
-from sectorize.scenario import ScenarioError, dump_scenario, scenario_from_dict
+from sectorize.scenario import ScenarioError, scenario_from_dict
 from sectorize.transition import drained_month, simulate_transition
 from solvers.check import check_plan
 from solvers.engine import solve
@@ -70,7 +70,7 @@ def test_demand_shift_moves_less_than_a_fresh_solve_and_respects_the_cap():
     plain = Problem(g, w1, targets, 0.1, t)
     fresh = solve(plain, backend="heuristic", time_limit_s=2.0).assignment
     # relabel the fresh plan's sectors as favourably as possible for the comparison
-    best_fresh = min(moved(before, np.array(perm)[fresh], w1) for perm in __import__("itertools").permutations(range(5)))
+    best_fresh = min(moved(before, np.array(perm)[fresh], w1) for perm in itertools.permutations(range(5)))
     penalised = Problem(g, w1, targets, 0.1, t, previous=before, move_weight=w1, move_cost=100.0)
     sol = solve(penalised, backend="auto", time_limit_s=3.0, start=before)
     assert not check_plan(penalised, sol.assignment)
@@ -298,7 +298,8 @@ def test_cli_rerun_writes_report_and_offline_diff_map(aura_run, tmp_path):
                  "--time-limit", "10", "--no-frontier", "--quiet"])
     assert code == 0
     run = out / (out / "LATEST").read_text().strip()
-    for name in ("changes.csv", "caseloads.csv", "transition.csv", "rerun.json", "diff_map.html", "sectors.csv"):
+    for name in ("changes.csv", "caseloads.csv", "transition.csv", "transition_workers.csv", "rerun.json",
+                 "diff_map.html", "sectors.csv"):
         assert (run / name).is_file(), name
     summary = json.loads((run / "rerun.json").read_text(encoding="utf-8"))
     changes = pd.read_csv(run / "changes.csv", sep=";", dtype=str, encoding="utf-8-sig")
