@@ -45,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def build_scenario(args: argparse.Namespace, previous):
     """The re-run scenario: the previous plan's scenario (or ``--config``) with this
     year's demand, team and options."""
-    from sectorize.scenario import ScenarioError, dump_scenario, load_scenario, scenario_from_dict
+    from sectorize.scenario import ScenarioError, dump_scenario, load_scenario, read_toml, scenario_from_dict
 
     if args.config is not None:
         data = tomllib.loads(dump_scenario(load_scenario(args.config)))
@@ -62,12 +62,7 @@ def build_scenario(args: argparse.Namespace, previous):
         demand.update(source="file", file=str(args.demand.resolve()))
         data["demand"] = demand
     if args.team is not None:
-        try:
-            team_file = tomllib.loads(args.team.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ScenarioError(f"--team {args.team}: no such file") from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-            raise ScenarioError(f"--team {args.team}: not a valid UTF-8 TOML file ({err})") from None
+        team_file = read_toml(args.team, "--team file")
         unknown = set(team_file) - {"team", "rerun", "groups"}
         if "team" not in team_file or unknown:
             raise ScenarioError(f"--team {args.team}: expected a [team] table (and optionally [rerun], [groups]); "

@@ -636,17 +636,25 @@ def load_scenario(path: str | Path | None = None) -> Scenario:
         with resources.as_file(ref) as real:
             return load_scenario(real)
     path = Path(path)
+    return scenario_from_dict(read_toml(path, "scenario file"), source=path)
+
+
+def read_toml(path: str | Path, what: str, error: type[ValueError] = ScenarioError) -> dict[str, Any]:
+    """Parse a UTF-8 TOML file (a BOM is accepted); ``error`` names the file and what to do.
+
+    ``what`` says what the file is, e.g. ``"scenario file"``, in the "not found" message.
+    """
+    path = Path(path)
     try:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
-        raise ScenarioError(f"{path}: scenario file not found; check the path") from None
+        raise error(f"{path}: {what} not found; check the path") from None
     except UnicodeDecodeError as exc:
-        raise ScenarioError(f"{path}: not UTF-8 text ({exc}); save the file as UTF-8") from None
+        raise error(f"{path}: not UTF-8 text ({exc}); save the file as UTF-8") from None
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ScenarioError(f"{path}: TOML syntax error: {exc}") from None
-    return scenario_from_dict(data, source=path)
+        raise error(f"{path}: TOML syntax error: {exc}") from None
 
 
 def scenario_from_dict(d: dict[str, Any], source: str | Path | None = None) -> Scenario:

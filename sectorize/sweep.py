@@ -68,7 +68,6 @@ import difflib
 import multiprocessing
 import os
 import time
-import tomllib
 import traceback
 import uuid
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -80,7 +79,15 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from sectorize.scenario import PATH_KEYS, Scenario, ScenarioError, default_scenario, load_scenario, scenario_from_dict
+from sectorize.scenario import (
+    PATH_KEYS,
+    Scenario,
+    ScenarioError,
+    default_scenario,
+    load_scenario,
+    read_toml,
+    scenario_from_dict,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from sectorize.plan import Plan
@@ -247,17 +254,7 @@ def sweep_from_dict(d: dict[str, Any], source: str | Path | None = None) -> Swee
 def load_sweep(path: str | Path) -> SweepConfig:
     """Read and validate a sweep TOML file (the base scenario is checked by :func:`base_scenario`)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise SweepError(f"{path}: sweep file not found; check the path") from None
-    except UnicodeDecodeError as exc:
-        raise SweepError(f"{path}: not UTF-8 text ({exc}); save the file as UTF-8") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise SweepError(f"{path}: TOML syntax error: {exc}") from None
-    return sweep_from_dict(data, source=path)
+    return sweep_from_dict(read_toml(path, "sweep file", SweepError), source=path)
 
 
 def base_scenario(sweep: SweepConfig) -> Scenario:
