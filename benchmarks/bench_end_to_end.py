@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from sectorize.atomic import atomic_write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_WALL_S = 60.0
@@ -109,10 +110,7 @@ def main() -> None:
         "summary": summary,
         "checks": checks,
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.json.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=2), encoding="utf-8")
-    os.replace(tmp, args.json)
+    atomic_write_json(args.json, result)
     print(f"\nwritten: {args.json}")
 
 

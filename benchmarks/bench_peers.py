@@ -102,6 +102,7 @@ from solvers.check import check_plan  # noqa: E402
 from solvers.engine import solve  # noqa: E402
 from solvers.heuristic import heuristic_solve  # noqa: E402
 from solvers.problem import DenseTravelTimes, InfeasibleError, Problem  # noqa: E402
+from sectorize.atomic import atomic_write_json
 
 DEFAULT_DATA = bench_validi.DEFAULT_DATA
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "peers.json"
@@ -739,10 +740,10 @@ def main(argv: list[str] | None = None) -> int:
                       f"max dev {fmt(row['max_dev_pct'], '.2f')} % {fmt(row['time_s'], '.1f')} s "
                       f"{str(row['detail'])[:90]}", file=sys.stderr, flush=True)
         add_ratios(rows)
-        bench_validi.write_json(args.out, {"runs": [*earlier, {**header, "complete": False, "rows": rows}]})
+        atomic_write_json(args.out, {"runs": [*earlier, {**header, "complete": False, "rows": rows}]})
         del case
     add_ratios(rows)
-    bench_validi.write_json(args.out, {"runs": [*earlier, {**header, "complete": True, "rows": rows}]})
+    atomic_write_json(args.out, {"runs": [*earlier, {**header, "complete": True, "rows": rows}]})
     print(table(rows))
     print(f"wrote {args.out}", file=sys.stderr)
     return 0

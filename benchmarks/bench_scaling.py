@@ -52,6 +52,7 @@ from pathlib import Path
 
 import networkx as nx
 import numpy as np
+from sectorize.atomic import atomic_write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "scaling.json"
@@ -192,15 +193,6 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def write_json(path: Path, payload: dict) -> None:
-    """Write ``payload`` atomically (temporary file in the same folder, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(payload, f, indent=1, default=float)
-    os.replace(tmp, path)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="1000,4000,16000,64000", help="comma-separated unit counts")
@@ -236,8 +228,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{kind:>9} n={row['n']:>6,}: first valid {fmt(row.get('first_valid_s'))} s, "
                   f"auto {fmt(row.get('auto_objective'), ',.0f')} in {fmt(row.get('auto_s'))} s, "
                   f"peak {fmt(row.get('peak_rss_mib'), ',.0f')} MiB {row.get('error', '')}", file=sys.stderr, flush=True)
-            write_json(args.out, {**header, "complete": False, "rows": rows})
-    write_json(args.out, {**header, "complete": True, "rows": rows})
+            atomic_write_json(args.out, {**header, "complete": False, "rows": rows})
+    atomic_write_json(args.out, {**header, "complete": True, "rows": rows})
     print(table(rows))
     print(f"wrote {args.out}", file=sys.stderr)
     return 0

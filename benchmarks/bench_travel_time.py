@@ -30,12 +30,9 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
-import os
 import pathlib
 import resource
 import sys
-import tempfile
 import time
 
 import numpy as np
@@ -49,26 +46,13 @@ import calibrate_travel_time as calib  # noqa: E402
 
 from geodata.regions import load_aura  # noqa: E402
 from geodata.travel import estimate_travel_times  # noqa: E402
+from sectorize.atomic import atomic_write_json
 
 RESULTS = ROOT / "benchmarks" / "results" / "travel_time.json"
 DATASETS = {
     "isere": "OSRM 2021, all ordered pairs between the 512 Isère communes (isere_osrm_2021_matrix.csv.gz)",
     "towns": "openrouteservice 2025, 8,028 ordered pairs between 102 AURA towns (cities10k_ors_2025_aura.csv)",
 }
-
-
-def write_json(path: pathlib.Path, payload: dict) -> None:
-    """Write ``payload`` atomically (temporary file in the same folder, then ``os.replace``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(payload, handle, indent=2, ensure_ascii=False)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def _peak_rss_mb() -> float:
@@ -171,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         "cost": cost,
         "held_out_refits_s": cv_s,
     }
-    write_json(args.output, payload)
+    atomic_write_json(args.output, payload)
     print(f"wrote {args.output}")
     return 0
 

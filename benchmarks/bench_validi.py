@@ -31,12 +31,10 @@ The table goes to stdout; the rows and the command line to
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import platform
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +47,7 @@ from solvers.check import check_partition
 from solvers.engine import solve
 from solvers.exact import NoPlanFoundError, exact_solve
 from solvers.problem import DenseTravelTimes, InfeasibleError, Problem
+from sectorize.atomic import atomic_write_json
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared/benchmarks/validi"
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "validi.json"
@@ -194,15 +193,6 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def write_json(path: Path, payload: dict) -> None:
-    """Write ``payload`` atomically (temporary file in the same folder, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(payload, f, indent=1, default=float)
-    os.replace(tmp, path)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder with instances_hess.csv")
@@ -247,8 +237,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{row['instance']:>10} {method:<24} {row['status']:<10} {fmt(row['objective']):>12} "
                   f"(published {fmt(row['published'])}) {row['time_s']:.1f} s", file=sys.stderr, flush=True)
         # after every instance, so an interrupted run keeps what it measured
-        write_json(args.out, {**header, "complete": False, "rows": results})
-    write_json(args.out, {**header, "complete": True, "rows": results})
+        atomic_write_json(args.out, {**header, "complete": False, "rows": results})
+    atomic_write_json(args.out, {**header, "complete": True, "rows": results})
     print(table(results))
     print(f"wrote {args.out}", file=sys.stderr)
     return 0

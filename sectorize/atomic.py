@@ -20,6 +20,7 @@ Example
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -81,6 +82,16 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 def atomic_write_text(path: str | Path, text: str, encoding: str = "utf-8") -> None:
     """Write ``text`` to ``path`` atomically, encoded with ``encoding`` (e.g. ``"utf-8-sig"``)."""
     atomic_write_bytes(path, text.encode(encoding))
+
+
+def atomic_write_json(path: str | Path, payload: object, *, indent: int = 2) -> None:
+    """Write ``payload`` as UTF-8 JSON atomically, creating the folder if needed.
+
+    Values JSON does not know (e.g. NumPy numbers) are written as floats.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(payload, indent=indent, ensure_ascii=False, default=float) + "\n")
 
 
 def new_run_dir(out_dir: str | Path, name: str | None = None) -> Path:
