@@ -2,74 +2,26 @@
 
 from __future__ import annotations
 
-import itertools
 
 import networkx as nx
 import numpy as np
 import pytest
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from solvers.bound import cost_matrix, lower_bound
-from solvers.check import check_plan
 from solvers.engine import solve
 from solvers.exact import exact_solve
 from solvers.problem import DenseTravelTimes, InfeasibleError, Problem
+from tiny import brute_force, grid_problems
 
-
-def best_plans(problem: Problem) -> tuple[float, float]:
-    """(best balanced plan ignoring contiguity, best contiguous balanced plan) by brute force;
-    each sector measured from its best member; inf when none."""
-    n, k = problem.n, problem.k
-    minutes = problem.travel.rows(np.arange(n))
-    w, load = problem.weights, np.asarray(problem.workload, dtype=float)
-    lo, hi = problem.lower - 1e-9, problem.upper + 1e-9
-    any_plan = contiguous = np.inf
-    for combo in itertools.product(range(k), repeat=n):
-        a = np.array(combo)
-        loads = np.bincount(a, weights=load, minlength=k)
-        if (loads < lo).any() or (loads > hi).any() or len(np.unique(a)) < k:
-            continue
-        cost = sum((minutes[np.ix_(m, m)] @ w[m]).min() for m in (np.flatnonzero(a == s) for s in range(k)))
-        any_plan = min(any_plan, cost)
-        if cost < contiguous and not check_plan(problem, a):
-            contiguous = cost
-    return any_plan, contiguous
-
-
-@st.composite
-def small_problems(draw) -> Problem:
-    """A connected piece of a 3 x 3 grid (5 to 9 units), 2-3 sectors with equal or unequal
-    targets, integer workloads (some zero), Euclidean or squared travel minutes."""
-    seed = draw(st.integers(0, 100_000))
-    rng = np.random.default_rng(seed)
-    grid = nx.grid_2d_graph(3, 3)
-    for cell in draw(st.lists(st.sampled_from(sorted(grid.nodes)), max_size=3, unique=True)):
-        smaller = grid.copy()
-        smaller.remove_node(cell)
-        if nx.is_connected(smaller) and smaller.number_of_nodes() >= 5:
-            grid = smaller
-    nodes = sorted(grid.nodes)
-    g = nx.relabel_nodes(grid, {c: i for i, c in enumerate(nodes)})
-    n = len(nodes)
-    xy = np.array(nodes, dtype=float) + rng.uniform(-0.3, 0.3, (n, 2))
-    sq = ((xy[:, None] - xy[None]) ** 2).sum(-1)
-    minutes = sq * 10 if draw(st.booleans()) else np.sqrt(sq) * 10
-    w = rng.integers(0 if draw(st.booleans()) else 1, 8, n).astype(float)
-    if w.sum() == 0:
-        w[0] = 1.0
-    k = draw(st.integers(2, 3))
-    share = np.array(draw(st.sampled_from([[1, 1, 1], [2, 1, 1], [3, 2, 1]]))[:k], dtype=float)
-    tolerance = draw(st.sampled_from([0.0, 0.1, 0.25, 0.4]))
-    cost_weight = w + rng.uniform(0, 2, n) if draw(st.booleans()) else None
-    return Problem(g, w, w.sum() * share / share.sum(), tolerance, DenseTravelTimes(minutes),
-                   cost_weight=cost_weight)
+#: Tiny problems, some with zero workloads, squared minutes or objective weights above the workload.
+BOUND_PROBLEMS = grid_problems(squared=True, zero_workloads=True, tolerances=(0.0, 0.1, 0.25, 0.4), cost_weight=True)
 
 
 @settings(max_examples=60, deadline=None)
-@given(problem=small_problems())
+@given(problem=BOUND_PROBLEMS)
 def test_bound_never_exceeds_any_balanced_plan(problem):
-    any_plan, contiguous = best_plans(problem)
+    any_plan, contiguous = brute_force(problem)
     found = lower_bound(problem, time_limit_s=2, max_iterations=300)
     assert found is not None
     if np.isinf(any_plan):
@@ -80,7 +32,7 @@ def test_bound_never_exceeds_any_balanced_plan(problem):
 
 
 @settings(max_examples=10, deadline=None)
-@given(problem=small_problems())
+@given(problem=BOUND_PROBLEMS)
 def test_bound_below_the_exact_backend(problem):
     try:
         sol = exact_solve(problem, time_limit_s=20, contiguity="flow")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import itertools
 import sys
 from pathlib import Path
 
@@ -18,56 +17,21 @@ from solvers.check import check_plan
 from solvers.engine import solve
 from solvers.exact import exact_solve, sector_classes, separators
 from solvers.problem import DenseTravelTimes, InfeasibleError, Problem
+from tiny import brute_force, grid_problems
+
+
+def contiguous_optimum(problem: Problem) -> float:
+    """Best objective over every valid (balanced, contiguous) plan, inf if none."""
+    return brute_force(problem)[1]
+
 
 VALIDI = Path(__file__).resolve().parents[1].parent / "shared/benchmarks/validi"
 
 
-def brute_force(problem: Problem) -> float:
-    """Best objective over every valid plan (each sector measured from its best member), inf if none."""
-    n, k = problem.n, problem.k
-    minutes = problem.travel.rows(np.arange(n))
-    w, load = problem.weights, np.asarray(problem.workload, dtype=float)
-    lo, hi = problem.lower - 1e-9, problem.upper + 1e-9
-    best = np.inf
-    for combo in itertools.product(range(k), repeat=n):
-        a = np.array(combo)
-        loads = np.bincount(a, weights=load, minlength=k)
-        if (loads < lo).any() or (loads > hi).any() or check_plan(problem, a):
-            continue
-        cost = sum((minutes[np.ix_(m, m)] @ w[m]).min() for m in (np.flatnonzero(a == s) for s in range(k)))
-        best = min(best, cost)
-    return best
-
-
-@st.composite
-def small_problems(draw) -> Problem:
-    """A connected grid piece (3 x 3 minus some cells, plus a diagonal or two), 2-3 sectors,
-    equal or unequal targets, integer workloads, Euclidean travel minutes."""
-    seed = draw(st.integers(0, 100_000))
-    rng = np.random.default_rng(seed)
-    grid = nx.grid_2d_graph(3, 3)
-    grid.add_edges_from(((0, 0), (1, 1)) for _ in range(draw(st.integers(0, 1))))
-    for cell in draw(st.lists(st.sampled_from(sorted(grid.nodes)), max_size=3, unique=True)):
-        smaller = grid.copy()
-        smaller.remove_node(cell)
-        if nx.is_connected(smaller) and smaller.number_of_nodes() >= 5:
-            grid = smaller
-    nodes = sorted(grid.nodes)
-    g = nx.relabel_nodes(grid, {c: i for i, c in enumerate(nodes)})
-    n = len(nodes)
-    xy = np.array(nodes, dtype=float) + rng.uniform(-0.3, 0.3, (n, 2))
-    minutes = np.sqrt(((xy[:, None] - xy[None]) ** 2).sum(-1)) * 10
-    w = rng.integers(1, 8, n).astype(float)
-    k = draw(st.integers(2, 3))
-    share = np.array(draw(st.sampled_from([[1, 1, 1], [2, 1, 1], [3, 2, 1]]))[:k], dtype=float)
-    tolerance = draw(st.sampled_from([0.1, 0.25, 0.4]))
-    return Problem(g, w, w.sum() * share / share.sum(), tolerance, DenseTravelTimes(minutes))
-
-
 @settings(max_examples=30, deadline=None)
-@given(problem=small_problems(), contiguity=st.sampled_from(["flow", "cuts"]))
+@given(problem=grid_problems(diagonal=True), contiguity=st.sampled_from(["flow", "cuts"]))
 def test_exact_matches_brute_force(problem, contiguity):
-    expected = brute_force(problem)
+    expected = contiguous_optimum(problem)
     if np.isinf(expected):
         with pytest.raises(InfeasibleError):
             exact_solve(problem, time_limit_s=20, contiguity=contiguity)
@@ -81,9 +45,9 @@ def test_exact_matches_brute_force(problem, contiguity):
 
 
 @settings(max_examples=15, deadline=None)
-@given(problem=small_problems())
+@given(problem=grid_problems(diagonal=True))
 def test_shortest_path_contiguity_never_beats_the_optimum(problem):
-    expected = brute_force(problem)
+    expected = contiguous_optimum(problem)
     if np.isinf(expected):
         return
     sol = exact_solve(problem, time_limit_s=20, contiguity="shortest_path")
@@ -103,7 +67,7 @@ def test_shortest_path_contiguity_is_a_restriction():
     p = Problem(g, np.array([1, 1, 1, 1, 3, 1.0]), np.array([4.0, 4.0]), 0.0, DenseTravelTimes(minutes))
     exact = exact_solve(p, time_limit_s=10)
     restricted = exact_solve(p, time_limit_s=10, contiguity="shortest_path")
-    assert exact.objective == pytest.approx(brute_force(p)) == pytest.approx(27.0)
+    assert exact.objective == pytest.approx(contiguous_optimum(p)) == pytest.approx(27.0)
     assert restricted.objective == pytest.approx(37.0)
     assert "a restriction" in restricted.log[-1]
 
@@ -119,7 +83,7 @@ def test_locked_units_are_honoured():
     sol = exact_solve(locked, time_limit_s=20)
     assert sol.assignment[0] == 2 and sol.assignment[8] == 0 and sol.assignment[2] == 1
     assert check_plan(locked, sol.assignment) == []
-    assert sol.status == "optimal" and sol.objective == pytest.approx(brute_force(locked))
+    assert sol.status == "optimal" and sol.objective == pytest.approx(contiguous_optimum(locked))
     assert sol.objective >= exact_solve(free, time_limit_s=20).objective - 1e-9
 
 
