@@ -13,3 +13,9 @@ from geodata.demand import (
 )
 from geodata.reference import data_path, load_arrondissements, load_hospitals, load_postcodes
 from geodata.regions import Region, load_aura, load_units, region_from_units
+
+__all__ = [
+    "Demand", "DemandError", "HuffModel", "demand_summary", "read_demand", "synthetic_demand",
+    "data_path", "load_arrondissements", "load_hospitals", "load_postcodes",
+    "Region", "load_aura", "load_units", "region_from_units",
+]

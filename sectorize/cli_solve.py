@@ -8,6 +8,9 @@ Example::
     sectorize solve --units points.csv --edges edges.csv --distances km.csv --key code \\
         --weight referrals --sectors 3 --min 600 --max 700 --objective travel --out results/
 
+    sectorize solve --units tracts.geojson --key GEOID --weight pop --sectors 4 \\
+        --tolerance 0.005 --objective cut-edges --out results/
+
 Writes a new folder ``OUT/<YYYYmmdd-HHMMSS>`` with ``sectors.csv`` and
 ``summary.json``. Exit codes: 0 a valid plan; 1 a plan was written but the
 independent check failed; 2 invalid input (the message names the file, line
@@ -28,7 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "solve",
         help="split your own units (polygons or points) into k contiguous, balanced, compact sectors",
         description="Split your own units into k contiguous sectors whose workloads lie within bounds, "
-        "minimising weighted (squared) distances to each sector's centre unit.",
+        "minimising weighted (squared) distances to each sector's centre unit, or the number of "
+        "adjacency edges between sectors (--objective cut-edges).",
     )
     p.add_argument("--units", type=Path, required=True,
                    help="polygon file (GeoJSON, GeoPackage, Shapefile, GeoParquet) or CSV of points "
@@ -42,8 +46,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tolerance", type=float, help="relative balance tolerance around total/k, e.g. 0.05")
     p.add_argument("--min", dest="min_load", type=float, help="smallest workload of a sector (with --max)")
     p.add_argument("--max", dest="max_load", type=float, help="largest workload of a sector (with --min)")
-    p.add_argument("--objective", choices=("inertia", "travel"), default="inertia",
-                   help="inertia: sum weight x distance^2 (default); travel: sum weight x distance")
+    p.add_argument("--objective", choices=("inertia", "travel", "cut-edges"), default="inertia",
+                   help="inertia: sum weight x distance^2 (default); travel: sum weight x distance; "
+                        "cut-edges: number of adjacency edges between different sectors "
+                        "(backends auto, heuristic, exact)")
     p.add_argument("--time-limit", type=float, default=60.0, help="seconds (default 60)")
     p.add_argument("--seed", type=int, default=0, help="seed of the heuristic's random starts")
     p.add_argument("--backend", choices=("auto", "heuristic", "mip", "lns", "exact"), default="auto",

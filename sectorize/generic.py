@@ -24,6 +24,11 @@ Objectives (``weight`` is the user's workload column, e.g. patients/year):
     ``d`` in km (planar) or in the unit of the distances file.
 ``"travel"``
     ``sum_i weight_i x d(centre, i)``.
+``"cut-edges"``
+    the number of adjacency edges between different sectors
+    (:mod:`solvers.cut_edges`; no distances in the objective: they only shape
+    the starting plans and place each sector's reported centre, its weighted
+    medoid by squared distance).
 
 The centre of each sector is one of its units, chosen by the solver.
 
@@ -50,8 +55,11 @@ import pandas as pd
 
 from solvers.problem import ProgressCallback, Problem, TravelTimes
 
-Objective = Literal["inertia", "travel"]
-OBJECTIVES: tuple[str, ...] = ("inertia", "travel")
+Objective = Literal["inertia", "travel", "cut-edges"]
+OBJECTIVES: tuple[str, ...] = ("inertia", "travel", "cut-edges")
+
+#: Backends of the ``"cut-edges"`` objective (:func:`solvers.cut_edges.solve_cut_edges`).
+CUT_EDGES_BACKENDS: tuple[str, ...] = ("auto", "heuristic", "exact")
 
 #: File suffixes read as CSV tables of points; anything else is read as a polygon file.
 CSV_SUFFIXES = (".csv", ".txt", ".tsv")
@@ -517,15 +525,22 @@ class GenericResult:
 
 def objective_definition(objective: Objective, weight: str, unit: str) -> str:
     """Plain-language definition of the objective, for the summary."""
+    if objective == "cut-edges":
+        from solvers.cut_edges import DEFINITION
+
+        return (f"{DEFINITION}; each sector's centre, reported for reference only, is its unit minimising "
+                f"sum of {weight} x d^2 (d in {unit})")
     power = "^2" if objective == "inertia" else ""
     return (f"sum over units of {weight} x d(centre of its sector, unit){power}, d in {unit}; "
             "each sector's centre is one of its units, chosen by the solver"
             + (" (moment of inertia, Hess model)" if objective == "inertia" else ""))
 
 
-def build_problem(units: Units, bounds: Bounds, travel: TravelTimes) -> Problem:
-    """The engine's :class:`~solvers.problem.Problem`: workload = weight, cost weight = weight."""
+def build_problem(units: Units, bounds: Bounds, travel: TravelTimes, objective: Objective = "inertia") -> Problem:
+    """The engine's :class:`~solvers.problem.Problem`: workload = weight, cost weight = weight;
+    ``"cut-edges"`` becomes the engine's ``"cut_edges"`` objective, the others ``"pmedian"``."""
     return Problem(
+        objective="cut_edges" if objective == "cut-edges" else "pmedian",
         graph=units.graph,
         workload=units.weight,
         targets=bounds.targets,
@@ -558,6 +573,9 @@ def solve_units(request: SolveRequest, progress: ProgressCallback | None = None)
         raise InputError(f"--objective must be one of {', '.join(OBJECTIVES)}, got {request.objective!r}")
     if request.backend not in BACKENDS:
         raise InputError(f"--backend must be one of {', '.join(BACKENDS)}, got {request.backend!r}")
+    if request.objective == "cut-edges" and request.backend not in CUT_EDGES_BACKENDS:
+        raise InputError(f"--objective cut-edges takes --backend {', '.join(CUT_EDGES_BACKENDS)}, "
+                         f"got {request.backend!r}")
     if not (math.isfinite(request.time_limit_s) and request.time_limit_s > 0):
         raise InputError(f"--time-limit must be > 0 seconds, got {request.time_limit_s}")
     if request.sectors < 1:
@@ -566,7 +584,7 @@ def solve_units(request: SolveRequest, progress: ProgressCallback | None = None)
                        xy_unit=request.xy_unit)
     if request.sectors > units.n:
         raise InputError(f"--sectors {request.sectors} is more than the {units.n} units of {request.units}")
-    squared = request.objective == "inertia"
+    squared = request.objective in ("inertia", "cut-edges")
     if request.distances is not None:
         travel = read_distances(Path(request.distances), units.keys, squared=squared)
         distance_source = f"{request.distances}: the given distances" + (", squared" if squared else "")
@@ -579,7 +597,7 @@ def solve_units(request: SolveRequest, progress: ProgressCallback | None = None)
     bounds = sector_bounds(total, request.sectors, tolerance=request.tolerance,
                            min_load=request.min_load, max_load=request.max_load)
     try:
-        problem = build_problem(units, bounds, travel)
+        problem = build_problem(units, bounds, travel, request.objective)
     except ValueError as err:
         raise InputError(str(err)) from None
     summary: dict = {
@@ -621,7 +639,8 @@ def solve_units(request: SolveRequest, progress: ProgressCallback | None = None)
         return GenericResult(units.keys, request.key, None, summary)
     except InfeasibleError as err:
         # the exact MIP proves infeasibility; the other backends only report that they found no plan
-        proven = request.backend == "exact"
+        # (for cut edges every backend raises NoPlanFoundError, caught above, unless it is proven)
+        proven = request.backend == "exact" or request.objective == "cut-edges"
         summary.update(status="infeasible" if proven else "unknown", reason=str(err),
                        time_s=time.monotonic() - began)
         return GenericResult(units.keys, request.key, None, summary)

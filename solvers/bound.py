@@ -54,13 +54,20 @@ from scipy.optimize import linear_sum_assignment
 from solvers.problem import ProgressCallback, Problem
 
 
+#: Weight of the previous direction in each subgradient step (0: plain subgradient).
+DEFLECTION = 0.5
+
+
 @dataclass
 class Bound:
     """Result of :func:`lower_bound`.
 
     ``value`` is the best proven lower bound (objective units, e.g.
     patient-minutes/year); ``iterations`` the subgradient steps made;
-    ``history`` the bound after each step.
+    ``history`` the bound after each step; ``multipliers`` the ``(n,)``
+multipliers ``lam`` that gave ``value`` (objective units), for
+:func:`fixable_pairs`; ``centres`` the ``(k,)`` centre units the relaxation
+chose for them (good starting centres for a plan when the bound is tight).
     """
 
     value: float
@@ -68,6 +75,8 @@ class Bound:
     time_s: float
     history: list[float] = field(default_factory=list)
     log: list[str] = field(default_factory=list)
+    multipliers: np.ndarray | None = None
+    centres: np.ndarray | None = None
 
 
 def cost_matrix(problem: Problem, *, chunk: int = 512) -> np.ndarray:
@@ -153,8 +162,9 @@ def _floor_values(c: np.ndarray, lam: np.ndarray, w: np.ndarray, lo: float, hi: 
     return floor, exact
 
 
-def _evaluate(c: np.ndarray, lam: np.ndarray, problem: Problem) -> tuple[float, np.ndarray]:
-    """``LB(lam)`` and the subgradient ``1 - sum_s x[s, i]``.
+def _evaluate(c: np.ndarray, lam: np.ndarray, problem: Problem) -> tuple[float, np.ndarray, np.ndarray]:
+    """``LB(lam)``, the subgradient ``1 - sum_s x[s, i]`` and the ``(k,)`` centre unit
+    chosen for each sector.
 
     Lazy: every centre first gets a cheap floor on ``v_s(j)``; the choice of
     centres is made on the floors, and the chosen centres whose floor is not
@@ -189,13 +199,16 @@ def _evaluate(c: np.ndarray, lam: np.ndarray, problem: Problem) -> tuple[float, 
     for s, j in pick:
         q, j = int(cls[s]), int(j)
         if not np.isfinite(table[q, j]):
-            return -np.inf, np.zeros(n)
+            return -np.inf, np.zeros(n), np.zeros(k, dtype=np.intp)
         total += table[q, j]
         if (q, j) not in rows:
             lo, hi = keys[q]
             rows[q, j] = _sector_row(c[j].astype(np.float64) - lam, w, j, lo, hi)[1]
         used += rows[q, j]
-    return total, 1.0 - used
+    centres = np.zeros(k, dtype=np.intp)
+    for s, j in pick:
+        centres[int(s)] = int(j)
+    return total, 1.0 - used, centres
 
 
 def lower_bound(
@@ -258,15 +271,17 @@ def lower_bound(
         lam = np.partition(c, m, axis=0)[m].astype(np.float64)
     best, history, log = -np.inf, [], []
     theta, stall = 1.0, 0
+    direction = None
     it = 0
     best_lam = lam.copy()
+    best_centres = None
     while it < max_iterations and time.monotonic() - began < time_limit_s:
         it += 1
-        value, g = _evaluate(c, lam, problem)
+        value, g, chosen = _evaluate(c, lam, problem)
         if value > best and (not np.isfinite(best) or value > best + 1e-9 * max(abs(best), 1.0)):
             if np.isfinite(best) and value > best + 0.005 * abs(best):
                 say(f"bound: {value:,.2f} after {it} steps, {time.monotonic() - began:.1f} s")
-            best, best_lam, stall = value, lam.copy(), 0
+            best, best_lam, best_centres, stall = value, lam.copy(), chosen, 0
         else:
             stall += 1
             if stall >= 20:
@@ -275,18 +290,172 @@ def lower_bound(
                 if theta < 1e-4:
                     break
         history.append(best)
-        norm = float(g @ g)
-        if norm < 1e-12:  # every unit covered once: the relaxation is solved
+        if float(g @ g) < 1e-12:  # every unit covered once: the relaxation is solved
             break
+        # deflected subgradient (Camerini, Fratta & Maffioli 1975): less zig-zag between steps
+        direction = g if direction is None or DEFLECTION == 0 else g + DEFLECTION * direction
+        norm = float(direction @ direction)
         target = upper_bound if upper_bound is not None else (value if np.isfinite(value) else 0.0) * 1.05 + 1.0
         if not np.isfinite(value):
             lam = lam * 0.9  # no centre fits the bounds yet: cheaper units
             continue
         step = theta * max(target - value, 1e-9 * max(abs(target), 1.0)) / norm
-        lam = lam + step * g
+        lam = lam + step * direction
     # float64 sums of n terms: keep a margin far above their rounding error
     best = best - 1e-9 * abs(best) if np.isfinite(best) else best
     line = f"Lagrangian bound {best:,.2f} after {it} steps in {time.monotonic() - began:.1f} s"
     log.append(line)
     say(line)
-    return Bound(value=float(best), iterations=it, time_s=time.monotonic() - began, history=history, log=log)
+    return Bound(value=float(best), iterations=it, time_s=time.monotonic() - began, history=history, log=log,
+                 multipliers=best_lam, centres=best_centres)
+
+
+@dataclass
+class Fixing:
+    """Result of :func:`fixable_pairs`.
+
+    ``allowed[j, i]`` is False when no plan with unit ``i`` in the sector
+    centred on unit ``j`` can cost less than ``upper_bound`` (``allowed[j, j]``
+    False: ``j`` is never a centre of such a plan). ``centres`` counts the
+    units still allowed as centres, ``pairs`` the allowed ``(j, i)`` pairs.
+    """
+
+    allowed: np.ndarray
+    upper_bound: float
+    centres: int
+    pairs: int
+
+    def summary(self) -> str:
+        n = self.allowed.shape[0]
+        return (f"Lagrangian fixing at {self.upper_bound:,.2f}: {self.centres:,} of {n:,} units may be centres, "
+                f"{self.pairs:,} of {n * n:,} unit-centre pairs kept ({100 * self.pairs / max(n * n, 1):.2f} %)")
+
+
+def _sector_dual(r: np.ndarray, w: np.ndarray, j: int, lo: float, hi: float) -> tuple[float, np.ndarray]:
+    """Lagrangian dual of the sector knapsack ``v(j)`` (see :func:`_sector_row`) at the
+    break ratio ``mu`` of the greedy: the value ``g <= v(j)`` and the reduced costs
+    ``d = r - mu * w``, so that a sector centred on ``j`` holding unit ``i`` costs at
+    least ``g + max(d[i], 0)`` in reduced costs. ``g`` is computed from its formula,
+    so it is a valid bound whatever ``mu`` is."""
+    positive = w > 0
+    x = r < 0
+    x[j] = True
+    load = float(w[x].sum())
+    mu, rhs = 0.0, 0.0
+    if w[j] > hi + 1e-9:
+        return np.inf, np.zeros_like(r)
+    if load > hi + 1e-9:  # the cheapest ratios fill the room left beside the centre
+        cand = np.flatnonzero(x & positive)
+        cand = cand[cand != j]
+        q = r[cand] / w[cand]
+        order = np.argsort(q, kind="stable")
+        full = np.cumsum(w[cand][order])
+        at = int(np.searchsorted(full, hi - w[j], side="left"))
+        mu, rhs = float(q[order[min(at, len(order) - 1)]]), hi
+    elif load < lo - 1e-9:  # the cheapest ratios outside fill up to the floor
+        cand = np.flatnonzero(~x & positive)
+        q = r[cand] / w[cand]
+        order = np.argsort(q, kind="stable")
+        full = np.cumsum(w[cand][order])
+        at = int(np.searchsorted(full, lo - load, side="left"))
+        if at >= len(order):
+            return np.inf, np.zeros_like(r)
+        mu, rhs = float(q[order[at]]), lo
+    d = r - mu * w
+    g = float(np.minimum(d, 0.0).sum() - min(d[j], 0.0) + d[j] + mu * rhs)
+    return g, d
+
+
+def fixable_pairs(
+    problem: Problem,
+    multipliers: np.ndarray,
+    upper_bound: float,
+    *,
+    costs: np.ndarray | None = None,
+) -> Fixing:
+    """Lagrangian reduced-cost fixing: the unit-centre pairs that no plan cheaper
+    than ``upper_bound`` can use.
+
+    With the multipliers ``lam`` of :func:`lower_bound`, a plan whose sector
+    centred on ``j`` holds ``i`` costs at least ``sum(lam) + g_j + max(d_ji, 0)
+    + (the k - 1 smallest g of the other centres)`` (equal bounds; with
+    several sector bounds, each other sector's smallest ``g`` over the other
+    centres, a weaker but valid form), where ``g_j`` and ``d_j`` come from the
+    Lagrangian dual of the sector's fractional knapsack. When that exceeds
+    ``upper_bound`` (the objective of a known plan), the pair can be dropped
+    from an exact model without losing any plan better than the known one.
+    This is the variable fixing of Validi, Buchanan & Lykhovyd (Operations
+    Research 2022). Contiguity and locks are ignored, which only keeps more
+    pairs.
+
+    Parameters
+    ----------
+    problem
+        A ``"pmedian"`` problem without move costs.
+    multipliers
+        ``(n,)`` multipliers, e.g. :attr:`Bound.multipliers` (objective units).
+    upper_bound
+        Objective of a known plan (objective units).
+    costs
+        A precomputed :func:`cost_matrix`.
+
+    Returns
+    -------
+    Fixing
+        ``allowed[j, i]`` as described there; a margin of ``1e-6 x
+        upper_bound`` covers float rounding, so only pairs clearly too costly
+        are dropped.
+
+    Examples
+    --------
+    >>> import networkx as nx, numpy as np
+    >>> from solvers.problem import Problem, DenseTravelTimes
+    >>> t = DenseTravelTimes(np.abs(np.subtract.outer(np.arange(6), np.arange(6))) * 10.0)
+    >>> p = Problem(nx.path_graph(6), np.ones(6), np.array([3.0, 3.0]), 0.0, t)
+    >>> b = lower_bound(p, upper_bound=40.0, time_limit_s=5)
+    >>> fix = fixable_pairs(p, b.multipliers, 40.0)
+    >>> bool(fix.allowed[1, 0]), bool(fix.allowed[1, 5]), fix.centres
+    (True, False, 2)
+    """
+    if problem.objective != "pmedian" or problem.move_rows() is not None:
+        raise ValueError("Lagrangian fixing needs a 'pmedian' problem without move costs")
+    n, k = problem.n, problem.k
+    c = cost_matrix(problem) if costs is None else costs
+    lam = np.asarray(multipliers, dtype=np.float64)
+    w = np.asarray(problem.workload, dtype=np.float64)
+    keys = sorted({(float(lo), float(hi)) for lo, hi in zip(problem.lower, problem.upper)})
+    cls = [keys.index((float(lo), float(hi))) for lo, hi in zip(problem.lower, problem.upper)]
+    g = np.full((len(keys), n), np.inf)
+    for q, (lo, hi) in enumerate(keys):
+        for j in range(n):
+            g[q, j] = _sector_dual(c[j].astype(np.float64) - lam, w, j, lo, hi)[0]
+    # others[q, j]: the least the k - 1 other sectors cost when one sector of class q sits on j
+    others = np.full((len(keys), n), np.inf)
+    if len(keys) == 1:
+        order = np.argsort(g[0], kind="stable")
+        smallest = g[0, order[:k]]
+        in_top = np.zeros(n, dtype=bool)
+        in_top[order[:k]] = True
+        with np.errstate(invalid="ignore"):
+            others[0] = np.where(in_top, smallest.sum() - g[0], smallest[: k - 1].sum())
+        if k == 1:
+            others[0] = 0.0
+    else:
+        two = np.sort(g, axis=1)[:, :2]  # each class's two smallest: the best over j' != j
+        for q in set(cls):
+            rest = list(cls)
+            rest.remove(q)
+            others[q] = sum((np.where(g[p_] == two[p_, 0], two[p_, 1], two[p_, 0]) for p_ in rest),
+                            start=np.zeros(n))
+    base = lam.sum() + g + others  # (classes, n): plans with a sector of class q on centre j
+    margin = 1e-6 * abs(upper_bound) + 1e-9
+    allowed = np.zeros((n, n), dtype=bool)
+    for j in range(n):
+        for q in range(len(keys)):
+            if q not in cls or not np.isfinite(base[q, j]) or base[q, j] - margin > upper_bound:
+                continue
+            _, d = _sector_dual(c[j].astype(np.float64) - lam, w, j, *keys[q])
+            allowed[j] |= base[q, j] + np.maximum(d, 0.0) - margin <= upper_bound
+            allowed[j, j] = True
+    return Fixing(allowed=allowed, upper_bound=float(upper_bound), centres=int(np.diag(allowed).sum()),
+                  pairs=int(allowed.sum()))

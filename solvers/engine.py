@@ -26,13 +26,22 @@ Backends
     ``"pmedian"`` without a previous plan), returned as :attr:`Solution.bound`.
 ``"exact"``
     The whole location-allocation MIP (:func:`solvers.exact.exact_solve`,
-    HiGHS), started from the plan of a short ``"mip"`` run (at most a
-    quarter of the time): first with separator cuts (40 % of the rest), then,
-    unless proven optimal, with flow contiguity. It chooses the centres too,
-    so its bound holds for the whole problem: :attr:`Solution.status` is
-    ``"optimal"`` when proven and :attr:`Solution.bound` / :attr:`Solution.gap`
-    are set. ``n^2`` variables: for up to about a hundred units;
-    ``"pmedian"`` objective only.
+    HiGHS), made small by Lagrangian fixing: a starting plan (heuristic,
+    location-allocation and, from :data:`EXACT_LNS_FROM_UNITS` units, LNS;
+    a quarter of the time), a Lagrangian bound whose multipliers rule out
+    the unit-centre pairs no cheaper plan can use
+    (:func:`solvers.bound.fixable_pairs`), then the MIP on the pairs left:
+    first with separator cuts (40 % of the rest), then, unless proven
+    optimal, with flow contiguity. It chooses the centres too, so its bound
+    holds for the whole problem: :attr:`Solution.status` is ``"optimal"``
+    when proven and :attr:`Solution.bound` / :attr:`Solution.gap` are set.
+    Proves the published optima of US census-tract instances of up to
+    1,046 units (``benchmarks/bench_validi.py --tracts``) when the
+    Lagrangian bound is tight; ``"pmedian"`` objective only.
+
+Objective ``"cut_edges"`` goes to :func:`solvers.cut_edges.solve_cut_edges`
+(backends ``"auto"``, ``"heuristic"`` and ``"exact"``, its own MIP with a
+proven bound).
 
 For ``"heuristic"``, ``"mip"`` and ``"auto"`` the returned
 :attr:`Solution.bound` is ``None``: they prove no bound on the whole problem
@@ -127,6 +136,11 @@ def solve(
     # keep a small reserve for re-centring and checks after the last MIP
     deadline = began + 0.97 * time_limit_s
     say = progress or (lambda line: None)
+    if problem.objective == "cut_edges":
+        from solvers.cut_edges import solve_cut_edges
+
+        return solve_cut_edges(problem, backend=backend, time_limit_s=time_limit_s, seed=seed,
+                               progress=progress, start=start)
     if backend == "exact":
         if problem.previous is not None:
             raise ValueError("the 'exact' backend does not handle a previous plan; use 'auto' for a re-run")
@@ -274,47 +288,227 @@ def _price_moves(problem: Problem, start: np.ndarray, backend: str, deadline: fl
     return None
 
 
+#: Share of the ``"exact"`` backend's time for its starting plan.
+EXACT_START_SHARE = 0.25
+
+#: From this many units, the ``"exact"`` backend's starting plan also gets LNS
+#: (a tighter plan fixes more variables; see :func:`_exact`).
+EXACT_LNS_FROM_UNITS = 150
+
+#: Share of the ``"exact"`` backend's time for the Lagrangian bound behind the fixing.
+EXACT_BOUND_SHARE = 0.25
+
+#: Above this many unit-centre pairs left after fixing, the ``"exact"`` backend
+#: first looks for a better plan in a kernel: the pairs a plan would keep if it
+#: cost less than a guessed value between the bound and the current plan
+#: (:func:`_kernel_search`), then fixes again with that plan.
+EXACT_KERNEL_PAIRS = 20_000
+
+#: Above this many unit-centre pairs left after fixing, the ``"exact"`` backend
+#: does not build the MIP (its relaxation is too weak to close the gap, and
+#: building alone takes minutes: 394k pairs in 23 s, their flow model in 56 s)
+#: and spends the time on LNS instead.
+EXACT_MAX_PAIRS = 150_000
+
+
 def _exact(problem: Problem, time_limit_s: float, seed: int, progress: ProgressCallback | None) -> Solution:
-    """A starting plan from the heuristic and location-allocation (at most a quarter of
-    the time), then the exact MIP for the rest."""
+    """The exact MIP, made small by Lagrangian fixing.
+
+    1. A starting plan (:data:`EXACT_START_SHARE` of the time, at most 10 s + 10 %): the
+       heuristic and location-allocation, plus LNS from
+       :data:`EXACT_LNS_FROM_UNITS` units.
+    2. A Lagrangian lower bound (:func:`solvers.bound.lower_bound`, at most
+       :data:`EXACT_BOUND_SHARE`) and, from its multipliers, the unit-centre
+       pairs that no plan cheaper than the start can use
+       (:func:`solvers.bound.fixable_pairs`); they are left out of the MIP.
+    3. The MIP on the pairs left: separator cuts (40 % of the rest), then,
+       unless proven optimal, flow contiguity. The smaller model holds every
+       plan cheaper than the start, so its optimum and bound are the whole
+       problem's; the returned bound is the better of the MIP's and the
+       Lagrangian one.
+    """
     if problem.objective != "pmedian":
         raise ValueError("the 'exact' backend solves the 'pmedian' objective only; use 'auto' for worker bases")
+    from solvers.bound import cost_matrix, fixable_pairs, lower_bound
+    from solvers.lns import lns_rounds
+
     start = time.monotonic()
+    end = start + time_limit_s
     say = progress or (lambda line: None)
     try:
-        assign, centres, objective, log = heuristic_solve(
-            problem, time_limit_s=max(min(0.1 * time_limit_s, 5.0), 0.2), seed=seed, progress=None
-        )
+        share = max(min(0.1 * time_limit_s, 5.0), 0.2)
+        assign, centres, objective, log = heuristic_solve(problem, time_limit_s=share, seed=seed, progress=None)
         balanced = not check_plan(problem, assign)
-        assign, centres, objective, _ = _location_allocation(
-            problem, assign, centres, objective, balanced, start + 0.25 * time_limit_s, log, say
-        )
+        # a share of the time, capped: past a point a better start gains less than the MIP
+        start_end = start + min(EXACT_START_SHARE * time_limit_s, 10.0 + 0.1 * time_limit_s)
+        plan = _location_allocation(problem, assign, centres, objective, balanced, start_end, log, say)
+        if problem.n >= EXACT_LNS_FROM_UNITS and not check_plan(problem, plan[0]):
+            plan = lns_rounds(problem, plan, seed=seed, heuristic_share=share, deadline=start_end,
+                              location_allocation=_location_allocation, log=log, say=say)
+        assign, centres, objective = plan[0], plan[1], plan[2]
         balanced = not check_plan(problem, assign)
-        line = f"starting plan: {'balanced' if balanced else 'UNBALANCED'}, objective {objective:,.0f}"
+        line = f"starting plan: {'balanced' if balanced else 'UNBALANCED'}, objective {objective:,.2f}"
     except InfeasibleError as err:  # no start reached the locked units: the MIP decides alone
         assign, balanced, log, line = None, False, [], f"starting plan: none ({err})"
     log.append(line)
     say(line)
+    hint = assign if balanced else None
+    allowed, lagrangian, found, costs = None, None, None, None
+    if balanced:
+        costs = cost_matrix(problem)
+        found = lower_bound(problem, upper_bound=float(objective), costs=costs, progress=None,
+                            time_limit_s=max(EXACT_BOUND_SHARE * time_limit_s, 0.2))
+        if found is not None and np.isfinite(found.value):
+            for line in found.log:
+                log.append(line)
+                say(line)
+            better = _from_lagrangian_centres(problem, found.centres, (assign, centres, objective),
+                                              min(end, time.monotonic() + EXACT_BOUND_SHARE * time_limit_s),
+                                              log, say)
+            if better is not None:
+                assign, centres, objective = better
+                hint = assign
+            lagrangian = min(found.value, float(objective))
+            fixing = fixable_pairs(problem, found.multipliers, float(objective), costs=costs)
+            allowed = fixing.allowed
+            log.append(fixing.summary())
+            say(fixing.summary())
+            if fixing.pairs > EXACT_KERNEL_PAIRS:
+                return _kernels(problem, found, costs, (assign, centres, objective), lagrangian, start,
+                                start + 0.95 * time_limit_s, log, say)
+            if fixing.pairs > EXACT_MAX_PAIRS:
+                line = (f"{fixing.pairs:,} pairs left > {EXACT_MAX_PAIRS:,}: too many for the MIP; "
+                        "LNS for the rest of the time")
+                log.append(line)
+                say(line)
+                plan = lns_rounds(problem, (assign, centres, objective, "lns"), seed=seed + 1, heuristic_share=share,
+                                  deadline=start + 0.97 * time_limit_s, location_allocation=_location_allocation,
+                                  log=log, say=say)
+                gap = (plan[2] - lagrangian) / plan[2] if plan[2] > 0 else 0.0
+                log.append(f"objective {plan[2]:,.2f}, Lagrangian bound {lagrangian:,.2f} (gap {100 * gap:.2f} %)")
+                return Solution(assignment=plan[0], centres=plan[1], objective=float(plan[2]), status="feasible",
+                                backend="exact", time_s=time.monotonic() - start, bound=min(lagrangian, plan[2]),
+                                log=log)
     # two exact models, neither faster everywhere on the published county instances
     # (benchmarks/bench_validi.py --compare): separator cuts first, flow for the rest
-    hint = assign if balanced else None
     try:
-        sol = exact_solve(problem, time_limit_s=max(0.4 * (start + time_limit_s - time.monotonic()), 0.5),
-                          contiguity="cuts", progress=progress, hint=hint)
+        sol = exact_solve(problem, time_limit_s=max(0.4 * (end - time.monotonic()), 0.5),
+                          contiguity="cuts", progress=progress, hint=hint, allowed=allowed)
     except NoPlanFoundError as err:
         sol = None
         log.append(f"separator cuts: {err}")
     if sol is None or sol.status != "optimal":
         first = sol
-        sol = exact_solve(problem, time_limit_s=max(start + time_limit_s - time.monotonic(), 0.5),
-                          contiguity="flow", progress=progress, hint=hint if first is None else first.assignment)
+        if first is not None:
+            hint = first.assignment
+            if allowed is not None and first.objective < objective - 1e-9:  # a better plan fixes more pairs
+                fixing = fixable_pairs(problem, found.multipliers, first.objective, costs=costs)
+                allowed = fixing.allowed | _pairs_of(first.assignment, first.centres, problem.n)
+                log.append(fixing.summary())
+                say(fixing.summary())
+        # HiGHS may overrun its limit by seconds in presolve on large models: keep a reserve
+        sol = exact_solve(problem, time_limit_s=max(start + 0.95 * time_limit_s - time.monotonic(), 0.5),
+                          contiguity="flow", progress=progress, hint=hint, allowed=allowed)
         if first is not None:
             if first.bound is not None and (sol.bound is None or first.bound > sol.bound):
                 sol.bound = min(first.bound, sol.objective)
             sol.log[:0] = first.log
+    if lagrangian is not None and (sol.bound is None or lagrangian > sol.bound):
+        sol.bound = min(lagrangian, sol.objective)
+    if sol.bound is not None and sol.objective - sol.bound <= 1e-6 * abs(sol.objective):
+        sol.status = "optimal"
     sol.log[:0] = log
     sol.time_s = time.monotonic() - start
     return sol
+
+
+def _from_lagrangian_centres(
+    problem: Problem, chosen: np.ndarray | None, plan: tuple[np.ndarray, np.ndarray, float], deadline: float,
+    log: list[str], say: ProgressCallback,
+) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """Location-allocation started from the centres the Lagrangian relaxation chose (a
+    Lagrangian heuristic: when the bound is tight they are close to the optimal centres);
+    returns a plan cheaper than ``plan``, or ``None``."""
+    from scipy.optimize import linear_sum_assignment
+
+    assign, centres, objective = plan
+    if chosen is None or len(set(chosen.tolist())) < problem.k or time.monotonic() > deadline - 1.0:
+        return None
+    chosen = np.asarray(chosen, dtype=np.intp)
+    if len({(float(lo), float(hi)) for lo, hi in zip(problem.lower, problem.upper)}) == 1:
+        # equal sectors: give each current sector the nearest chosen centre (keeps the hint useful)
+        _, order = linear_sum_assignment(problem.travel.rows(centres)[:, chosen])
+        chosen = chosen[order]
+    new = _location_allocation(problem, assign, chosen, objective, True, deadline, log, say)
+    if new[2] < objective - 1e-9 and not check_plan(problem, new[0]):
+        line = f"Lagrangian centres: objective {objective:,.2f} -> {new[2]:,.2f}"
+        log.append(line)
+        say(line)
+        return new[0], new[1], new[2]
+    return None
+
+
+def _kernels(
+    problem: Problem, found, costs: np.ndarray, plan: tuple[np.ndarray, np.ndarray, float], bound: float,
+    began: float, deadline: float, log: list[str], say: ProgressCallback,
+) -> Solution:
+    """Exact search by growing kernels, for problems whose fixing keeps too many pairs.
+
+    A *kernel* keeps the pairs that Lagrangian fixing (:func:`solvers.bound.fixable_pairs`)
+    keeps for a guessed cost ``guess`` between the bound and the current plan, the
+    largest guess with at most :data:`EXACT_KERNEL_PAIRS` pairs, plus the plan's own.
+    Every plan cheaper than ``guess`` lies in the kernel, so when the MIP (separator
+    cuts) proves the kernel's optimum ``v`` with bound ``b``, ``min(b, guess)`` is a lower
+    bound for the whole problem, and ``v < guess`` makes ``v`` optimal. Each round
+    raises the bound or lowers the plan, then the next kernel is built from them.
+    """
+    assign, centres, objective = plan
+    status, limit, tried = "feasible", EXACT_KERNEL_PAIRS, -np.inf
+    while time.monotonic() < deadline - 2.0 and objective - bound > 1e-6 * abs(objective):
+        for share in (1.0, 0.5, 0.25, 0.1, 0.03, 0.01):
+            guess = bound + share * (objective - bound)
+            kernel = fixable_pairs_cached(problem, found, guess, costs)
+            if kernel.pairs <= limit:
+                break
+        if guess <= tried + 1e-9 * abs(guess):
+            break  # no larger kernel fits: stop here
+        line = f"kernel below {guess:,.2f}: {kernel.pairs:,} pairs"
+        log.append(line)
+        say(line)
+        try:
+            sol = exact_solve(problem, time_limit_s=deadline - time.monotonic(), contiguity="cuts", hint=assign,
+                              allowed=kernel.allowed | _pairs_of(assign, centres, problem.n))
+        except InfeasibleError as err:
+            log.append(f"kernel: {err}")
+            break
+        if sol.objective < objective - 1e-9 and not check_plan(problem, sol.assignment):
+            assign, centres, objective = sol.assignment, sol.centres, sol.objective
+        if sol.status == "optimal" and sol.bound is not None:
+            tried = guess
+            bound = max(bound, min(sol.bound, guess))
+        else:
+            limit //= 2  # the kernel was too hard for the time left: try smaller ones
+        line = f"kernel done: objective {objective:,.2f}, bound {bound:,.2f} ({time.monotonic() - began:.1f} s)"
+        log.append(line)
+        say(line)
+    bound = min(bound, objective)
+    if objective - bound <= 1e-6 * abs(objective):
+        status = "optimal"
+    return Solution(assignment=assign, centres=centres, objective=float(objective), status=status, backend="exact",
+                    time_s=time.monotonic() - began, bound=bound, log=log)
+
+
+def fixable_pairs_cached(problem: Problem, found, guess: float, costs: np.ndarray):
+    from solvers.bound import fixable_pairs
+
+    return fixable_pairs(problem, found.multipliers, guess, costs=costs)
+
+
+def _pairs_of(assign: np.ndarray, centres: np.ndarray, n: int) -> np.ndarray:
+    """``(n, n)`` boolean with ``[centre, unit]`` True for the pairs a plan uses."""
+    out = np.zeros((n, n), dtype=bool)
+    out[np.asarray(centres)[np.asarray(assign)], np.arange(n)] = True
+    return out
 
 
 def _location_allocation(

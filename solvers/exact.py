@@ -61,12 +61,15 @@ of ``i`` (a member other than the centre has a neighbour in its sector).
 
 Solved with OR-Tools MathOpt; HiGHS by default, SCIP (``solver="scip"``) and
 CP-SAT (``solver="cpsat"``) on the same model for comparison
-(``python benchmarks/bench_validi.py --compare``). The model has
-``n^2`` assignment variables (plus ``n x 2m`` flow variables): it is meant for
-small problems such as the published US county instances (n <= 105, see
-``benchmarks/results/validi.json`` for what is proven within a minute), not for
-a whole 2,000-commune group; on larger ones it ends at the time limit with the
-starting plan and a gap.
+(``python benchmarks/bench_validi.py --compare``). The full model has
+``n^2`` assignment variables (plus ``n x 2m`` flow variables), which only
+small problems afford (the published US county instances, n <= 105). Given
+``allowed`` pairs from Lagrangian fixing (:func:`solvers.bound.fixable_pairs`,
+as the engine's ``"exact"`` backend does), it keeps only the pairs that a plan
+cheaper than the hint can use, often a few per cent of them, and then proves
+optima of census-tract instances with up to 1,046 units
+(``benchmarks/results/validi.json``). On a whole 2,000-commune group the
+fixing keeps too much: it ends at the time limit with the starting plan and a gap.
 
 Usage::
 
@@ -179,6 +182,8 @@ def build_model(
     contiguity: Contiguity,
     *,
     integer_flow: bool = False,
+    allowed: np.ndarray | None = None,
+    deadline: float | None = None,
 ) -> HessModel:
     """Build the Hess location-allocation MIP of the module docstring.
 
@@ -191,12 +196,27 @@ def build_model(
         separators) or ``"shortest_path"`` (a restriction).
     integer_flow
         Make flow variables integer (CP-SAT accepts integer variables only).
+    allowed
+        ``(n, n)`` boolean, ``allowed[j, i]`` False drops ``x[i, j]`` (e.g.
+        :func:`solvers.bound.fixable_pairs`); the model then holds only the
+        plans that use allowed pairs.
+    deadline
+        A :func:`time.monotonic` time: building stops with
+        :class:`ModelTooLargeError` when it passes (large models take tens
+        of seconds to build in Python).
     """
+    def check_clock() -> None:
+        if deadline is not None and time.monotonic() > deadline:
+            raise ModelTooLargeError(
+                f"the MIP ({int(ok.sum()):,} unit-centre pairs) could not be built in the time left")
+
     n = problem.n
     classes = sector_classes(problem)
     w = np.asarray(problem.workload, dtype=float)
     big = max(c.upper for c in classes)
     ok = reachable_pairs(problem, big)
+    if allowed is not None:
+        ok &= np.asarray(allowed, dtype=bool)
     nbrs = [np.fromiter(problem.graph.adj[i], dtype=np.intp) for i in range(n)]
     if contiguity == "shortest_path":
         dist = dijkstra(edge_minutes(problem), directed=False)
@@ -212,6 +232,7 @@ def build_model(
     cost: dict[tuple[int, int], float] = {}
     members: dict[int, np.ndarray] = {}
     for r, j in enumerate(centres):
+        check_clock()
         members[j] = np.flatnonzero(ok[j])
         for i in members[j]:
             x[i, j] = model.add_binary_variable(name=f"x_{i}_{j}")
@@ -238,6 +259,7 @@ def build_model(
             model.add_linear_constraint(mathopt.fast_sum(y[j, g] for j in centres) == len(c.sectors))
 
     for j in centres:
+        check_clock()
         m_j = members[j]
         load = mathopt.fast_sum(float(w[i]) * x[i, j] for i in m_j if w[i] > 0)
         if y:
@@ -262,6 +284,7 @@ def build_model(
     # a member other than the centre has a neighbour in its sector (valid for
     # any connected sector of two or more units; strengthens the relaxation)
     for j in centres:
+        check_clock()
         for i in members[j]:
             if i != j and j not in nbrs[i]:
                 model.add_linear_constraint(
@@ -276,7 +299,7 @@ def build_model(
                 pred = [v for v in nbrs[i] if ok[j, v] and dist[j, v] < dist[j, i]]
                 model.add_linear_constraint(x[i, j] <= mathopt.fast_sum(x[v, j] for v in pred))
     elif contiguity == "flow":
-        _add_flow(model, x, members, nbrs, w, big, integer_flow)
+        _add_flow(model, x, members, nbrs, w, big, integer_flow, check_clock)
 
     model.minimize(mathopt.fast_sum(cost[key] * var for key, var in x.items()))
     return HessModel(model, x, y, classes)
@@ -309,6 +332,7 @@ def _add_flow(
     w: np.ndarray,
     big: float,
     integer_flow: bool,
+    check_clock=lambda: None,
 ) -> None:
     """Shirabe flow per centre ``j``: every member of j's sector consumes one
     unit of flow that reaches it from ``j`` through members only."""
@@ -316,6 +340,7 @@ def _add_flow(
     lightest = np.cumsum(np.sort(w))
     max_units = int(np.searchsorted(lightest, big * (1 + 1e-9), side="right"))
     for j, m_j in members.items():
+        check_clock()
         inside = np.zeros(len(w), dtype=bool)
         inside[m_j] = True
         cap = float(max(min(len(m_j), max_units) - 1, 1))
@@ -421,6 +446,7 @@ def exact_solve(
     hint: np.ndarray | None = None,
     solver: SolverName = "highs",
     relative_gap: float = 1e-6,
+    allowed: np.ndarray | None = None,
 ) -> Solution:
     """Best contiguous, balanced plan, with a proven lower bound.
 
@@ -444,6 +470,12 @@ def exact_solve(
         ``"highs"``, ``"scip"`` or ``"cpsat"``.
     relative_gap
         Stop when ``(objective - bound) / objective`` is below this.
+    allowed
+        ``(n, n)`` boolean: only pairs with ``allowed[centre, unit]`` enter the
+        model. It must keep every plan cheaper than ``hint`` (as
+        :func:`solvers.bound.fixable_pairs` at the hint's objective does, and
+        the hint's own pairs): then the optimum and the bound of the smaller
+        model are those of the whole problem. ``hint`` is required with it.
 
     Returns
     -------
@@ -478,6 +510,8 @@ def exact_solve(
         )
     if solver not in SOLVERS:
         raise ValueError(f"unknown solver {solver!r}; choose one of {', '.join(SOLVERS)}")
+    if allowed is not None and hint is None:
+        raise ValueError("'allowed' drops plans: give the plan it was computed from as 'hint'")
     start = time.monotonic()
     deadline = start + time_limit_s
     reasons = diagnose(problem)
@@ -495,8 +529,19 @@ def exact_solve(
         hint = np.asarray(hint, dtype=np.intp)
         centres = best_centres(problem, hint)
         incumbent = (hint, centres, problem.objective_value(hint, centres))
+    if allowed is not None and incumbent is None:
+        raise ValueError("'allowed' needs a balanced, contiguous hint (the plan it was computed from)")
 
-    built = build_model(problem, contiguity, integer_flow=(solver == "cpsat"))
+    try:
+        built = build_model(problem, contiguity, integer_flow=(solver == "cpsat"), allowed=allowed,
+                            deadline=deadline)
+    except ModelTooLargeError as err:
+        if incumbent is None:
+            raise NoPlanFoundError(f"{err}; give more time or use the 'auto' backend") from err
+        note(f"{err}: keeping the starting plan, nothing proven")
+        assign, centres, objective = incumbent
+        return Solution(assignment=assign, centres=centres, objective=float(objective), status="feasible",
+                        backend="exact", time_s=time.monotonic() - start, bound=None, log=log)
     note(f"exact MIP ({contiguity} contiguity, {len(built.classes)} sector class(es)): "
          f"{built.model.get_num_variables():,} variables, {built.model.get_num_linear_constraints():,} "
          f"constraints, built in {time.monotonic() - start:.1f} s")
@@ -511,10 +556,14 @@ def exact_solve(
             if contiguity == "shortest_path":
                 note("no plan under shortest-path contiguity (a restriction); the exact model decides")
                 sol = exact_solve(problem, time_limit_s=max(deadline - time.monotonic(), 0.5), progress=progress,
-                                  hint=hint, solver=solver, relative_gap=relative_gap)
+                                  hint=hint, solver=solver, relative_gap=relative_gap, allowed=allowed)
                 sol.log[:0] = log
                 sol.time_s = time.monotonic() - start
                 return sol
+            if allowed is not None:  # the hint is in the model: only numerical trouble gets here
+                note("the MIP restricted to the allowed pairs reports no plan, yet holds the hint: "
+                     "keeping the hint, nothing proven")
+                break
             bounds = ", ".join(f"[{c.lower:,.1f}, {c.upper:,.1f}]" for c in built.classes)
             raise InfeasibleError(
                 f"the exact MIP proves that no plan with connected sectors has every caseload within its "
@@ -573,6 +622,10 @@ def exact_solve(
 
 class NoPlanFoundError(InfeasibleError):
     """The time ran out before the exact MIP found a plan (infeasibility not proven)."""
+
+
+class ModelTooLargeError(RuntimeError):
+    """The exact MIP could not be built before the deadline."""
 
 
 def fmt_bound(bound: float | None) -> str:

@@ -15,10 +15,13 @@ from typing import Callable, Literal, Protocol
 import networkx as nx
 import numpy as np
 
-Objective = Literal["pmedian", "base"]
+Objective = Literal["pmedian", "base", "cut_edges"]
 """``"pmedian"``: sum over units of workload x travel minutes to the sector's
 centre unit (the centre is chosen by the solver, one unit of the sector).
-``"base"``: the same, but measured from each sector's worker base."""
+``"base"``: the same, but measured from each sector's worker base.
+``"cut_edges"``: the number of contiguity edges between different sectors
+(:mod:`solvers.cut_edges`); travel minutes only shape the starting plans and
+place the reported centres."""
 
 Status = Literal["optimal", "feasible", "infeasible", "unknown"]
 
@@ -82,7 +85,7 @@ class Problem:
     travel
         Travel minutes between units (see :class:`TravelTimes`).
     objective
-        ``"pmedian"`` or ``"base"`` (see :data:`Objective`).
+        ``"pmedian"``, ``"base"`` or ``"cut_edges"`` (see :data:`Objective`).
     base_travel
         ``(k, n)`` minutes from each sector's worker base to every unit;
         required for ``"base"``. Bases need not be units of the problem (a
@@ -159,8 +162,12 @@ class Problem:
             raise ValueError(f"tolerance must be in [0, 1), got {self.tolerance}")
         if self.travel.n != n:
             raise ValueError(f"travel times cover {self.travel.n} units, graph has {n}")
-        if self.objective not in ("pmedian", "base"):
-            raise ValueError(f"unknown objective {self.objective!r}")
+        if self.objective not in ("pmedian", "base", "cut_edges"):
+            raise ValueError(f"unknown objective {self.objective!r}; choose 'pmedian', 'base' or 'cut_edges'")
+        if self.objective == "cut_edges" and (self.move_cost > 0 or self.move_unit_cost > 0
+                                              or self.max_moved is not None):
+            raise ValueError("objective 'cut_edges' does not price or cap moves from a previous plan; "
+                             "set move_cost, move_unit_cost and max_moved to their defaults")
         if self.base_travel is not None and np.shape(self.base_travel) != (len(t), n):
             raise ValueError(f"base_travel must have shape (k, n) = ({len(t)}, {n})")
         if self.objective == "base" and self.base_travel is None:
@@ -253,7 +260,8 @@ class Problem:
         ``cost[s, i] = weights[i] * minutes`` from sector ``s``'s reference
         point to unit ``i``: its centre unit ``centres[s]`` (``"pmedian"``)
         or its worker's base (``"base"``); plus :meth:`move_rows` when a
-        previous plan is penalised.
+        previous plan is penalised. For ``"cut_edges"`` these are the
+        ``"pmedian"`` costs, used for starting plans and centres only.
         """
         if self.objective == "base":
             minutes = np.asarray(self.base_travel, dtype=np.float64)
@@ -272,8 +280,13 @@ class Problem:
         return total - float(moves[np.asarray(assignment), np.arange(self.n)].sum())
 
     def objective_value(self, assignment: np.ndarray, centres: np.ndarray) -> float:
-        """Objective of a plan: sum of ``cost_rows(centres)[assignment[i], i]``."""
+        """Objective of a plan: sum of ``cost_rows(centres)[assignment[i], i]``; for
+        ``"cut_edges"``, the number of edges between different sectors (``centres`` unused)."""
         a = np.asarray(assignment)
+        if self.objective == "cut_edges":
+            from solvers.cut_edges import cut_edges
+
+            return float(cut_edges(self.graph, a))
         return float(self.cost_rows(centres)[a, np.arange(self.n)].sum())
 
     def label(self, unit: int) -> str:
@@ -289,7 +302,9 @@ class Solution:
 
     ``assignment[i]`` is the sector (``0..k-1``) of unit ``i``; ``centres[s]``
     the unit the objective of sector ``s`` is measured from. ``objective`` is in
-    workload x minutes (e.g. patient-minutes/year); ``bound`` a proven lower
+    workload x minutes (e.g. patient-minutes/year), or a count of cut edges
+    for ``"cut_edges"`` (whose centres are each sector's weighted medoid, a
+    reference unit outside the objective); ``bound`` a proven lower
     bound on the objective when the backend has one (else ``None``), and
     ``gap = (objective - bound) / objective``. ``log`` holds the backend's
     progress lines, for display.

@@ -7,8 +7,9 @@ import networkx as nx
 import numpy as np
 import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from solvers.bound import cost_matrix, lower_bound
+from solvers.bound import cost_matrix, fixable_pairs, lower_bound
 from solvers.engine import solve
 from solvers.exact import exact_solve
 from solvers.problem import DenseTravelTimes, InfeasibleError, Problem
@@ -87,3 +88,75 @@ def test_no_bound_for_worker_bases_or_move_costs():
                     move_cost=5.0)
     assert lower_bound(base, time_limit_s=1) is None
     assert lower_bound(moves, time_limit_s=1) is None
+
+
+def _cheap_plans(problem: Problem, upper: float):
+    """Every balanced plan (contiguous or not) with a choice of centres costing at most ``upper``:
+    yields ``(assignment, centres)``."""
+    import itertools
+
+    n, k = problem.n, problem.k
+    minutes = problem.travel.rows(np.arange(n))
+    w, load = problem.weights, np.asarray(problem.workload, dtype=float)
+    lo, hi = problem.lower - 1e-9, problem.upper + 1e-9
+    for combo in itertools.product(range(k), repeat=n):
+        a = np.array(combo)
+        loads = np.bincount(a, weights=load, minlength=k)
+        if (loads < lo).any() or (loads > hi).any() or len(np.unique(a)) < k:
+            continue
+        members = [np.flatnonzero(a == s) for s in range(k)]
+        options = [[(int(j), float(minutes[j, m] @ w[m])) for j in m] for m in members]
+        for choice in itertools.product(*options):
+            if sum(cost for _, cost in choice) <= upper + 1e-9 * max(1.0, abs(upper)):
+                yield a, np.array([j for j, _ in choice])
+
+
+@settings(max_examples=40, deadline=None)
+@given(problem=BOUND_PROBLEMS, slack=st.sampled_from([0.0, 0.02, 0.2]))
+def test_fixing_keeps_every_plan_cheaper_than_the_upper_bound(problem, slack):
+    any_plan, _ = brute_force(problem)
+    if np.isinf(any_plan):
+        return
+    upper = any_plan * (1 + slack)
+    found = lower_bound(problem, upper_bound=upper, time_limit_s=2, max_iterations=300)
+    fix = fixable_pairs(problem, found.multipliers, upper)
+    for a, centres in _cheap_plans(problem, upper):
+        assert fix.allowed[centres[a], np.arange(problem.n)].all(), (a, centres)
+
+
+def test_fixing_drops_far_pairs_and_the_exact_backend_still_proves_the_optimum():
+    g = nx.convert_node_labels_to_integers(nx.grid_2d_graph(6, 6))
+    xy = np.array([(i // 6, i % 6) for i in range(36)], dtype=float)
+    t = DenseTravelTimes(((xy[:, None] - xy[None]) ** 2).sum(-1))
+    p = Problem(g, np.ones(36), np.full(4, 9.0), 0.0, t)
+    sol = solve(p, backend="exact", time_limit_s=30)
+    assert sol.status == "optimal" and sol.gap is not None and sol.gap <= 1e-6
+    assert any("Lagrangian fixing" in line for line in sol.log)
+    found = lower_bound(p, upper_bound=sol.objective, time_limit_s=5)
+    fix = fixable_pairs(p, found.multipliers, sol.objective)
+    assert fix.pairs < 0.5 * 36 * 36
+    assert fix.allowed[sol.centres[sol.assignment], np.arange(36)].all()
+    # the model restricted to those pairs, started from the optimum, proves it again
+    again = exact_solve(p, time_limit_s=30, hint=sol.assignment, allowed=fix.allowed)
+    assert again.status == "optimal" and abs(again.objective - sol.objective) <= 1e-6 * sol.objective
+    # growing kernels (solvers.engine._kernels), as on census tracts, prove the same optimum
+    import solvers.engine as engine
+
+    saved, engine.EXACT_KERNEL_PAIRS = engine.EXACT_KERNEL_PAIRS, fix.pairs // 3
+    try:
+        kernels = solve(p, backend="exact", time_limit_s=60)
+    finally:
+        engine.EXACT_KERNEL_PAIRS = saved
+    assert any(line.startswith("kernel below") for line in kernels.log)
+    assert kernels.status == "optimal" and abs(kernels.objective - sol.objective) <= 1e-6 * sol.objective
+
+
+def test_fixing_refuses_move_costs_and_allowed_needs_a_hint():
+    t = DenseTravelTimes(np.abs(np.subtract.outer(np.arange(4), np.arange(4))) * 10.0)
+    p = Problem(nx.path_graph(4), np.ones(4), np.array([2.0, 2.0]), 0.0, t,
+                previous=np.array([0, 0, 1, 1]), move_cost=5.0)
+    with pytest.raises(ValueError, match="move costs"):
+        fixable_pairs(p, np.zeros(4), 100.0)
+    q = Problem(nx.path_graph(4), np.ones(4), np.array([2.0, 2.0]), 0.0, t)
+    with pytest.raises(ValueError, match="hint"):
+        exact_solve(q, time_limit_s=5, allowed=np.ones((4, 4), dtype=bool))

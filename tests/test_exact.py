@@ -44,6 +44,45 @@ def test_exact_matches_brute_force(problem, contiguity):
     assert sol.bound is not None and sol.bound <= sol.objective + 1e-9 and sol.gap < 1e-5
 
 
+@settings(max_examples=20, deadline=None)
+@given(problem=grid_problems(diagonal=True, squared=True))
+def test_engine_exact_backend_with_fixing_matches_brute_force(problem):
+    """The engine's exact backend leaves out the pairs Lagrangian fixing rules out: same optimum."""
+    expected = contiguous_optimum(problem)
+    if np.isinf(expected):
+        with pytest.raises(InfeasibleError):
+            solve(problem, backend="exact", time_limit_s=10)
+        return
+    sol = solve(problem, backend="exact", time_limit_s=10)
+    assert sol.status == "optimal" and check_plan(problem, sol.assignment) == []
+    assert sol.objective == pytest.approx(expected, rel=1e-6)
+    assert sol.bound is not None and sol.bound <= sol.objective + 1e-9
+
+
+@settings(max_examples=12, deadline=None)
+@given(problem=grid_problems(diagonal=True, squared=True), kernel=st.sampled_from([3, 8, 20]))
+def test_engine_exact_backend_by_kernels_matches_brute_force(problem, kernel):
+    """With tiny kernels the exact backend grows kernels (solvers.engine._kernels): same optimum,
+    and its bound, built from kernels proven optimal, never exceeds it."""
+    import solvers.engine as engine
+
+    expected = contiguous_optimum(problem)
+    saved = engine.EXACT_KERNEL_PAIRS
+    engine.EXACT_KERNEL_PAIRS = kernel
+    try:
+        if np.isinf(expected):
+            with pytest.raises(InfeasibleError):
+                solve(problem, backend="exact", time_limit_s=10)
+            return
+        sol = solve(problem, backend="exact", time_limit_s=10)
+    finally:
+        engine.EXACT_KERNEL_PAIRS = saved
+    assert check_plan(problem, sol.assignment) == []
+    assert sol.bound is not None and sol.bound <= expected + 1e-6 * max(1.0, expected)
+    if sol.status == "optimal":
+        assert sol.objective == pytest.approx(expected, rel=1e-6)
+
+
 @settings(max_examples=15, deadline=None)
 @given(problem=grid_problems(diagonal=True))
 def test_shortest_path_contiguity_never_beats_the_optimum(problem):

@@ -436,3 +436,69 @@ def test_validi_county_optimum_through_cli(tmp_path):
     valid, objective, problems = bench.recheck(inst, assignment)
     assert valid, problems
     assert objective == pytest.approx(summary["objective"] / 1e6, rel=1e-9)
+
+
+# --------------------------------------------------------------------------
+# --objective cut-edges
+# --------------------------------------------------------------------------
+
+
+def _cut(keys: list[str], edges: list[tuple[int, int]], sectors: pd.DataFrame, key: str) -> int:
+    sector = sectors.set_index(key)["sector"]
+    return sum(sector[keys[a]] != sector[keys[b]] for a, b in edges)
+
+
+def test_cut_edges_exact_on_points(tmp_path):
+    keys, xy, edges = grid_points(4, 5)
+    weight = np.random.default_rng(7).integers(1, 6, size=20).astype(float)
+    units, edge_file = write_points(tmp_path, keys, xy, weight, edges)
+    out = tmp_path / "out"
+    assert run_cli(["--units", units, "--edges", edge_file, "--key", "code", "--weight", "charge",
+                    "--sectors", 3, "--tolerance", 0.1, "--objective", "cut-edges", "--backend", "exact",
+                    "--time-limit", 20, "--out", out]) == 0
+    summary, sectors = read_result(out)
+    assert summary["objective_name"] == "cut-edges"
+    assert summary["objective_definition"].startswith("number of adjacency edges between different sectors")
+    assert summary["status"] == "optimal" and summary["contiguity_check"]["valid"]
+    assert summary["objective"] == _cut(keys, edges, sectors, "code")
+    assert summary["bound"] == summary["objective"] and summary["gap"] == 0
+    assert_contiguous(keys, edges, sectors, "code")
+    loads = pd.Series(weight, index=keys).groupby(sectors.set_index("code")["sector"]).sum()
+    assert loads.between(summary["bounds"]["min"] - 1e-9, summary["bounds"]["max"] + 1e-9).all()
+    # each reported centre is a unit of its own sector
+    sector = sectors.set_index("code")["sector"]
+    assert [sector[c] for c in summary["centres"]] == ["1", "2", "3"]
+
+
+def test_cut_edges_on_polygons_auto(tmp_path):
+    rows, cols = 4, 4
+    boxes = [shapely.box(840_000 + 5000 * c, 6_510_000 + 5000 * r, 845_000 + 5000 * c, 6_515_000 + 5000 * r)
+             for r in range(rows) for c in range(cols)]
+    keys = [f"0{100 + i}" for i in range(rows * cols)]
+    gdf = gpd.GeoDataFrame({"code": keys, "patients": np.ones(rows * cols)}, geometry=boxes, crs=2154)
+    gdf.to_file(tmp_path / "units.geojson", driver="GeoJSON")
+    out = tmp_path / "out"
+    assert run_cli(["--units", tmp_path / "units.geojson", "--key", "code", "--weight", "patients", "--sectors", 2,
+                    "--tolerance", 0.0, "--objective", "cut-edges", "--time-limit", 15, "--out", out]) == 0
+    summary, sectors = read_result(out)
+    # queen contiguity: two halves of 8 squares share 4 rook + 6 diagonal edges, the fewest possible
+    queen = [(a, b) for a in range(16) for b in range(a + 1, 16) if boxes[a].intersects(boxes[b])]
+    assert summary["objective"] == _cut(keys, queen, sectors, "code") == 10
+    assert summary["status"] == "optimal" and summary["sector_loads"] == [8.0, 8.0]
+
+
+def test_cut_edges_rejects_location_backends_and_reports_infeasibility(points, capsys):
+    tmp, units, edge_file = points
+    args = _base(units, edge_file, tmp / "out") + ["--objective", "cut-edges", "--backend", "mip"]
+    assert run_cli(args) == 2
+    assert "--objective cut-edges takes --backend auto, heuristic, exact" in capsys.readouterr().err
+    # a star of 4 units cannot be halved into two connected pairs: proven by the MIP
+    keys = [f"{i + 1:05d}" for i in range(4)]
+    star_units, star_edges = write_points(tmp, keys, np.zeros((4, 2)) + [[0, 0], [1, 0], [0, 1], [-1, 0]],
+                                          np.ones(4), [(0, 1), (0, 2), (0, 3)])
+    out = tmp / "star"
+    assert run_cli(["--units", star_units, "--edges", star_edges, "--key", "code", "--weight", "charge",
+                    "--sectors", 2, "--tolerance", 0.0, "--objective", "cut-edges", "--time-limit", 5,
+                    "--out", out]) == 3
+    summary, sectors = read_result(out)
+    assert summary["status"] == "infeasible" and "proves" in summary["reason"] and sectors is None

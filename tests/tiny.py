@@ -1,6 +1,6 @@
 """Tiny districting problems for property tests, and brute force over every plan.
 
-Shared by the tests of the exact backend and of the lower bound.
+Shared by the tests of the exact backend, of the lower bound and of the cut-edges objective.
 """
 
 from __future__ import annotations
@@ -33,6 +33,26 @@ def brute_force(problem: Problem) -> tuple[float, float]:
         if cost < contiguous and not check_plan(problem, a):
             contiguous = cost
     return any_plan, contiguous
+
+
+def brute_force_cut_edges(problem: Problem, weight: str | None = None) -> float:
+    """Fewest cut edges (or summed edge attribute ``weight``) over every balanced contiguous
+    plan that keeps the locks, by enumeration; ``inf`` when there is none."""
+    n, k = problem.n, problem.k
+    edges = np.array(list(problem.graph.edges), dtype=np.intp)
+    costs = np.array([d.get(weight, 1) if weight else 1 for *_, d in problem.graph.edges(data=True)], dtype=float)
+    load = np.asarray(problem.workload, dtype=float)
+    lo, hi = problem.lower - 1e-9, problem.upper + 1e-9
+    best = np.inf
+    for combo in itertools.product(range(k), repeat=n):
+        a = np.array(combo)
+        loads = np.bincount(a, weights=load, minlength=k)
+        if (loads < lo).any() or (loads > hi).any() or len(np.unique(a)) < k:
+            continue
+        cut = float(costs[a[edges[:, 0]] != a[edges[:, 1]]].sum())
+        if cut < best and not check_plan(problem, a):
+            best = cut
+    return best
 
 
 @st.composite
