@@ -56,6 +56,7 @@ from typing import Literal
 
 import numpy as np
 
+from solvers.bound import Bound, cost_matrix, fixable_pairs, lower_bound
 from solvers.check import check_plan, diagnose
 from solvers.exact import NoPlanFoundError, exact_solve
 from solvers.heuristic import heuristic_solve, recentre
@@ -208,8 +209,6 @@ def solve(
         )
     bound = None
     if backend == "lns":
-        from solvers.bound import lower_bound
-
         found = lower_bound(problem, upper_bound=float(objective), time_limit_s=max(deadline - time.monotonic(), 0.5),
                             progress=progress)
         if found is not None and np.isfinite(found.value):
@@ -299,16 +298,10 @@ EXACT_LNS_FROM_UNITS = 150
 EXACT_BOUND_SHARE = 0.25
 
 #: Above this many unit-centre pairs left after fixing, the ``"exact"`` backend
-#: first looks for a better plan in a kernel: the pairs a plan would keep if it
-#: cost less than a guessed value between the bound and the current plan
-#: (:func:`_kernel_search`), then fixes again with that plan.
+#: searches kernels of at most this many pairs (:func:`_kernels`) instead of the
+#: whole MIP: HiGHS's root LP alone takes minutes on a 300k-variable flow model.
 EXACT_KERNEL_PAIRS = 20_000
 
-#: Above this many unit-centre pairs left after fixing, the ``"exact"`` backend
-#: does not build the MIP (its relaxation is too weak to close the gap, and
-#: building alone takes minutes: 394k pairs in 23 s, their flow model in 56 s)
-#: and spends the time on LNS instead.
-EXACT_MAX_PAIRS = 150_000
 
 
 def _exact(problem: Problem, time_limit_s: float, seed: int, progress: ProgressCallback | None) -> Solution:
@@ -325,11 +318,14 @@ def _exact(problem: Problem, time_limit_s: float, seed: int, progress: ProgressC
        unless proven optimal, flow contiguity. The smaller model holds every
        plan cheaper than the start, so its optimum and bound are the whole
        problem's; the returned bound is the better of the MIP's and the
-       Lagrangian one.
+       Lagrangian one. With more than :data:`EXACT_KERNEL_PAIRS` pairs left,
+       growing kernels instead (:func:`_kernels`).
+
+    Before the fixing, location-allocation also starts from the centres the
+    Lagrangian relaxation chose (:func:`_from_lagrangian_centres`).
     """
     if problem.objective != "pmedian":
         raise ValueError("the 'exact' backend solves the 'pmedian' objective only; use 'auto' for worker bases")
-    from solvers.bound import cost_matrix, fixable_pairs, lower_bound
     from solvers.lns import lns_rounds
 
     start = time.monotonic()
@@ -376,19 +372,6 @@ def _exact(problem: Problem, time_limit_s: float, seed: int, progress: ProgressC
             if fixing.pairs > EXACT_KERNEL_PAIRS:
                 return _kernels(problem, found, costs, (assign, centres, objective), lagrangian, start,
                                 start + 0.95 * time_limit_s, log, say)
-            if fixing.pairs > EXACT_MAX_PAIRS:
-                line = (f"{fixing.pairs:,} pairs left > {EXACT_MAX_PAIRS:,}: too many for the MIP; "
-                        "LNS for the rest of the time")
-                log.append(line)
-                say(line)
-                plan = lns_rounds(problem, (assign, centres, objective, "lns"), seed=seed + 1, heuristic_share=share,
-                                  deadline=start + 0.97 * time_limit_s, location_allocation=_location_allocation,
-                                  log=log, say=say)
-                gap = (plan[2] - lagrangian) / plan[2] if plan[2] > 0 else 0.0
-                log.append(f"objective {plan[2]:,.2f}, Lagrangian bound {lagrangian:,.2f} (gap {100 * gap:.2f} %)")
-                return Solution(assignment=plan[0], centres=plan[1], objective=float(plan[2]), status="feasible",
-                                backend="exact", time_s=time.monotonic() - start, bound=min(lagrangian, plan[2]),
-                                log=log)
     # two exact models, neither faster everywhere on the published county instances
     # (benchmarks/bench_validi.py --compare): separator cuts first, flow for the rest
     try:
@@ -449,7 +432,7 @@ def _from_lagrangian_centres(
 
 
 def _kernels(
-    problem: Problem, found, costs: np.ndarray, plan: tuple[np.ndarray, np.ndarray, float], bound: float,
+    problem: Problem, found: Bound, costs: np.ndarray, plan: tuple[np.ndarray, np.ndarray, float], bound: float,
     began: float, deadline: float, log: list[str], say: ProgressCallback,
 ) -> Solution:
     """Exact search by growing kernels, for problems whose fixing keeps too many pairs.
@@ -467,7 +450,7 @@ def _kernels(
     while time.monotonic() < deadline - 2.0 and objective - bound > 1e-6 * abs(objective):
         for share in (1.0, 0.5, 0.25, 0.1, 0.03, 0.01):
             guess = bound + share * (objective - bound)
-            kernel = fixable_pairs_cached(problem, found, guess, costs)
+            kernel = fixable_pairs(problem, found.multipliers, guess, costs=costs)
             if kernel.pairs <= limit:
                 break
         if guess <= tried + 1e-9 * abs(guess):
@@ -496,12 +479,6 @@ def _kernels(
         status = "optimal"
     return Solution(assignment=assign, centres=centres, objective=float(objective), status=status, backend="exact",
                     time_s=time.monotonic() - began, bound=bound, log=log)
-
-
-def fixable_pairs_cached(problem: Problem, found, guess: float, costs: np.ndarray):
-    from solvers.bound import fixable_pairs
-
-    return fixable_pairs(problem, found.multipliers, guess, costs=costs)
 
 
 def _pairs_of(assign: np.ndarray, centres: np.ndarray, n: int) -> np.ndarray:
