@@ -27,8 +27,8 @@ Backends
 ``"exact"``
     The whole location-allocation MIP (:func:`solvers.exact.exact_solve`,
     HiGHS), made small by Lagrangian fixing: a starting plan (heuristic,
-    location-allocation and, from :data:`EXACT_LNS_FROM_UNITS` units, LNS;
-    a quarter of the time), a Lagrangian bound whose multipliers rule out
+    location-allocation, then new starts or, from :data:`EXACT_LNS_FROM_UNITS`
+    units, LNS; a quarter of the time), a Lagrangian bound whose multipliers rule out
     the unit-centre pairs no cheaper plan can use
     (:func:`solvers.bound.fixable_pairs`), then the MIP on the pairs left:
     first with separator cuts (40 % of the rest), then, unless proven
@@ -308,8 +308,8 @@ def _exact(problem: Problem, time_limit_s: float, seed: int, progress: ProgressC
     """The exact MIP, made small by Lagrangian fixing.
 
     1. A starting plan (:data:`EXACT_START_SHARE` of the time, at most 10 s + 10 %): the
-       heuristic and location-allocation, plus LNS from
-       :data:`EXACT_LNS_FROM_UNITS` units.
+       heuristic and location-allocation, then new starts with the next
+       seeds (below :data:`EXACT_LNS_FROM_UNITS` units) or LNS (from it).
     2. A Lagrangian lower bound (:func:`solvers.bound.lower_bound`, at most
        :data:`EXACT_BOUND_SHARE`) and, from its multipliers, the unit-centre
        pairs that no plan cheaper than the start can use
@@ -338,7 +338,9 @@ def _exact(problem: Problem, time_limit_s: float, seed: int, progress: ProgressC
         # a share of the time, capped: past a point a better start gains less than the MIP
         start_end = start + min(EXACT_START_SHARE * time_limit_s, 10.0 + 0.1 * time_limit_s)
         plan = _location_allocation(problem, assign, centres, objective, balanced, start_end, log, say)
-        if problem.n >= EXACT_LNS_FROM_UNITS and not check_plan(problem, plan[0]):
+        if problem.n < EXACT_LNS_FROM_UNITS:  # new starts (next seeds) in the time left for the start
+            plan = _more_rounds(problem, plan, share, seed, start, start_end - start, start_end, log, say)
+        elif not check_plan(problem, plan[0]):
             plan = lns_rounds(problem, plan, seed=seed, heuristic_share=share, deadline=start_end,
                               location_allocation=_location_allocation, log=log, say=say)
         assign, centres, objective = plan[0], plan[1], plan[2]
