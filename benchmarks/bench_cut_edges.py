@@ -36,7 +36,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import networkx as nx
 import numpy as np
 import pandas as pd
 
@@ -45,6 +44,9 @@ from solvers.check import check_partition
 from solvers.engine import solve
 from solvers.exact import NoPlanFoundError
 from solvers.problem import DenseTravelTimes, InfeasibleError, Problem
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_validi import read_graph  # noqa: E402  (the instance files are read the same way)
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared/benchmarks/validi"
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "cut_edges.json"
@@ -80,18 +82,9 @@ def load_cut_instance(data: Path, row: pd.Series) -> CutInstance:
     ValueError
         When the node or edge file disagrees with the row (names the file).
     """
-    folder = data / f"{row['level']}_2010"
-    nodes_file, edges_file = folder / f"{row['state']}_nodes.csv", folder / f"{row['state']}_edges.csv"
-    nodes = pd.read_csv(nodes_file).sort_values("node")
-    edges = pd.read_csv(edges_file)[["u", "v"]].to_numpy(np.intp)
-    n, k = int(row["n"]), int(row["k"])
-    if nodes["node"].tolist() != list(range(n)):
-        raise ValueError(f"{nodes_file}: nodes must be 0..{n - 1} as in instances_cut_edges.csv")
-    graph = nx.Graph()
-    graph.add_nodes_from(range(n))
-    graph.add_edges_from(map(tuple, edges))
-    if graph.number_of_edges() != int(row["m"]):
-        raise ValueError(f"{edges_file}: {graph.number_of_edges()} edges, instances_cut_edges.csv says {row['m']}")
+    nodes, graph = read_graph(data, row, "instances_cut_edges.csv")
+    edges = np.array(list(graph.edges), dtype=np.intp).reshape(-1, 2)
+    k = int(row["k"])
     xy = nodes[["x_m", "y_m"]].to_numpy(float) / 1000.0
     km2 = ((xy[:, None, :] - xy[None, :, :]) ** 2).sum(-1)
     lower, upper = int(row["L"]), int(row["U"])

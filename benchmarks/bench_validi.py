@@ -69,8 +69,9 @@ class Instance:
     note: str
 
 
-def load_instance(data: Path, row: pd.Series) -> Instance:
-    """Build the :class:`Problem` of one ``instances_hess.csv`` row.
+def read_graph(data: Path, row: pd.Series, index: str) -> tuple[pd.DataFrame, nx.Graph]:
+    """The node table (sorted by ``node``) and the contiguity graph of one instance row
+    (``level``, ``state``, ``n``, ``m``) of the index file named ``index``.
 
     Raises
     ------
@@ -81,14 +82,27 @@ def load_instance(data: Path, row: pd.Series) -> Instance:
     nodes_file, edges_file = folder / f"{row['state']}_nodes.csv", folder / f"{row['state']}_edges.csv"
     nodes = pd.read_csv(nodes_file).sort_values("node")
     edges = pd.read_csv(edges_file)
-    n, k = int(row["n"]), int(row["k"])
+    n = int(row["n"])
     if nodes["node"].tolist() != list(range(n)):
-        raise ValueError(f"{nodes_file}: nodes must be 0..{n - 1} as in instances_hess.csv")
+        raise ValueError(f"{nodes_file}: nodes must be 0..{n - 1} as in {index}")
     graph = nx.Graph()
     graph.add_nodes_from(range(n))
     graph.add_edges_from(edges[["u", "v"]].itertuples(index=False, name=None))
     if graph.number_of_edges() != int(row["m"]):
-        raise ValueError(f"{edges_file}: {graph.number_of_edges()} edges, instances_hess.csv says {row['m']}")
+        raise ValueError(f"{edges_file}: {graph.number_of_edges()} edges, {index} says {row['m']}")
+    return nodes, graph
+
+
+def load_instance(data: Path, row: pd.Series) -> Instance:
+    """Build the :class:`Problem` of one ``instances_hess.csv`` row.
+
+    Raises
+    ------
+    ValueError
+        When the node or edge file disagrees with the row (names the file).
+    """
+    nodes, graph = read_graph(data, row, "instances_hess.csv")
+    k = int(row["k"])
     xy = nodes[["x_m", "y_m"]].to_numpy(float)
     # Python round(), i.e. half to even, like numpy's rint
     km = np.rint(np.hypot(*(xy[:, None, :] - xy[None, :, :]).transpose(2, 0, 1)) / 1000)
