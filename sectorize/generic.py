@@ -28,9 +28,20 @@ Objectives (``weight`` is the user's workload column, e.g. patients/year):
     the number of adjacency edges between different sectors
     (:mod:`solvers.cut_edges`; no distances in the objective: they only shape
     the starting plans and place each sector's reported centre, its weighted
-    medoid by squared distance).
+    medoid by squared distance); with ``edge_weight`` (``--edge-weight COL``,
+    a column of the edges file, e.g. shared boundary length) the summed
+    column over those edges instead.
 
 The centre of each sector is one of its units, chosen by the solver.
+
+Compactness tie-break (``tie_break_slack``, ``--tie-break-slack FRACTION``,
+``"inertia"`` and ``"travel"`` only): the plan found then gets fewer cut edges
+(or, with ``edge_weight``, a shorter boundary) by
+:func:`solvers.cut_edges.tie_break`, its objective kept within ``(1 + slack) x``
+its own (``0``: ties only), within the same time limit. Every summary holds
+the plan's cut edges (``cut_edges``), its boundary (``boundary_length``, with
+``edge_weight``) and, with a tie-break, the figures before and after it
+(``tie_break``).
 
 Example
 -------
@@ -226,19 +237,31 @@ def read_points(path: Path, key: str, weight: str, *, xy_unit: Literal["m", "km"
     return keys, w, xy, projection, notes
 
 
-def read_edges(path: Path, keys: list[str]) -> tuple[list[tuple[int, int]], list[str]]:
+def read_edges(path: Path, keys: list[str], *, weight: str | None = None) -> tuple[list[tuple], list[str]]:
     """Read an edges CSV (the first two columns hold the keys of two neighbouring units).
 
     Returns ``(edges as unit-index pairs, notes)``. Unknown keys, empty
-    cells and a unit linked to itself are errors naming the line.
+    cells and a unit linked to itself are errors naming the line. With
+    ``weight`` (a column name, e.g. the shared boundary length), each edge is
+    ``(a, b, {weight: value})`` (ready for ``networkx.Graph.add_edges_from``);
+    a missing column, a cell that is not a number, a negative one, or a pair
+    listed twice with different values is an error naming the file, line
+    and column.
     """
     raw = _read_table(path)
     if raw.frame.shape[1] < 2:
         raise InputError(f"{path}: an edges file needs two key columns; found {list(raw.frame.columns)}")
     a_col, b_col = raw.frame.columns[:2]
     index = {k: i for i, k in enumerate(keys)}
-    edges: list[tuple[int, int]] = []
-    for line, a, b in zip(raw.lines, raw.frame[a_col], raw.frame[b_col]):
+    values = None
+    if weight is not None:
+        w_col = _column(raw, path, weight, "edge weight")
+        if w_col in (a_col, b_col):
+            raise InputError(f"{path}: the edge weight column {w_col!r} is a key column; name a numeric column")
+        values = _numbers(raw, path, w_col, "edge weight")
+    edges: list[tuple] = []
+    seen: dict[tuple[int, int], tuple[int, float]] = {}
+    for row, (line, a, b) in enumerate(zip(raw.lines, raw.frame[a_col], raw.frame[b_col])):
         for col, k in ((a_col, a), (b_col, b)):
             if k == "":
                 raise InputError(f"{path}, line {line}, column {col!r}: empty key")
@@ -248,10 +271,22 @@ def read_edges(path: Path, keys: list[str]) -> tuple[list[tuple[int, int]], list
                 )
         if a == b:
             raise InputError(f"{path}, line {line}: unit {a!r} is linked to itself; remove the line")
-        edges.append((index[a], index[b]))
-    notes = [f"{path.name}: {len(edges):,} lines, columns {a_col!r} and {b_col!r}"]
-    if raw.frame.shape[1] > 2:
-        notes.append(f"{path.name}: columns {list(raw.frame.columns[2:])} ignored")
+        if values is None:
+            edges.append((index[a], index[b]))
+            continue
+        pair = (min(index[a], index[b]), max(index[a], index[b]))
+        if pair in seen and seen[pair][1] != values[row]:
+            raise InputError(
+                f"{path}, line {line}, column {w_col!r}: the pair ({a}, {b}) is already on line {seen[pair][0]} "
+                f"with {w_col} {seen[pair][1]:g}, here {values[row]:g}; give each pair once"
+            )
+        seen[pair] = (int(line), float(values[row]))
+        edges.append((index[a], index[b], {weight: float(values[row])}))
+    notes = [f"{path.name}: {len(edges):,} lines, columns {a_col!r} and {b_col!r}"
+             + (f", edge weight {w_col!r}" if values is not None else "")]
+    ignored = [c for c in raw.frame.columns[2:] if values is None or c != w_col]
+    if ignored:
+        notes.append(f"{path.name}: columns {ignored} ignored")
     return edges, notes
 
 
@@ -274,6 +309,7 @@ def read_units(
     *,
     edges: Path | None = None,
     xy_unit: Literal["m", "km"] = "m",
+    edge_weight: str | None = None,
 ) -> Units:
     """Read units from a polygon file or a CSV of points (with ``edges``).
 
@@ -290,6 +326,9 @@ def read_units(
         optional for polygons (replaces the computed queen contiguity).
     xy_unit
         Unit of ``x``/``y`` columns in a CSV of points (``"m"`` or ``"km"``).
+    edge_weight
+        Column of ``edges`` read as each edge's weight (e.g. shared boundary
+        length), stored as the graph's edge attribute of that name.
 
     Raises
     ------
@@ -299,25 +338,28 @@ def read_units(
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: units file not found")
+    if edge_weight is not None and edges is None:
+        raise InputError(f"--edge-weight {edge_weight} names a column of the --edges file; give --edges FILE "
+                         "(the contiguity computed from polygons has no edge weights)")
     if path.suffix.lower() in CSV_SUFFIXES:
         if edges is None:
             raise InputError(f"{path}: a CSV of points has no shapes to find neighbours; give --edges FILE")
         keys, w, xy, projection, notes = read_points(path, key, weight, xy_unit=xy_unit)
         graph = nx.Graph()
         graph.add_nodes_from(range(len(keys)))
-        pairs, more = read_edges(Path(edges), keys)
+        pairs, more = read_edges(Path(edges), keys, weight=edge_weight)
         graph.add_edges_from(pairs)
         notes += more
         _check_connected(graph, keys, f"{path} with {edges}")
         return Units(keys, w, graph, xy, projection, f"{path} (points), {edges} (edges)", notes)
-    return _read_polygons(path, key, weight, edges)
+    return _read_polygons(path, key, weight, edges, edge_weight)
 
 
 #: Columns that :func:`geodata.regions.load_units` rewrites.
 _REPLACED_BY_LOAD_UNITS = ("population", "name", "lon", "lat")
 
 
-def _read_polygons(path: Path, key: str, weight: str, edges: Path | None) -> Units:
+def _read_polygons(path: Path, key: str, weight: str, edges: Path | None, edge_weight: str | None = None) -> Units:
     from geodata.regions import load_units
 
     try:
@@ -364,7 +406,7 @@ def _read_polygons(path: Path, key: str, weight: str, edges: Path | None) -> Uni
         graph.add_edges_from((index[str(a)], index[str(b)]) for a, b in region.graph.edges)
         source = f"{path} (polygons, queen contiguity)"
     else:
-        pairs, more = read_edges(Path(edges), keys)
+        pairs, more = read_edges(Path(edges), keys, weight=edge_weight)
         graph.add_edges_from(pairs)
         notes = [n for n in notes if "not contiguous" not in n] + more
         _check_connected(graph, keys, f"{path} with {edges}")
@@ -481,7 +523,10 @@ class SolveRequest:
 
     ``time_limit_s`` in seconds; ``tolerance`` relative (0.05 = ±5 %);
     ``min_load``/``max_load`` absolute workloads per sector (same unit as
-    the weight column).
+    the weight column); ``edge_weight`` a column of ``edges`` (boundary
+    length or weight per edge: the ``"cut-edges"`` objective and the
+    tie-break sum it); ``tie_break_slack`` a fraction (``"inertia"`` and
+    ``"travel"`` only, see the module docstring).
     """
 
     units: Path
@@ -498,6 +543,8 @@ class SolveRequest:
     seed: int = 0
     backend: str = "auto"
     xy_unit: Literal["m", "km"] = "m"
+    edge_weight: str | None = None
+    tie_break_slack: float | None = None
 
 
 @dataclass
@@ -523,17 +570,25 @@ class GenericResult:
         return self.sector is not None and self.summary["contiguity_check"]["valid"]
 
 
-def objective_definition(objective: Objective, weight: str, unit: str) -> str:
+def objective_definition(objective: Objective, weight: str, unit: str, *, edge_weight: str | None = None,
+                         tie_break_slack: float | None = None) -> str:
     """Plain-language definition of the objective, for the summary."""
     if objective == "cut-edges":
         from solvers.cut_edges import DEFINITION
 
-        return (f"{DEFINITION}; each sector's centre, reported for reference only, is its unit minimising "
+        what = DEFINITION if edge_weight is None else (
+            f"summed {edge_weight} of the adjacency edges between different sectors (boundary length)")
+        return (f"{what}; each sector's centre, reported for reference only, is its unit minimising "
                 f"sum of {weight} x d^2 (d in {unit})")
     power = "^2" if objective == "inertia" else ""
-    return (f"sum over units of {weight} x d(centre of its sector, unit){power}, d in {unit}; "
+    text = (f"sum over units of {weight} x d(centre of its sector, unit){power}, d in {unit}; "
             "each sector's centre is one of its units, chosen by the solver"
             + (" (moment of inertia, Hess model)" if objective == "inertia" else ""))
+    if tie_break_slack is not None:
+        measure = "cut edges" if edge_weight is None else f"summed {edge_weight} of the edges between sectors"
+        text += (f"; then, as a compactness tie-break, fewer {measure} at a cost of at most "
+                 f"{100 * tie_break_slack:g} % of that sum")
+    return text
 
 
 def build_problem(units: Units, bounds: Bounds, travel: TravelTimes, objective: Objective = "inertia") -> Problem:
@@ -563,6 +618,7 @@ def solve_units(request: SolveRequest, progress: ProgressCallback | None = None)
         MIP) or ``"unknown"`` (no plan found in the time), and a reason.
     """
     from solvers.check import check_plan, diagnose
+    from solvers.cut_edges import cut_edges, solve_cut_edges
     from solvers.engine import BACKENDS, solve
     from solvers.exact import NoPlanFoundError
     from solvers.problem import InfeasibleError
@@ -578,10 +634,18 @@ def solve_units(request: SolveRequest, progress: ProgressCallback | None = None)
                          f"got {request.backend!r}")
     if not (math.isfinite(request.time_limit_s) and request.time_limit_s > 0):
         raise InputError(f"--time-limit must be > 0 seconds, got {request.time_limit_s}")
+    slack = request.tie_break_slack
+    if slack is not None:
+        if request.objective == "cut-edges":
+            raise InputError("--tie-break-slack applies to --objective inertia or travel; --objective cut-edges "
+                             "minimises the cut edges already (use --edge-weight for boundary length)")
+        if not (math.isfinite(slack) and 0 <= slack <= 1):
+            raise InputError(f"--tie-break-slack is a fraction of the objective in [0, 1], e.g. 0.005 for "
+                             f"+0.5 %, 0 for ties only; got {slack:g}")
     if request.sectors < 1:
         raise InputError(f"--sectors must be at least 1, got {request.sectors}")
     units = read_units(Path(request.units), request.key, request.weight, edges=request.edges,
-                       xy_unit=request.xy_unit)
+                       xy_unit=request.xy_unit, edge_weight=request.edge_weight)
     if request.sectors > units.n:
         raise InputError(f"--sectors {request.sectors} is more than the {units.n} units of {request.units}")
     squared = request.objective in ("inertia", "cut-edges")
@@ -615,7 +679,8 @@ def solve_units(request: SolveRequest, progress: ProgressCallback | None = None)
         "bounds": {"min": bounds.lower, "max": bounds.upper, "target": bounds.target,
                    "tolerance": bounds.tolerance, "given_as": bounds.given_as},
         "objective_name": request.objective,
-        "objective_definition": objective_definition(request.objective, request.weight, unit),
+        "objective_definition": objective_definition(request.objective, request.weight, unit,
+                                                     edge_weight=request.edge_weight, tie_break_slack=slack),
         "distance_source": distance_source,
         "units_source": units.source,
         "key": request.key,
@@ -625,6 +690,11 @@ def solve_units(request: SolveRequest, progress: ProgressCallback | None = None)
         "max_deviation_pct": None,
         "sector_loads": None,
         "contiguity_check": {"valid": None, "problems": []},
+        "edge_weight": request.edge_weight,
+        "cut_edges": None,
+        "boundary_length": None,
+        "tie_break_slack": slack,
+        "tie_break": None,
         "notes": units.notes,
     }
     reasons = diagnose(problem)
@@ -632,8 +702,13 @@ def solve_units(request: SolveRequest, progress: ProgressCallback | None = None)
         summary.update(status="infeasible", reason="; ".join(reasons), time_s=time.monotonic() - began)
         return GenericResult(units.keys, request.key, None, summary)
     try:
-        sol = solve(problem, backend=request.backend, time_limit_s=request.time_limit_s, seed=request.seed,
-                    progress=progress)
+        if request.objective == "cut-edges":
+            sol = solve_cut_edges(problem, backend=request.backend, time_limit_s=request.time_limit_s,
+                                  seed=request.seed, progress=progress, weight=request.edge_weight)
+        else:
+            sol = solve(problem, backend=request.backend, time_limit_s=request.time_limit_s, seed=request.seed,
+                        progress=progress, tie_break_slack=slack,
+                        tie_break_weight=request.edge_weight if slack is not None else None)
     except NoPlanFoundError as err:
         summary.update(status="unknown", reason=str(err), time_s=time.monotonic() - began)
         return GenericResult(units.keys, request.key, None, summary)
@@ -657,6 +732,10 @@ def solve_units(request: SolveRequest, progress: ProgressCallback | None = None)
         sector_loads=[float(v) for v in loads],
         centres=[units.keys[int(c)] for c in sol.centres],
         contiguity_check={"valid": not problems, "problems": problems},
+        cut_edges=int(cut_edges(units.graph, sol.assignment)),
+        boundary_length=(None if request.edge_weight is None
+                         else float(cut_edges(units.graph, sol.assignment, weight=request.edge_weight))),
+        tie_break=None if sol.tie_break is None else sol.tie_break.summary(),
     )
     return GenericResult(units.keys, request.key, np.asarray(sol.assignment) + 1, summary)
 

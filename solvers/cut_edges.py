@@ -31,6 +31,16 @@ Backends of :func:`solve_cut_edges`:
 travel costs (:func:`solvers.exact.best_centres`): a reference unit for maps
 and reports, not part of the objective.
 
+Tie-break
+    For the ``"pmedian"`` and ``"base"`` objectives, cut edges (or boundary
+    length) serve as a compactness tie-break: :func:`tie_break` lowers the cut
+    of a valid plan with the same local search (:class:`_CutSearch`) while the
+    primary objective stays at most ``(1 + slack) x`` the plan's own (``slack
+    = 0``: ties only), every sector connected and within bounds, locks and the
+    cap on moves kept; verified, else the input plan is returned.
+    :func:`solvers.engine.solve` runs it with ``tie_break_slack=`` /
+    ``tie_break_weight=`` (``sectorize solve --tie-break-slack``, ``--edge-weight``).
+
 Examples
 --------
 >>> import networkx as nx, numpy as np
@@ -50,7 +60,7 @@ import datetime
 import math
 import time
 from collections import deque
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import networkx as nx
@@ -59,7 +69,7 @@ from ortools.math_opt.python import mathopt
 
 from solvers.check import check_plan, diagnose
 from solvers.exact import NoPlanFoundError, best_centres, sector_classes
-from solvers.heuristic import _Moves, heuristic_solve, neighbour_lists
+from solvers.heuristic import _Moves, heuristic_solve, neighbour_lists, recentre
 from solvers.mip import allocate
 from solvers.problem import InfeasibleError, ProgressCallback, Problem, Solution
 
@@ -190,9 +200,18 @@ def start_plan(problem: Problem, *, time_limit_s: float, seed: int = 0, start: n
 
 
 class _CutSearch:
-    """Assignment, loads and cut of the local search, with move and swap evaluation."""
+    """Assignment, loads and cut of the local search, with move and swap evaluation.
 
-    def __init__(self, problem: Problem, assign: np.ndarray, weight: str | None):
+    With ``centres`` and ``limit`` (the tie-break, :func:`tie_break`), every
+    move and swap must also keep the problem's own objective, measured from
+    these fixed centres (which never leave their sector) and updated
+    incrementally from :meth:`Problem.cost_rows`, at most ``limit``; and the
+    cap on moves from a previous plan (:attr:`Problem.max_moved`) is kept.
+    Without them (the cut-edges objective) only the cut counts.
+    """
+
+    def __init__(self, problem: Problem, assign: np.ndarray, weight: str | None,
+                 centres: np.ndarray | None = None, limit: float | None = None):
         self.p = problem
         self.nbrs = neighbour_lists(problem)
         g = problem.graph
@@ -204,6 +223,27 @@ class _CutSearch:
         slack = _EPS * np.maximum(1.0, np.abs(problem.upper))
         self.lo, self.hi = problem.lower - slack, problem.upper + slack
         self.cut = float(cut_edges(g, assign, weight=weight))
+        # the primary objective (tie-break only): (k, n) costs for fixed centres, its value, its ceiling
+        self.centres = self.no_centres
+        self.costs: np.ndarray | None = None
+        self.primary, self.limit, self.primary_eps = 0.0, math.inf, 0.0
+        if centres is not None and limit is not None:
+            self.set_centres(np.asarray(centres, dtype=np.intp))
+            self.limit = float(limit)
+            # a cut-neutral move must lower the primary objective by more than rounding noise
+            self.primary_eps = 1e-12 * max(abs(self.primary), 1.0)
+
+    def set_centres(self, centres: np.ndarray) -> None:
+        """Measure the primary objective from ``centres`` (recomputed once, then kept incrementally)."""
+        self.centres = centres
+        self.costs = self.p.cost_rows(centres)
+        self.primary = float(self.costs[self.a, np.arange(self.p.n)].sum())
+
+    def primary_delta(self, u: int, t: int) -> float:
+        """Change of the primary objective if ``u`` moves to sector ``t`` (0 without one)."""
+        if self.costs is None:
+            return 0.0
+        return float(self.costs[t, u] - self.costs[self.a[u], u])
 
     def delta(self, u: int, t: int) -> float:
         """Change of the cut if ``u`` moves to sector ``t``."""
@@ -218,9 +258,11 @@ class _CutSearch:
     def move_ok(self, u: int, t: int) -> bool:
         s, w = self.a[u], self.m.w[u]
         return (self.m.loads[s] - w >= self.lo[s] and self.m.loads[t] + w <= self.hi[t]
-                and self.m.can_leave(u, self.no_centres))
+                and self.m.within_cap(u, t) and self.primary + self.primary_delta(u, t) <= self.limit
+                and self.m.can_leave(u, self.centres))
 
     def move(self, u: int, t: int, d: float) -> None:
+        self.primary += self.primary_delta(u, t)
         self.m.move(u, t)
         self.cut += d
 
@@ -240,11 +282,19 @@ class _CutSearch:
     def try_swap(self, u: int, v: int, threshold: float) -> float | None:
         """Swap ``u`` (sector s) and ``v`` (sector t) when it keeps both sectors connected and
         within bounds and changes the cut by less than ``threshold``; returns the change or None."""
-        a, w, loads = self.a, self.m.w, self.m.loads
+        a, w, loads, m = self.a, self.m.w, self.m.loads, self.m
         s, t = int(a[u]), int(a[v])
         dw = w[v] - w[u]
         if not (self.lo[s] <= loads[s] + dw <= self.hi[s] and self.lo[t] <= loads[t] - dw <= self.hi[t]):
             return None
+        if self.centres[s] == u or self.centres[t] == v:
+            return None
+        if self.primary + self.primary_delta(u, t) + self.primary_delta(v, s) > self.limit:
+            return None
+        if m.cap is not None:
+            dm = m.move_delta(u, t) + m.move_delta(v, s)
+            if dm > 0 and m.moved + dm > m.cap + 1e-9:
+                return None
         d1 = self.delta(u, t)
         a[u] = t
         d = d1 + self.delta(v, s)
@@ -269,9 +319,11 @@ class _CutSearch:
             improved = False
             for u in units:
                 s = int(a[u])
-                gains = sorted((self.delta(u, t), t) for t in {int(a[v]) for v in nbrs[u]} - {s})
-                for d, t in gains:
-                    if d < -1e-9 and self.move_ok(u, t):
+                gains = sorted((self.delta(u, t), self.primary_delta(u, t), t)
+                               for t in {int(a[v]) for v in nbrs[u]} - {s})
+                for d, dp, t in gains:
+                    # a lower cut, or (tie-break) the same cut and a lower primary objective
+                    if (d < -1e-9 or (abs(d) <= 1e-9 and dp < -self.primary_eps)) and self.move_ok(u, t):
                         self.move(u, t, d)
                         improved = True
                         break
@@ -337,10 +389,13 @@ class _CutSearch:
                     aspires = total + dp <= 1e-12 and self.cut + dc < best[1] - 1e-9
                     if tabu_until[u, t] > it and not aspires:
                         continue
+                    if self.costs is not None and (self.primary + self.primary_delta(u, t) > self.limit
+                                                   or not m.within_cap(u, t)):
+                        continue
                     moves.append((dc + alpha * dp, float(rng.random()), u, t, dc, dp))
             moves.sort()
             for _, _, u, t, dc, dp in moves:
-                if m.can_leave(u, self.no_centres):
+                if m.can_leave(u, self.centres):
                     tabu_until[u, a[u]] = it + 5 + int(rng.integers(10))
                     self.move(u, t, dc)
                     total = sum(pen(m.loads[s], s) for s in range(k))  # exact, no drift
@@ -367,6 +422,9 @@ class _CutSearch:
         self.cut = saved[1]
         self.m.loads = np.bincount(self.a, weights=self.m.w, minlength=self.p.k)
         self.m.size = np.bincount(self.a, minlength=self.p.k)
+        self.m.moved = self.p.moved(self.a)
+        if self.costs is not None:
+            self.primary = float(self.costs[self.a, np.arange(self.p.n)].sum())
 
 
 def improve_cut(
@@ -495,6 +553,272 @@ def heuristic_cut_edges(
     assign = _canonical(problem, best[0])
     return Solution(assignment=assign, centres=best_centres(problem, assign), objective=best[1],
                     status="feasible", backend="heuristic", time_s=time.monotonic() - began, log=log)
+
+
+# --------------------------------------------------------------------------
+# Tie-break: fewer cut edges for a plan of another objective
+# --------------------------------------------------------------------------
+
+#: Share of :func:`solvers.engine.solve`'s time limit kept for the tie-break, and its cap in seconds
+#: (:func:`tie_break_seconds`).
+TIE_BREAK_SHARE = 0.1
+TIE_BREAK_MAX_S = 10.0
+
+#: Relative tolerance on the slack bound, for floating-point sums only: the returned objective is at
+#: most ``(1 + slack) x start + TIE_BREAK_RTOL x max(|that|, 1)``.
+TIE_BREAK_RTOL = 1e-9
+
+
+@dataclass
+class TieBreak:
+    """What :func:`tie_break` returns.
+
+    Attributes
+    ----------
+    assignment, centres
+        The plan returned: the improved one, or the input plan itself
+        (``changed`` False) when nothing better was found or the result
+        failed its verification.
+    objective
+        Its primary objective, :meth:`Problem.objective_value`.
+    objective_before
+        The input plan's.
+    limit
+        ``objective_before + slack x |objective_before|``: the ceiling kept.
+    cut_before, cut_after
+        The measure lowered: cut edges, or the summed ``weight`` attribute.
+    edges_before, edges_after
+        Cut edges counted (the same as the cut without ``weight``).
+    slack, weight
+        As given.
+    changed
+        Whether the returned plan differs from the input one.
+    time_s, log
+        Seconds spent; one summary line (and the reason when the input plan was kept).
+    """
+
+    assignment: np.ndarray
+    centres: np.ndarray
+    objective: float
+    objective_before: float
+    limit: float
+    cut_before: float
+    cut_after: float
+    edges_before: int
+    edges_after: int
+    slack: float
+    weight: str | None
+    changed: bool
+    time_s: float
+    log: list[str] = field(default_factory=list)
+
+    @property
+    def objective_change(self) -> float:
+        """Relative change of the primary objective (``0.002``: +0.2 %)."""
+        return (self.objective - self.objective_before) / abs(self.objective_before) if self.objective_before else 0.0
+
+    def summary(self) -> dict:
+        """JSON-ready figures (for ``summary.json``)."""
+        out = {"slack": self.slack, "objective_before": self.objective_before, "objective_after": self.objective,
+               "objective_change_pct": 100 * self.objective_change, "cut_edges_before": self.edges_before,
+               "cut_edges_after": self.edges_after, "changed": self.changed, "time_s": self.time_s}
+        if self.weight is not None:
+            out.update(edge_weight=self.weight, boundary_before=self.cut_before, boundary_after=self.cut_after)
+        return out
+
+
+def tie_break_seconds(time_limit_s: float) -> float:
+    """Seconds of a ``time_limit_s`` solve kept for the tie-break: 10 %, at most 10 s."""
+    return min(TIE_BREAK_SHARE * time_limit_s, TIE_BREAK_MAX_S)
+
+
+def check_tie_break(problem: Problem, slack: float | None, weight: str | None) -> None:
+    """Raise :class:`ValueError` when a tie-break cannot run with these arguments.
+
+    ``slack`` must be a finite number >= 0, the objective ``"pmedian"`` or
+    ``"base"``, and ``weight`` (when given) an attribute of at least one edge,
+    finite and >= 0 wherever present (an edge without it counts 1, as in
+    :func:`cut_edges`). ``slack=None`` with ``weight=None`` is no tie-break.
+    """
+    if slack is None:
+        if weight is not None:
+            raise ValueError("an edge weight for the tie-break needs a slack (0 for a pure tie-break)")
+        return
+    if problem.objective == "cut_edges":
+        raise ValueError("the tie-break lowers the cut of a 'pmedian' or 'base' plan; the 'cut_edges' "
+                         "objective minimises the cut already (give solve_cut_edges weight= for boundary length)")
+    if not (isinstance(slack, (int, float)) and math.isfinite(slack) and slack >= 0):
+        raise ValueError(f"the tie-break slack must be a finite fraction >= 0 (0.01 = 1 %), got {slack!r}")
+    if weight is not None:
+        if problem.graph.number_of_edges() and not any(weight in d for *_, d in problem.graph.edges(data=True)):
+            raise ValueError(f"no edge of the graph has the attribute {weight!r}")
+        _edge_costs(problem, weight)
+
+
+def tie_break(
+    problem: Problem,
+    assignment: np.ndarray,
+    centres: np.ndarray,
+    *,
+    slack: float = 0.0,
+    weight: str | None = None,
+    time_limit_s: float = 10.0,
+    seed: int = 0,
+    patience: int = 1000,
+) -> TieBreak:
+    """Fewer cut edges (or a shorter boundary) for a valid plan, at a bounded cost in its own objective.
+
+    A compactness tie-break for the ``"pmedian"`` and ``"base"`` objectives:
+    the local search of :func:`improve_cut` (descent over boundary moves and
+    swaps, then tabu search), with two more rules on every move and swap:
+    the primary objective, kept incrementally from the fixed centres'
+    :meth:`Problem.cost_rows`, stays at most ``limit = (1 + slack) x`` the
+    start's, and the cap on moves from a previous plan
+    (:attr:`Problem.max_moved`) holds. Centres never leave their sector.
+    Between rounds each centre moves to its sector's weighted medoid
+    (:func:`solvers.heuristic.recentre`) when that lowers the objective,
+    which leaves more room under the limit. With ``slack == 0`` no move
+    worsens the objective: only ties (and improvements) are taken. The
+    descent also takes cut-neutral moves that lower the objective.
+
+    Guaranteed (verified at the end, else the input plan is returned with
+    ``changed`` False and the reason in ``log``): the plan passes
+    :func:`solvers.check.check_plan` (contiguity, bounds, locks, cap on
+    moves); ``objective <= limit`` up to :data:`TIE_BREAK_RTOL` relative
+    rounding; the cut is not above the start's. Not guaranteed: the fewest
+    cut edges within the limit (a local search).
+
+    Parameters
+    ----------
+    problem
+        A ``"pmedian"`` or ``"base"`` problem.
+    assignment, centres
+        A valid plan and the centres its objective is measured from (e.g. a
+        :class:`Solution`'s).
+    slack
+        Relative room on the objective (``0.005``: at most +0.5 %).
+    weight
+        Edge attribute to sum instead of counting edges (e.g. shared boundary length).
+    time_limit_s
+        Seconds.
+    seed
+        Seed of the move order: same seed, same plan (unless time cuts the search short).
+    patience
+        Tabu iterations without a better plan before a round stops.
+
+    Raises
+    ------
+    ValueError
+        Bad arguments (:func:`check_tie_break`), or an invalid starting plan.
+
+    Examples
+    --------
+    >>> from solvers.problem import DenseTravelTimes
+    >>> g = nx.convert_node_labels_to_integers(nx.grid_2d_graph(2, 4), ordering="sorted")
+    >>> t = DenseTravelTimes(np.zeros((8, 8)))               # every plan costs 0: all are ties
+    >>> p = Problem(g, np.ones(8), np.array([4.0, 4.0]), 0.0, t)
+    >>> r = tie_break(p, np.array([0, 0, 0, 1, 0, 1, 1, 1]), np.array([0, 7]))
+    >>> (r.edges_before, r.edges_after), r.objective, r.assignment.tolist()
+    ((4, 2), 0.0, [0, 0, 1, 1, 0, 0, 1, 1])
+    """
+    began = time.monotonic()
+    check_tie_break(problem, slack, weight)
+    a0 = np.asarray(assignment, dtype=np.intp).copy()
+    c0 = np.asarray(centres, dtype=np.intp).copy()
+    if c0.shape != (problem.k,) or (c0 < 0).any() or (c0 >= problem.n).any():
+        raise ValueError(f"centres must be {problem.k} units of the problem, got {c0.tolist()}")
+    problems = check_plan(problem, a0)
+    if problems:
+        raise ValueError("tie_break needs a valid plan to start from: " + "; ".join(problems[:3]))
+    g = problem.graph
+    obj0 = problem.objective_value(a0, c0)
+    limit = obj0 + float(slack) * abs(obj0)
+    tol = TIE_BREAK_RTOL * max(abs(limit), 1.0)
+    cut0, edges0 = float(cut_edges(g, a0, weight=weight)), int(cut_edges(g, a0))
+    deadline = began + 0.97 * time_limit_s  # a reserve for the checks below
+    rng = np.random.default_rng(seed)
+    # the search keeps half the rounding tolerance, the verification below allows all of it
+    search = _CutSearch(problem, a0.copy(), weight, centres=c0, limit=limit + 0.5 * tol)
+    while time.monotonic() < deadline:
+        search.descend(rng, deadline)
+        best = search.state()
+        found = search.tabu(rng, deadline, patience)
+        if found[1] < best[1] - 1e-9:
+            search.restore(found)
+            search.descend(rng, deadline)
+        else:
+            search.restore(best)
+        # each centre to its sector's medoid: never a higher objective, more room under the limit
+        moved = recentre(problem, search.a, search.centres)
+        if np.array_equal(moved, search.centres):
+            break
+        if problem.objective_value(search.a, moved) >= search.primary - search.primary_eps:
+            break
+        search.set_centres(moved)
+    a1, c1 = search.a.copy(), search.centres.copy()
+    obj1 = problem.objective_value(a1, c1)
+    cut1 = float(cut_edges(g, a1, weight=weight))
+    what = "cut edges" if weight is None else f"boundary ({weight})"
+    log: list[str] = []
+    issues = check_plan(problem, a1)
+    if issues:
+        log.append(f"tie-break: its plan failed the check ({'; '.join(issues[:3])}); input plan kept")
+    elif obj1 > limit + tol:
+        log.append(f"tie-break: objective {obj1:,.6g} above the limit {limit:,.6g}; input plan kept")
+    elif cut1 > cut0 + 1e-9:
+        log.append(f"tie-break: {what} rose from {cut0:,.6g} to {cut1:,.6g}; input plan kept")
+    better = not log and (cut1 < cut0 - 1e-9 or obj1 < obj0 - search.primary_eps)
+    if not better:
+        a1, c1, obj1, cut1 = a0, c0, obj0, cut0
+    edges1 = int(cut_edges(g, a1))
+    change = (obj1 - obj0) / abs(obj0) if obj0 else 0.0
+    line = f"tie-break: cut edges {edges0:,} -> {edges1:,}"
+    if weight is not None:
+        line = f"tie-break: boundary ({weight}) {cut0:,.6g} -> {cut1:,.6g}, cut edges {edges0:,} -> {edges1:,}"
+    log.append(f"{line}, objective {100 * change:+.2f} % (slack {100 * slack:g} %), "
+               f"{time.monotonic() - began:.1f} s")
+    return TieBreak(assignment=a1, centres=c1, objective=float(obj1), objective_before=float(obj0),
+                    limit=float(limit), cut_before=cut0, cut_after=cut1, edges_before=edges0, edges_after=edges1,
+                    slack=float(slack), weight=weight, changed=better, time_s=time.monotonic() - began, log=log)
+
+
+def tie_break_solution(
+    problem: Problem,
+    solution: Solution,
+    *,
+    slack: float,
+    weight: str | None = None,
+    time_limit_s: float = 10.0,
+    seed: int = 0,
+    progress: ProgressCallback | None = None,
+) -> Solution:
+    """:func:`tie_break` on a :class:`Solution` (what :func:`solvers.engine.solve` runs).
+
+    Returns a new Solution with the tie-broken plan, its objective
+    recomputed, the same ``bound`` (never above the objective), the log
+    lines appended and :attr:`Solution.tie_break` set. The status stays
+    honest: ``"optimal"`` only when the input was proven optimal and the
+    objective did not rise (beyond rounding), or when the bound proves the
+    new objective; a proven-optimal plan traded for fewer cut edges with a
+    positive slack becomes ``"feasible"`` (its ``gap`` measured against the bound).
+    """
+    result = tie_break(problem, solution.assignment, solution.centres, slack=slack, weight=weight,
+                       time_limit_s=max(time_limit_s, 0.1), seed=seed)
+    say = progress or (lambda line: None)
+    for line in result.log:
+        say(line)
+    out = replace(solution, log=[*solution.log, *result.log], time_s=solution.time_s + result.time_s,
+                  tie_break=result)
+    if not result.changed:
+        return out
+    objective = result.objective
+    tol = TIE_BREAK_RTOL * max(abs(objective), 1.0)
+    bound = None if solution.bound is None else min(solution.bound, objective)
+    proven = ((solution.status == "optimal" and objective <= solution.objective + tol)
+              or (bound is not None and objective - bound <= tol))
+    status = "optimal" if proven else ("feasible" if solution.status == "optimal" else solution.status)
+    return replace(out, assignment=result.assignment, centres=result.centres, objective=objective,
+                   status=status, bound=bound)
 
 
 # --------------------------------------------------------------------------

@@ -85,6 +85,8 @@ def solve(
     seed: int = 0,
     progress: ProgressCallback | None = None,
     start: np.ndarray | None = None,
+    tie_break_slack: float | None = None,
+    tie_break_weight: str | None = None,
 ) -> Solution:
     """Partition ``problem`` into contiguous, balanced, compact sectors.
 
@@ -108,6 +110,16 @@ def solve(
         and improved (:func:`solvers.heuristic.repair_start`). With a
         previous plan in the problem, the search trades travel against the
         disruption cost and respects the cap on moves.
+    tie_break_slack
+        When set (``"pmedian"``/``"base"`` only), the plan found then gets
+        fewer cut edges by :func:`solvers.cut_edges.tie_break_solution`, its
+        objective kept within ``(1 + tie_break_slack) x`` its own (``0``: ties
+        only). The search gets the time limit less the tie-break's share
+        (:func:`solvers.cut_edges.tie_break_seconds`: 10 %, at most 10 s);
+        :attr:`Solution.tie_break` reports the cut before and after.
+    tie_break_weight
+        Edge attribute the tie-break sums instead of counting edges (e.g.
+        shared boundary length); needs ``tie_break_slack``.
 
     Raises
     ------
@@ -133,6 +145,15 @@ def solve(
     problems = diagnose(problem)
     if problems:
         raise InfeasibleError("; ".join(problems))
+    if tie_break_slack is not None or tie_break_weight is not None:
+        from solvers.cut_edges import check_tie_break, tie_break_seconds, tie_break_solution
+
+        check_tie_break(problem, tie_break_slack, tie_break_weight)
+        began = time.monotonic()
+        sol = solve(problem, backend=backend, time_limit_s=time_limit_s - tie_break_seconds(time_limit_s),
+                    seed=seed, progress=progress, start=start)
+        return tie_break_solution(problem, sol, slack=tie_break_slack, weight=tie_break_weight, seed=seed,
+                                  progress=progress, time_limit_s=began + time_limit_s - time.monotonic())
     began = time.monotonic()
     # keep a small reserve for re-centring and checks after the last MIP
     deadline = began + 0.97 * time_limit_s

@@ -10,10 +10,13 @@ about communes, files or maps; :mod:`sectorize` translates a territory into a
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Literal, Protocol
+from typing import TYPE_CHECKING, Callable, Literal, Protocol
 
 import networkx as nx
 import numpy as np
+
+if TYPE_CHECKING:
+    from solvers.cut_edges import TieBreak
 
 Objective = Literal["pmedian", "base", "cut_edges"]
 """``"pmedian"``: sum over units of workload x travel minutes to the sector's
@@ -307,7 +310,9 @@ class Solution:
     reference unit outside the objective); ``bound`` a proven lower
     bound on the objective when the backend has one (else ``None``), and
     ``gap = (objective - bound) / objective``. ``log`` holds the backend's
-    progress lines, for display.
+    progress lines, for display. ``tie_break`` is the
+    :class:`solvers.cut_edges.TieBreak` report (cut edges before and after)
+    when :func:`solvers.engine.solve` ran the compactness tie-break, else ``None``.
     """
 
     assignment: np.ndarray
@@ -318,6 +323,7 @@ class Solution:
     time_s: float
     bound: float | None = None
     log: list[str] = field(default_factory=list)
+    tie_break: TieBreak | None = None
 
     @property
     def gap(self) -> float | None:
