@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from solvers.bound import cost_matrix, fixable_pairs, lower_bound
+from solvers.bound import cost_matrix, fixable_pairs, lower_bound, strong_relaxation
 from solvers.engine import solve
 from solvers.exact import exact_solve
 from solvers.problem import DenseTravelTimes, InfeasibleError, Problem
@@ -132,6 +132,7 @@ def test_fixing_drops_far_pairs_and_the_exact_backend_still_proves_the_optimum()
     sol = solve(p, backend="exact", time_limit_s=30)
     assert sol.status == "optimal" and sol.gap is not None and sol.gap <= 1e-6
     assert any("Lagrangian fixing" in line for line in sol.log)
+    assert any(line.startswith("strong LP relaxation") for line in sol.log)  # 36 units: LP multipliers
     found = lower_bound(p, upper_bound=sol.objective, time_limit_s=5)
     fix = fixable_pairs(p, found.multipliers, sol.objective)
     assert fix.pairs < 0.5 * 36 * 36
@@ -142,11 +143,13 @@ def test_fixing_drops_far_pairs_and_the_exact_backend_still_proves_the_optimum()
     # growing kernels (solvers.engine._kernels), as on census tracts, prove the same optimum
     import solvers.engine as engine
 
-    saved, engine.EXACT_KERNEL_PAIRS = engine.EXACT_KERNEL_PAIRS, fix.pairs // 3
+    # (subgradient multipliers as on tracts: the strong LP is only used up to 150 units)
+    saved = engine.EXACT_KERNEL_PAIRS, engine.EXACT_STRONG_LP_MAX_UNITS
+    engine.EXACT_KERNEL_PAIRS, engine.EXACT_STRONG_LP_MAX_UNITS = fix.pairs // 3, 0
     try:
         kernels = solve(p, backend="exact", time_limit_s=60)
     finally:
-        engine.EXACT_KERNEL_PAIRS = saved
+        engine.EXACT_KERNEL_PAIRS, engine.EXACT_STRONG_LP_MAX_UNITS = saved
     assert any(line.startswith("kernel below") for line in kernels.log)
     assert kernels.status == "optimal" and abs(kernels.objective - sol.objective) <= 1e-6 * sol.objective
 
@@ -160,3 +163,32 @@ def test_fixing_refuses_move_costs_and_allowed_needs_a_hint():
     q = Problem(nx.path_graph(4), np.ones(4), np.array([2.0, 2.0]), 0.0, t)
     with pytest.raises(ValueError, match="hint"):
         exact_solve(q, time_limit_s=5, allowed=np.ones((4, 4), dtype=bool))
+
+
+@settings(max_examples=40, deadline=None)
+@given(problem=BOUND_PROBLEMS)
+def test_strong_relaxation_is_a_bound_at_least_as_good_as_the_lagrangian(problem):
+    """Complete strong LP: below every balanced plan, and (being the Lagrangian dual's value)
+    never below a Lagrangian bound; over a plan's own pairs it equals that plan's objective."""
+    if len({(float(lo), float(hi)) for lo, hi in zip(problem.lower, problem.upper)}) != 1:
+        return
+    any_plan, _ = brute_force(problem)
+    if np.isinf(any_plan):
+        return  # the LP may still have a fractional optimum: nothing to compare
+    full = strong_relaxation(problem)
+    assert full.complete and full.pairs == problem.n ** 2
+    assert full.value <= any_plan + 1e-7 * max(1.0, abs(any_plan))
+    found = lower_bound(problem, time_limit_s=2, max_iterations=300)
+    assert found.value <= full.value + 1e-6 * max(1.0, abs(full.value))
+
+
+def test_strong_relaxation_over_a_plans_pairs_is_that_plan():
+    g = nx.path_graph(6)
+    t = DenseTravelTimes(np.abs(np.subtract.outer(np.arange(6), np.arange(6))) * 10.0)
+    p = Problem(g, np.ones(6), np.array([3.0, 3.0]), 0.0, t)
+    pairs = np.array([(1, 0), (1, 1), (1, 2), (4, 3), (4, 4), (4, 5)])
+    r = strong_relaxation(p, pairs)
+    assert not r.complete and r.pairs == 6
+    assert r.value == pytest.approx(40.0, rel=1e-6)
+    with pytest.raises(ValueError, match=r"\(j, j\)"):
+        strong_relaxation(p, np.delete(pairs, 1, axis=0))
