@@ -57,8 +57,8 @@ from typing import Literal
 import numpy as np
 
 from solvers.bound import Bound, cost_matrix, fixable_pairs, lower_bound, strong_relaxation
-from solvers.check import check_plan, diagnose
-from solvers.exact import NoPlanFoundError, exact_solve
+from solvers.check import EPS, check_plan, diagnose
+from solvers.exact import NoPlanFoundError, best_centres, exact_solve
 from solvers.heuristic import heuristic_solve, recentre
 from solvers.mip import allocate, edge_minutes
 from solvers.problem import InfeasibleError, ProgressCallback, Problem, Solution
@@ -324,6 +324,17 @@ EXACT_BOUND_SHARE = 0.25
 EXACT_KERNEL_PAIRS = 20_000
 
 
+#: Up to this many units the ``"exact"`` backend first lists every feasible district
+#: (:func:`solvers.districts.partition`): on the published counties this proves SC
+#: infeasible in about 10 s where the MIP stays open after 600 s, and the optimum of
+#: ME, NM and ID; from 55 units the lists exceed millions of districts
+#: (``benchmarks/bench_districts.py``).
+EXACT_ENUMERATION_MAX_UNITS = 50
+
+#: Share of the ``"exact"`` backend's time, and most districts, for that list.
+EXACT_ENUMERATION_SHARE = 0.25
+EXACT_ENUMERATION_MAX_DISTRICTS = 300_000
+
 #: Up to this many units the ``"exact"`` backend takes its Lagrange multipliers from
 #: the complete strong LP relaxation (HiGHS, under 1 s up to 105 units: exact where the
 #: subgradient stops 0.2-3.7 % short on the 14 larger counties; ``benchmarks/bench_relaxation.py --part counties``).
@@ -333,11 +344,15 @@ EXACT_STRONG_LP_MAX_UNITS = 150
 def _exact(problem: Problem, time_limit_s: float, seed: int, progress: ProgressCallback | None) -> Solution:
     """The exact MIP, made small by Lagrangian fixing.
 
+    0. Up to :data:`EXACT_ENUMERATION_MAX_UNITS` units, the complete list of
+       feasible districts and set partitioning (:func:`_by_enumeration`):
+       the proven optimum or a proof of infeasibility, when the list fits.
     1. A starting plan (:data:`EXACT_START_SHARE` of the time, at most 10 s + 10 %): the
        heuristic and location-allocation, then new starts with the next
        seeds (below :data:`EXACT_LNS_FROM_UNITS` units) or LNS (from it).
     2. A Lagrangian lower bound (:func:`solvers.bound.lower_bound`, at most
-       :data:`EXACT_BOUND_SHARE`) and, from its multipliers, the unit-centre
+       :data:`EXACT_BOUND_SHARE`; up to :data:`EXACT_STRONG_LP_MAX_UNITS` units
+       at the optimal multipliers of the strong LP relaxation) and, from its multipliers, the unit-centre
        pairs that no plan cheaper than the start can use
        (:func:`solvers.bound.fixable_pairs`); they are left out of the MIP.
     3. The MIP on the pairs left: separator cuts (40 % of the rest), then,
@@ -357,6 +372,10 @@ def _exact(problem: Problem, time_limit_s: float, seed: int, progress: ProgressC
     start = time.monotonic()
     end = start + time_limit_s
     say = progress or (lambda line: None)
+    enumerated = _by_enumeration(problem, EXACT_ENUMERATION_SHARE * time_limit_s, say)
+    if enumerated is not None:
+        enumerated.time_s = time.monotonic() - start
+        return enumerated
     try:
         share = max(min(0.1 * time_limit_s, 5.0), 0.2)
         assign, centres, objective, log = heuristic_solve(problem, time_limit_s=share, seed=seed, progress=None)
@@ -434,6 +453,52 @@ def _exact(problem: Problem, time_limit_s: float, seed: int, progress: ProgressC
     sol.log[:0] = log
     sol.time_s = time.monotonic() - start
     return sol
+
+
+def _by_enumeration(problem: Problem, time_limit_s: float, say: ProgressCallback) -> Solution | None:
+    """The proven optimum, or a proof of infeasibility, from the complete list of
+    feasible districts (:func:`solvers.districts.partition`), on problems of at most
+    :data:`EXACT_ENUMERATION_MAX_UNITS` units with equal sector bounds and no locks;
+    ``None`` when the list does not fit ``time_limit_s`` and
+    :data:`EXACT_ENUMERATION_MAX_DISTRICTS` (the MIP then decides).
+
+    Raises
+    ------
+    InfeasibleError
+        When no ``k`` listed districts cover every unit exactly once.
+    """
+    from solvers.districts import partition
+
+    if (problem.n > EXACT_ENUMERATION_MAX_UNITS or problem.locked
+            or len(set(zip(problem.lower, problem.upper))) != 1):
+        return None
+    lower, upper = float(problem.lower[0]), float(problem.upper[0])
+    # the plan checker's slack (solvers.check.EPS): every district it accepts is listed
+    slack = EPS * max(1.0, abs(upper))
+    cost = problem.travel.rows(np.arange(problem.n)) * problem.weights[None, :]
+    found = partition(problem.graph, np.asarray(problem.workload, dtype=np.float64), lower - slack, upper + slack,
+                      problem.k,
+                      cost, time_limit_s=time_limit_s, max_districts=EXACT_ENUMERATION_MAX_DISTRICTS)
+    for line in found.log:
+        say(f"district enumeration: {line}")
+    if found.status == "infeasible" and found.n_districts == 0:
+        raise InfeasibleError(
+            f"no plan exists: no connected group of units has a workload in [{lower:,.6g}, {upper:,.6g}] "
+            "(complete enumeration)")
+    if found.status == "infeasible":
+        raise InfeasibleError(
+            f"no plan exists: the {found.n_districts:,} connected groups of units with a workload in "
+            f"[{lower:,.6g}, {upper:,.6g}] (complete list) cannot cover every unit exactly once with "
+            f"{problem.k} of them (proven by CP-SAT)")
+    if found.status != "optimal":
+        say(f"district enumeration: {found.reason}; the MIP decides")
+        return None
+    assign = np.asarray(found.assignment, dtype=np.intp)
+    centres = best_centres(problem, assign)
+    objective = float(problem.objective_value(assign, centres))
+    return Solution(assignment=assign, centres=centres, objective=objective, status="optimal",
+                    backend="enumeration", time_s=0.0, bound=min(float(found.bound), objective),
+                    log=[f"district enumeration: {line}" for line in found.log])
 
 
 def _strong_multipliers(problem: Problem, costs: np.ndarray, time_limit_s: float, log: list[str],

@@ -13,7 +13,7 @@ from solvers.bound import cost_matrix, fixable_pairs, lower_bound, strong_relaxa
 from solvers.engine import solve
 from solvers.exact import exact_solve
 from solvers.problem import DenseTravelTimes, InfeasibleError, Problem
-from tiny import brute_force, grid_problems
+from tiny import brute_force, grid_problems, mip_only
 
 #: Tiny problems, some with zero workloads, squared minutes or objective weights above the workload.
 BOUND_PROBLEMS = grid_problems(squared=True, zero_workloads=True, tolerances=(0.0, 0.1, 0.25, 0.4), cost_weight=True)
@@ -129,7 +129,8 @@ def test_fixing_drops_far_pairs_and_the_exact_backend_still_proves_the_optimum()
     xy = np.array([(i // 6, i % 6) for i in range(36)], dtype=float)
     t = DenseTravelTimes(((xy[:, None] - xy[None]) ** 2).sum(-1))
     p = Problem(g, np.ones(36), np.full(4, 9.0), 0.0, t)
-    sol = solve(p, backend="exact", time_limit_s=30)
+    with mip_only():
+        sol = solve(p, backend="exact", time_limit_s=30)
     assert sol.status == "optimal" and sol.gap is not None and sol.gap <= 1e-6
     assert any("Lagrangian fixing" in line for line in sol.log)
     assert any(line.startswith("strong LP relaxation") for line in sol.log)  # 36 units: LP multipliers
@@ -147,7 +148,8 @@ def test_fixing_drops_far_pairs_and_the_exact_backend_still_proves_the_optimum()
     saved = engine.EXACT_KERNEL_PAIRS, engine.EXACT_STRONG_LP_MAX_UNITS
     engine.EXACT_KERNEL_PAIRS, engine.EXACT_STRONG_LP_MAX_UNITS = fix.pairs // 3, 0
     try:
-        kernels = solve(p, backend="exact", time_limit_s=60)
+        with mip_only():
+            kernels = solve(p, backend="exact", time_limit_s=60)
     finally:
         engine.EXACT_KERNEL_PAIRS, engine.EXACT_STRONG_LP_MAX_UNITS = saved
     assert any(line.startswith("kernel below") for line in kernels.log)

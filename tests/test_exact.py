@@ -17,7 +17,7 @@ from solvers.check import check_plan
 from solvers.engine import solve
 from solvers.exact import exact_solve, sector_classes, separators
 from solvers.problem import DenseTravelTimes, InfeasibleError, Problem
-from tiny import brute_force, grid_problems
+from tiny import brute_force, grid_problems, mip_only
 
 
 def contiguous_optimum(problem: Problem) -> float:
@@ -49,12 +49,32 @@ def test_exact_matches_brute_force(problem, contiguity):
 def test_engine_exact_backend_with_fixing_matches_brute_force(problem):
     """The engine's exact backend leaves out the pairs Lagrangian fixing rules out: same optimum."""
     expected = contiguous_optimum(problem)
+    with mip_only():
+        if np.isinf(expected):
+            with pytest.raises(InfeasibleError):
+                solve(problem, backend="exact", time_limit_s=10)
+            return
+        sol = solve(problem, backend="exact", time_limit_s=10)
+    assert sol.status == "optimal" and check_plan(problem, sol.assignment) == []
+    assert sol.objective == pytest.approx(expected, rel=1e-6)
+    assert sol.bound is not None and sol.bound <= sol.objective + 1e-9
+
+
+@settings(max_examples=25, deadline=None)
+@given(problem=grid_problems(diagonal=True, squared=True))
+def test_engine_exact_backend_by_district_enumeration_matches_brute_force(problem):
+    """Up to 50 units the exact backend lists every feasible district first: proven optimum
+    or proven infeasibility, equal to brute force."""
+    expected = contiguous_optimum(problem)
+    if problem.locked or len(set(zip(problem.lower, problem.upper))) != 1:
+        return  # enumeration skips locks and unequal sector targets (the MIP handles them)
     if np.isinf(expected):
-        with pytest.raises(InfeasibleError):
+        with pytest.raises(InfeasibleError, match="complete list|no plan|cannot"):
             solve(problem, backend="exact", time_limit_s=10)
         return
     sol = solve(problem, backend="exact", time_limit_s=10)
-    assert sol.status == "optimal" and check_plan(problem, sol.assignment) == []
+    assert sol.backend == "enumeration" and sol.status == "optimal"
+    assert check_plan(problem, sol.assignment) == []
     assert sol.objective == pytest.approx(expected, rel=1e-6)
     assert sol.bound is not None and sol.bound <= sol.objective + 1e-9
 
@@ -70,11 +90,12 @@ def test_engine_exact_backend_by_kernels_matches_brute_force(problem, kernel):
     saved = engine.EXACT_KERNEL_PAIRS
     engine.EXACT_KERNEL_PAIRS = kernel
     try:
-        if np.isinf(expected):
-            with pytest.raises(InfeasibleError):
-                solve(problem, backend="exact", time_limit_s=10)
-            return
-        sol = solve(problem, backend="exact", time_limit_s=10)
+        with mip_only():
+            if np.isinf(expected):
+                with pytest.raises(InfeasibleError):
+                    solve(problem, backend="exact", time_limit_s=10)
+                return
+            sol = solve(problem, backend="exact", time_limit_s=10)
     finally:
         engine.EXACT_KERNEL_PAIRS = saved
     assert check_plan(problem, sol.assignment) == []
@@ -148,9 +169,12 @@ def test_engine_exact_backend_proves_its_plan():
     xy = np.array([(i // 4, i % 4) for i in range(16)], dtype=float)
     w = np.random.default_rng(5).integers(1, 10, 16).astype(float)
     p = Problem(g, w, np.full(2, w.sum() / 2), 0.1, DenseTravelTimes(np.abs(xy[:, None] - xy[None]).sum(-1) * 10))
-    sol = solve(p, backend="exact", time_limit_s=20)
+    with mip_only():
+        sol = solve(p, backend="exact", time_limit_s=20)
     heuristic = solve(p, backend="heuristic", time_limit_s=2)
     assert sol.status == "optimal" and sol.backend == "exact" and sol.gap < 1e-5
+    listed = solve(p, backend="exact", time_limit_s=20)  # 16 units: by district enumeration
+    assert listed.backend == "enumeration" and listed.objective == pytest.approx(sol.objective, rel=1e-9)
     assert check_plan(p, sol.assignment) == []
     assert sol.objective <= heuristic.objective + 1e-9
     with pytest.raises(ValueError, match="pmedian"):

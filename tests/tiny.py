@@ -6,6 +6,7 @@ Shared by the tests of the exact backend, of the lower bound and of the cut-edge
 from __future__ import annotations
 
 import itertools
+from contextlib import contextmanager
 
 import networkx as nx
 import numpy as np
@@ -90,3 +91,17 @@ def grid_problems(draw, *, diagonal: bool = False, squared: bool = False, zero_w
     weights = w + rng.uniform(0, 2, n) if cost_weight and draw(st.booleans()) else None
     return Problem(g, w, w.sum() * share / share.sum(), tolerance, DenseTravelTimes(minutes),
                    cost_weight=weights)
+
+
+@contextmanager
+def mip_only():
+    """The engine's ``"exact"`` backend without its district enumeration (which answers
+    every problem of at most 50 units first), so that its MIP path is what runs."""
+    import solvers.engine as engine
+
+    saved = engine.EXACT_ENUMERATION_MAX_UNITS
+    engine.EXACT_ENUMERATION_MAX_UNITS = 0
+    try:
+        yield
+    finally:
+        engine.EXACT_ENUMERATION_MAX_UNITS = saved
