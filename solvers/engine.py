@@ -37,7 +37,17 @@ Backends
     when proven and :attr:`Solution.bound` / :attr:`Solution.gap` are set.
     Proves the published optima of US census-tract instances of up to
     1,046 units (``benchmarks/bench_validi.py --tracts``) when the
-    Lagrangian bound is tight; ``"pmedian"`` objective only.
+    Lagrangian bound is tight; ``"pmedian"`` objective only. Up to
+    :data:`EXACT_ENUMERATION_MAX_UNITS` units it first lists every feasible
+    district (:mod:`solvers.districts`): the optimum or a proof of
+    infeasibility when the list fits; up to :data:`EXACT_STRONG_LP_MAX_UNITS`
+    units its multipliers come from the strong LP relaxation
+    (:func:`solvers.bound.strong_relaxation`).
+
+With ``tie_break_slack``, any backend's plan of a ``"pmedian"`` or ``"base"``
+problem then gets fewer cut edges (or a shorter boundary) without its
+objective rising by more than that fraction
+(:func:`solvers.cut_edges.tie_break_solution`).
 
 Objective ``"cut_edges"`` goes to :func:`solvers.cut_edges.solve_cut_edges`
 (backends ``"auto"``, ``"heuristic"`` and ``"exact"``, its own MIP with a
@@ -337,7 +347,7 @@ EXACT_ENUMERATION_MAX_DISTRICTS = 300_000
 
 #: Up to this many units the ``"exact"`` backend takes its Lagrange multipliers from
 #: the complete strong LP relaxation (HiGHS, under 1 s up to 105 units: exact where the
-#: subgradient stops 0.2-3.7 % short on the 14 larger counties; ``benchmarks/bench_relaxation.py --part counties``).
+#: subgradient stops 0.0-0.8 % short on the 14 larger counties; ``benchmarks/bench_relaxation.py --part counties``).
 EXACT_STRONG_LP_MAX_UNITS = 150
 
 
