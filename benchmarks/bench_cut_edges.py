@@ -42,11 +42,10 @@ import pandas as pd
 from sectorize.atomic import atomic_write_json
 from solvers.check import check_partition
 from solvers.engine import solve
-from solvers.exact import NoPlanFoundError
 from solvers.problem import DenseTravelTimes, InfeasibleError, Problem
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_validi import read_graph  # noqa: E402  (the instance files are read the same way)
+from bench_validi import failed, read_graph  # noqa: E402  (instance files and failures handled the same way)
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared/benchmarks/validi"
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "cut_edges.json"
@@ -126,14 +125,8 @@ def run_one(inst: CutInstance, backend: str, time_limit: float, seed: int = 0) -
     start = time.monotonic()
     try:
         sol = solve(inst.problem, backend=backend, time_limit_s=time_limit, seed=seed)
-    except NoPlanFoundError as err:
-        row.update(status="unknown", time_s=time.monotonic() - start, reason=str(err)[:300],
-                   objective=None, bound=None, gap=None, valid=None, ratio=None)
-        return row
     except InfeasibleError as err:
-        row.update(status="infeasible", time_s=time.monotonic() - start, reason=str(err)[:300],
-                   objective=None, bound=None, gap=None, valid=None, ratio=None)
-        return row
+        return failed(row, err, start)
     valid, cut, msgs = recheck(inst, sol.assignment)
     row.update(
         status=sol.status,

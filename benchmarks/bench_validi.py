@@ -149,6 +149,19 @@ def recheck(inst: Instance, assignment: np.ndarray) -> tuple[bool, float, list[s
     return not msgs, total, msgs
 
 
+def failed(row: dict, err: InfeasibleError, start: float) -> dict:
+    """``row`` completed for a run that ended without a plan: ``"unknown"`` when time ran
+    out (:class:`NoPlanFoundError`), ``"no plan"`` when a heuristic backend found none (its
+    message says "found in": not a proof), else ``"infeasible"`` (proven, with the reason)."""
+    if isinstance(err, NoPlanFoundError):
+        status = "unknown"
+    else:
+        status = "no plan" if "found in" in str(err) else "infeasible"
+    row.update(status=status, time_s=time.monotonic() - start, reason=str(err)[:300],
+               objective=None, bound=None, gap=None, valid=None, ratio=None)
+    return row
+
+
 def run_one(inst: Instance, method: str, time_limit: float) -> dict:
     """Run one method on one instance; never raises for solver outcomes."""
     row: dict = {"instance": inst.name, "n": inst.problem.n, "k": inst.problem.k, "method": method,
@@ -161,16 +174,8 @@ def run_one(inst: Instance, method: str, time_limit: float) -> dict:
         else:  # "exact:<solver>:<contiguity>"
             _, solver, contiguity = method.split(":")
             sol = exact_solve(inst.problem, time_limit_s=time_limit, solver=solver, contiguity=contiguity)
-    except NoPlanFoundError as err:
-        row.update(status="unknown", time_s=time.monotonic() - start, reason=str(err)[:300],
-                   objective=None, bound=None, gap=None, valid=None, ratio=None)
-        return row
     except InfeasibleError as err:
-        # the heuristic backends also raise it when they found no balanced plan (not a proof)
-        proven = "found in" not in str(err)
-        row.update(status="infeasible" if proven else "no plan", time_s=time.monotonic() - start, reason=str(err)[:300],
-                   objective=None, bound=None, gap=None, valid=None, ratio=None)
-        return row
+        return failed(row, err, start)
     valid, objective, msgs = recheck(inst, sol.assignment)
     row.update(
         status=sol.status,
