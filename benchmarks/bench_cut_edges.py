@@ -45,7 +45,7 @@ from solvers.engine import solve
 from solvers.problem import DenseTravelTimes, InfeasibleError, Problem
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_validi import failed, read_graph  # noqa: E402  (instance files and failures handled the same way)
+from bench_validi import failed, read_graph, solved  # noqa: E402  (instance files and failures handled the same way)
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared/benchmarks/validi"
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "cut_edges.json"
@@ -128,19 +128,8 @@ def run_one(inst: CutInstance, backend: str, time_limit: float, seed: int = 0) -
     except InfeasibleError as err:
         return failed(row, err, start)
     valid, cut, msgs = recheck(inst, sol.assignment)
-    row.update(
-        status=sol.status,
-        time_s=time.monotonic() - start,
-        objective=cut,
-        solver_objective=sol.objective,
-        bound=sol.bound,
-        gap=sol.gap,
-        valid=valid,
-        problems=msgs[:3],
-        solver_backend=sol.backend,
-        ratio=cut / inst.published_ub,
-        reason=None,
-    )
+    solved(row, sol, start, valid, cut, msgs)
+    row.update(solver_backend=sol.backend, ratio=cut / inst.published_ub)
     return row
 
 

@@ -46,7 +46,7 @@ import pandas as pd
 from solvers.check import check_partition
 from solvers.engine import solve
 from solvers.exact import NoPlanFoundError, exact_solve
-from solvers.problem import DenseTravelTimes, InfeasibleError, Problem
+from solvers.problem import DenseTravelTimes, InfeasibleError, Problem, Solution
 from sectorize.atomic import atomic_write_json
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared/benchmarks/validi"
@@ -162,6 +162,15 @@ def failed(row: dict, err: InfeasibleError, start: float) -> dict:
     return row
 
 
+def solved(row: dict, sol: Solution, start: float, valid: bool, objective: float, problems: list[str]) -> dict:
+    """``row`` completed for a run that returned a plan, with the independent re-check's
+    verdict and recomputed ``objective`` (the solver's own value kept beside it)."""
+    row.update(status=sol.status, time_s=time.monotonic() - start, objective=objective,
+               solver_objective=sol.objective, bound=sol.bound, gap=sol.gap, valid=valid,
+               problems=problems[:3], reason=None)
+    return row
+
+
 def run_one(inst: Instance, method: str, time_limit: float) -> dict:
     """Run one method on one instance; never raises for solver outcomes."""
     row: dict = {"instance": inst.name, "n": inst.problem.n, "k": inst.problem.k, "method": method,
@@ -177,17 +186,9 @@ def run_one(inst: Instance, method: str, time_limit: float) -> dict:
     except InfeasibleError as err:
         return failed(row, err, start)
     valid, objective, msgs = recheck(inst, sol.assignment)
+    solved(row, sol, start, valid, objective, msgs)
     row.update(
-        status=sol.status,
-        time_s=time.monotonic() - start,
-        objective=objective,
-        solver_objective=sol.objective,
-        bound=sol.bound,
-        gap=sol.gap,
-        valid=valid,
-        problems=msgs[:3],
         ratio=objective / inst.published if inst.published else None,
-        reason=None,
         # what the exact backend's Lagrangian fixing left, e.g. "... 5,007 of 87,025 unit-centre pairs kept"
         fixing=[line for line in sol.log if line.startswith(("Lagrangian fixing", "Lagrangian bound"))],
     )
