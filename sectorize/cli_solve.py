@@ -62,7 +62,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--edge-weight", metavar="COL",
                    help="column of the --edges file giving each edge's weight, e.g. the shared boundary length "
                         "(numbers >= 0): --objective cut-edges then minimises the summed COL of the edges between "
-                        "sectors (boundary length), the tie-break lowers it, and summary.json reports it")
+                        "sectors (boundary length), the tie-break lowers it, and summary.json reports it; "
+                        "for a polygon file without --edges, 'border_m' is the shared border in metres computed "
+                        "from the polygons")
     p.add_argument("--tie-break-slack", type=float, metavar="FRACTION",
                    help="inertia/travel only: after solving, lower the cut edges (or the --edge-weight boundary) "
                         "by local moves that keep contiguity and balance and raise the objective by at most this "

@@ -328,7 +328,9 @@ def read_units(
         Unit of ``x``/``y`` columns in a CSV of points (``"m"`` or ``"km"``).
     edge_weight
         Column of ``edges`` read as each edge's weight (e.g. shared boundary
-        length), stored as the graph's edge attribute of that name.
+        length), stored as the graph's edge attribute of that name. For
+        polygons without ``edges``, ``"border_m"`` (:data:`COMPUTED_BORDER`):
+        the shared border in metres, computed from the polygons.
 
     Raises
     ------
@@ -338,10 +340,12 @@ def read_units(
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: units file not found")
-    if edge_weight is not None and edges is None:
-        raise InputError(f"--edge-weight {edge_weight} names a column of the --edges file; give --edges FILE "
-                         "(the contiguity computed from polygons has no edge weights)")
-    if path.suffix.lower() in CSV_SUFFIXES:
+    points = path.suffix.lower() in CSV_SUFFIXES
+    if edge_weight is not None and edges is None and (points or edge_weight != COMPUTED_BORDER):
+        raise InputError(f"--edge-weight {edge_weight} names a column of the --edges file; give --edges FILE"
+                         + ("" if points else f", or --edge-weight {COMPUTED_BORDER} for the shared border "
+                            "length (metres) computed from the polygons"))
+    if points:
         if edges is None:
             raise InputError(f"{path}: a CSV of points has no shapes to find neighbours; give --edges FILE")
         keys, w, xy, projection, notes = read_points(path, key, weight, xy_unit=xy_unit)
@@ -354,6 +358,10 @@ def read_units(
         return Units(keys, w, graph, xy, projection, f"{path} (points), {edges} (edges)", notes)
     return _read_polygons(path, key, weight, edges, edge_weight)
 
+
+#: Edge weight computed from polygons without ``--edges``: the shared border, metres
+#: (:func:`geodata.adjacency.queen_adjacency`).
+COMPUTED_BORDER = "border_m"
 
 #: Columns that :func:`geodata.regions.load_units` rewrites.
 _REPLACED_BY_LOAD_UNITS = ("population", "name", "lon", "lat")
@@ -403,7 +411,8 @@ def _read_polygons(path: Path, key: str, weight: str, edges: Path | None, edge_w
     graph = nx.Graph()
     graph.add_nodes_from(range(len(keys)))
     if edges is None:
-        graph.add_edges_from((index[str(a)], index[str(b)]) for a, b in region.graph.edges)
+        graph.add_edges_from((index[str(a)], index[str(b)], {COMPUTED_BORDER: d.get("border_m", 0.0)})
+                             for a, b, d in region.graph.edges(data=True))
         source = f"{path} (polygons, queen contiguity)"
     else:
         pairs, more = read_edges(Path(edges), keys, weight=edge_weight)

@@ -320,6 +320,9 @@ def run(scenario: Scenario, progress: Progress | None = None) -> Plan:
         time_limit_s=scenario.model.time_limit_s,
         seed=scenario.model.seed,
         progress=lambda line: step(line),
+        tie_break_slack=scenario.model.tie_break_slack,
+        tie_break_weight=(TIE_BREAK_WEIGHT if scenario.model.tie_break_slack is not None
+                          and scenario.model.tie_break_measure == "boundary" else None),
     )
     step(f"solved in {nested.time_s:.1f} s, objective {nested.objective:,.0f} caseload-minutes")
     plan = _assemble(scenario, region, demand, w, travel, team, nested)
@@ -366,6 +369,32 @@ def sector_ids(worker_group: np.ndarray, group_names: tuple[str, ...]) -> list[s
         count[int(g)] = count.get(int(g), 0) + 1
         ids.append(f"{group_names[int(g)]}{count[int(g)]}")
     return ids
+
+
+#: Edge attribute of the contiguity graph the boundary tie-break sums (metres of shared border).
+TIE_BREAK_WEIGHT = "border_m"
+
+
+def tie_break_summary(scenario: Scenario, nested) -> dict:
+    """What the tie-break did, summed over the solves that drew sectors (one when
+    sectors come first, one per group otherwise): cut edges and border between
+    sectors (km) before and after, and the objective before and after it."""
+    done = [sol.tie_break for sol in nested.solutions if sol.tie_break is not None]
+    out: dict = {"slack": scenario.model.tie_break_slack, "measure": scenario.model.tie_break_measure,
+                 "solves": len(done)}
+    if not done:
+        return out
+    out.update(
+        cut_edges_before=int(sum(t.edges_before for t in done)),
+        cut_edges_after=int(sum(t.edges_after for t in done)),
+        objective_before=float(sum(t.objective_before for t in done)),
+        objective_after=float(sum(t.objective for t in done)),
+        changed=any(t.changed for t in done),
+    )
+    if scenario.model.tie_break_measure == "boundary":
+        out.update(boundary_km_before=round(sum(t.cut_before for t in done) / 1000.0, 3),
+                   boundary_km_after=round(sum(t.cut_after for t in done) / 1000.0, 3))
+    return out
 
 
 def _assemble(scenario, region, demand, w, travel, team, nested, sector_names=None) -> Plan:
@@ -425,6 +454,8 @@ def _assemble(scenario, region, demand, w, travel, team, nested, sector_names=No
         ],
         "log": nested.log[-40:],
     }
+    if scenario.model.tie_break_slack is not None:
+        solve["tie_break"] = tie_break_summary(scenario, nested)
     notes = [*region.notes, *demand.notes]
     if hasattr(travel, "notes"):
         notes.extend(travel.notes)

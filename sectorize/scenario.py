@@ -314,6 +314,16 @@ class ModelConfig(BaseModel):
     sparse_weight
         Objective weight floor of each commune, as a fraction of the mean
         commune workload (>= 0); keeps sectors compact where demand is sparse.
+    tie_break_slack
+        When set (``0 <= slack < 1``), the sectors found then get shorter
+        boundaries (:func:`solvers.cut_edges.tie_break`), the objective kept
+        within ``(1 + slack) x`` its own (``0``: ties only; ``0.01``: at most
+        1 % more travel). Contiguity, balance and locks are kept. The search
+        gives up 10 % of the time limit (at most 10 s) for it. Default: off.
+    tie_break_measure
+        What the tie-break shortens: ``"boundary"`` (kilometres of border
+        between sectors, from the commune polygons) or ``"cut_edges"``
+        (pairs of neighbouring communes in different sectors).
     """
 
     model_config = _STRICT
@@ -325,6 +335,8 @@ class ModelConfig(BaseModel):
     time_limit_s: float = Field(30, gt=0)
     seed: int = 0
     sparse_weight: float = Field(0.05, ge=0)
+    tie_break_slack: float | None = Field(None, ge=0, lt=1)
+    tie_break_measure: Literal["boundary", "cut_edges"] = "boundary"
 
     @model_validator(mode="before")
     @classmethod

@@ -235,6 +235,8 @@ def solve_nested(
     time_limit_s: float = 30.0,
     seed: int = 0,
     progress: ProgressCallback | None = None,
+    tie_break_slack: float | None = None,
+    tie_break_weight: str | None = None,
 ) -> NestedSolution:
     """One contiguous sector per worker, grouped into ``n_groups`` contiguous groups.
 
@@ -251,8 +253,9 @@ def solve_nested(
     objective, base_travel
         Sector objective; ``base_travel`` is ``(W, n)`` minutes from each
         worker's base (needed for ``"base"``).
-    backend, time_limit_s, seed, progress
-        As in :func:`solvers.engine.solve`. The sectors-first strategy uses
+    backend, time_limit_s, seed, progress, tie_break_slack, tie_break_weight
+        As in :func:`solvers.engine.solve` (the tie-break shortens the
+        sectors' boundaries, within each group when groups come first). The sectors-first strategy uses
         the whole time limit; if its sectors cannot be grouped, the
         groups-first fallback gets a second time limit (the log says so).
 
@@ -275,7 +278,8 @@ def solve_nested(
         raise InfeasibleError("; ".join(reasons))
     say(f"sectors: {graph.number_of_nodes():,} units into {len(fte)} sectors")
     sol = solve(flat, backend=backend, time_limit_s=time_limit_s, seed=seed,
-                progress=lambda line: say(f"sectors: {line}"))
+                progress=lambda line: say(f"sectors: {line}"),
+                tie_break_slack=tie_break_slack, tie_break_weight=tie_break_weight)
     worker_group = (np.zeros(len(fte), dtype=np.intp) if n_groups == 1 else
                     group_sectors(graph, sol.assignment, workload, fte, n_groups, group_tolerance, fixed_groups))
     if worker_group is not None:
@@ -293,6 +297,7 @@ def solve_nested(
         tolerance=tolerance, group_tolerance=group_tolerance, objective=objective, base_travel=base_travel,
         cost_weight=cost_weight, labels=labels, wlabels=wlabels, glabels=glabels, backend=backend,
         time_limit_s=time_limit_s, seed=seed, say=say,
+        tie_break_slack=tie_break_slack, tie_break_weight=tie_break_weight,
     )
     nested.log = [*sol.log, line, *nested.log]
     nested.time_s = time.monotonic() - start
@@ -301,7 +306,7 @@ def solve_nested(
 
 def _groups_first(graph, workload, travel, fte, worker_group, *, tolerance, group_tolerance, objective,
                   base_travel, cost_weight, labels, wlabels, glabels, backend, time_limit_s, seed,
-                  say) -> NestedSolution:
+                  say, tie_break_slack=None, tie_break_weight=None) -> NestedSolution:
     """Groups by a ``len(groups)``-centre p-median (30 % of the time), then
     each group's sectors (the rest, in proportion to each group's size)."""
     start = time.monotonic()
@@ -335,7 +340,8 @@ def _groups_first(graph, workload, travel, fte, worker_group, *, tolerance, grou
         )
         try:
             sol = solve(problem, backend=backend, time_limit_s=budget, seed=seed,
-                        progress=lambda line, g=g: say(f"{glabels[g]}: {line}"))
+                        progress=lambda line, g=g: say(f"{glabels[g]}: {line}"),
+                        tie_break_slack=tie_break_slack, tie_break_weight=tie_break_weight)
         except InfeasibleError as err:
             raise InfeasibleError(f"{glabels[g]}: {err}") from err
         sector[units] = workers[sol.assignment]

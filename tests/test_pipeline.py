@@ -98,6 +98,34 @@ def test_unknown_base_names_the_key():
         pipeline.run(quick(scenario_from_dict(d)))
 
 
+def test_boundary_tie_break_from_the_scenario():
+    """``model.tie_break_slack``: shorter borders between sectors, travel within the slack,
+    and the reported figures match the border recomputed from the plan's own tables."""
+    plan = pipeline.run(quick(default_scenario(), tie_break_slack=0.01))
+    assert plan.valid, plan.violations
+    tb = plan.solve["tie_break"]
+    assert tb["measure"] == "boundary" and tb["solves"] >= 1
+    assert tb["boundary_km_after"] <= tb["boundary_km_before"] + 1e-9
+    assert tb["objective_after"] <= 1.01 * tb["objective_before"] * (1 + 1e-9)
+    sector = plan.units["sector"]
+    border = sum(d["border_m"] for a, b, d in plan.graph.edges(data=True) if sector[a] != sector[b])
+    cut = sum(1 for a, b in plan.graph.edges if sector[a] != sector[b])
+    assert border / 1000 == pytest.approx(tb["boundary_km_after"], abs=1e-3)
+    assert cut == tb["cut_edges_after"]
+    assert "tie_break" not in pipeline.run(quick(default_scenario(), time_limit_s=2)).solve
+
+
+def test_tie_break_settings_are_checked():
+    with pytest.raises(ScenarioError, match="tie_break_slack"):
+        d = default_scenario().model_dump(exclude={"source"})
+        d["model"]["tie_break_slack"] = -0.1
+        scenario_from_dict(d)
+    with pytest.raises(ScenarioError, match="tie_break_measure"):
+        d = default_scenario().model_dump(exclude={"source"})
+        d["model"].update(tie_break_slack=0.0, tie_break_measure="perimeter")
+        scenario_from_dict(d)
+
+
 def test_user_demand_file_and_base_objective(tmp_path):
     """A French-Excel demand file (``;``, BOM, decimal comma) and the base objective."""
     region = load_aura("lyon_arrondissements")

@@ -289,6 +289,35 @@ def test_cli_tie_break_and_edge_weight(tmp_path, capsys):
     assert summary["objective_definition"].startswith("summed length of the adjacency edges")
 
 
+def test_cli_border_computed_from_polygons(tmp_path):
+    """Polygons without --edges: ``--edge-weight border_m`` is the shared border (metres) computed
+    from the shapes; the reported boundary equals the borders recomputed with shapely."""
+    import geopandas as gpd
+    import shapely
+
+    widths = [1000.0, 3000.0, 1500.0, 2500.0]  # unequal columns: unequal borders
+    xs = 840000.0 + np.r_[0.0, np.cumsum(widths)]  # Lambert-93 metres, near Lyon
+    boxes = [shapely.box(xs[c], 6518000.0 + r * 2000.0, xs[c + 1], 6518000.0 + (r + 1) * 2000.0)
+             for r in range(3) for c in range(4)]
+    keys = [f"{i + 1:05d}" for i in range(12)]
+    gpd.GeoDataFrame({"code": keys, "charge": np.random.default_rng(3).integers(1, 5, 12)},
+                     geometry=boxes, crs=2154).to_file(tmp_path / "units.geojson", driver="GeoJSON")
+    base = ["--units", tmp_path / "units.geojson", "--key", "code", "--weight", "charge", "--sectors", 3,
+            "--tolerance", 0.3, "--time-limit", 10, "--edge-weight", "border_m"]
+    for extra, name in ((["--objective", "cut-edges", "--backend", "exact"], "cut"),
+                        (["--tie-break-slack", 0.02], "inertia")):
+        out = tmp_path / name
+        assert _run([*base, *extra, "--out", out]) == 0
+        summary, sector = _summary(out)
+        border = sum(shapely.length(shapely.intersection(boxes[a].boundary, boxes[b].boundary))
+                     for a in range(12) for b in range(a + 1, 12)
+                     if sector[keys[a]] != sector[keys[b]] and boxes[a].intersects(boxes[b]))
+        # measured again after a round trip through degrees and a local metric projection
+        assert summary["boundary_length"] == pytest.approx(border, rel=2e-3)
+        assert summary["edge_weight"] == "border_m"
+    assert summary["tie_break"]["boundary_after"] <= summary["tie_break"]["boundary_before"] + 1e-9
+
+
 @pytest.mark.parametrize("case, expected", [
     ("missing column", r"edges.csv: no edge weight column 'len'; the columns are \['a', 'b', 'length'\]"),
     ("not a number", r"edges.csv, line 3, column 'length': edge weight 'abc' is not a number"),
