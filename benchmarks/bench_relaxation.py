@@ -1,16 +1,16 @@
-"""How strong is the relaxation behind our lower bound, and how close does the subgradient get to it?
+"""How strong is the relaxation behind our lower bound, and how close does our ascent (bundle or subgradient) get to it?
 
 Two parts (HiGHS via :func:`solvers.bound.strong_relaxation`):
 
 * ``counties``: every published county instance (``../shared/benchmarks/validi``): the
-  subgradient bound :func:`solvers.bound.lower_bound` (``--bound-time`` seconds, aiming at the
+  Lagrangian bound :func:`solvers.bound.lower_bound` (``--method``, default bundle) (``--bound-time`` seconds, aiming at the
   objective of a 5 s ``auto`` plan, as in the engine; no target when none is found) against the
   complete strong LP relaxation (a proven bound, the Lagrangian dual's value) and the
   published "Lagrangian LB".
 * ``aura``: an AURA instance of :mod:`bench_peers`: a plan (``auto``, ``--time-limit`` s),
-  the subgradient bound, and the strong LP *restricted* to the plan's pairs plus the
+  the Lagrangian bound, and the strong LP *restricted* to the plan's pairs plus the
   ``--near`` nearest units of the plan's centres and of the ``--centres`` centres the
-  subgradient ranks best. The restricted optimum is no bound (4,025² pairs do not fit a
+  bound ranks best. The restricted optimum is no bound (4,025² pairs do not fit a
   HiGHS model here) but shows how far below the plan the relaxation can go near it.
 
 Usage::
@@ -45,33 +45,34 @@ from bench_validi import DEFAULT_DATA, load_instance  # noqa: E402
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "relaxation.json"
 
 
-def counties(data: Path, bound_time: float) -> list[dict]:
+def counties(data: Path, bound_time: float, method: str = "bundle") -> list[dict]:
     rows = []
     index = pd.read_csv(data / "instances_hess.csv")
     published = pd.read_csv(data / "instances_hess.csv").set_index("instance")["cut_lagrangian_lb"]
     for _, row in index[index["level"] == "county"].sort_values("n").iterrows():
         p = load_instance(data, row).problem
         costs = cost_matrix(p)
-        try:  # the engine always gives the subgradient a plan's objective as its target
+        try:  # the engine always gives the bound a plan's objective as its target
             plan = solve(p, backend="auto", time_limit_s=5.0).objective
         except InfeasibleError:
             plan = None
-        sub = lower_bound(p, upper_bound=plan, time_limit_s=bound_time, costs=costs)
+        sub = lower_bound(p, upper_bound=plan, time_limit_s=bound_time, costs=costs, method=method)
         lp = strong_relaxation(p, costs=costs)
         rows.append({"instance": row["instance"], "n": p.n, "k": p.k, "plan": plan, "published_lagrangian": float(published[row["instance"]]),
-                     "strong_lp": lp.value, "strong_lp_s": lp.time_s, "subgradient": sub.value,
-                     "subgradient_steps": sub.iterations, "subgradient_s": sub.time_s,
-                     "subgradient_share": sub.value / lp.value})
-        print(f"{row['instance']}: LP {lp.value:,.2f} ({lp.time_s:.2f} s), subgradient {sub.value:,.2f}",
+                     "strong_lp": lp.value, "strong_lp_s": lp.time_s, "lagrangian": sub.value, "method": method,
+                     "lagrangian_steps": sub.iterations, "lagrangian_s": sub.time_s,
+                     "lagrangian_share": sub.value / lp.value})
+        print(f"{row['instance']}: LP {lp.value:,.2f} ({lp.time_s:.2f} s), {method} {sub.value:,.2f}",
               file=sys.stderr, flush=True)
     return rows
 
 
-def aura(name: str, time_limit: float, bound_time: float, centres: int, near: int, seed: int) -> list[dict]:
+def aura(name: str, time_limit: float, bound_time: float, centres: int, near: int, seed: int,
+         method: str = "bundle") -> list[dict]:
     p = aura_case(name).problem
     costs = cost_matrix(p)
     sol = solve(p, backend="auto", time_limit_s=time_limit, seed=seed)
-    sub = lower_bound(p, upper_bound=sol.objective, time_limit_s=bound_time, costs=costs)
+    sub = lower_bound(p, upper_bound=sol.objective, time_limit_s=bound_time, costs=costs, method=method)
     floor, _ = _floor_values(costs, sub.multipliers, np.asarray(p.workload, float), float(p.lower[0]), float(p.upper[0]))
     chosen = np.unique(np.r_[np.argsort(floor)[:centres], sol.centres])
     near_units = np.argsort(p.travel.rows(chosen), axis=1)[:, :near]
@@ -80,24 +81,25 @@ def aura(name: str, time_limit: float, bound_time: float, centres: int, near: in
                   np.column_stack([sol.centres[sol.assignment], np.arange(p.n)])]
     lp = strong_relaxation(p, pairs, costs=costs)
     return [{"instance": name, "n": p.n, "k": p.k, "plan": sol.objective, "plan_backend": sol.backend,
-             "subgradient": sub.value, "subgradient_steps": sub.iterations, "subgradient_s": sub.time_s,
+             "lagrangian": sub.value, "method": method, "lagrangian_steps": sub.iterations,
+             "lagrangian_s": sub.time_s,
              "restricted_lp": lp.value, "restricted_pairs": lp.pairs, "restricted_centres": int(len(chosen)),
              "restricted_lp_s": lp.time_s, "plan_over_restricted_lp": sol.objective / lp.value,
-             "gap_to_subgradient_pct": 100 * (sol.objective - sub.value) / sol.objective}]
+             "gap_to_lagrangian_pct": 100 * (sol.objective - sub.value) / sol.objective}]
 
 
 def table(rows: list[dict]) -> str:
     if rows and "strong_lp" in rows[0]:
-        lines = ["| instance | n | k | published Lagrangian LB | strong LP (ours) | LP s | subgradient | ÷ LP |",
+        lines = ["| instance | n | k | published Lagrangian LB | strong LP (ours) | LP s | Lagrangian bound | ÷ LP |",
                  "|---|---|---|---|---|---|---|---|"]
         for r in rows:
             lines.append(f"| {r['instance']} | {r['n']} | {r['k']} | {r['published_lagrangian']:,.2f} | {r['strong_lp']:,.2f} | "
-                         f"{r['strong_lp_s']:.2f} | {r['subgradient']:,.2f} | {r['subgradient_share']:.4f} |")
+                         f"{r['strong_lp_s']:.2f} | {r['lagrangian']:,.2f} ({r['method']}) | {r['lagrangian_share']:.4f} |")
         return "\n".join(lines)
-    lines = ["| instance | plan | subgradient bound | gap % | restricted strong LP (pairs, centres, s) | plan ÷ restricted LP |",
+    lines = ["| instance | plan | Lagrangian bound | gap % | restricted strong LP (pairs, centres, s) | plan ÷ restricted LP |",
              "|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['instance']} | {r['plan']:,.2f} | {r['subgradient']:,.2f} | {r['gap_to_subgradient_pct']:.2f} | "
+        lines.append(f"| {r['instance']} | {r['plan']:,.2f} | {r['lagrangian']:,.2f} ({r['method']}) | {r['gap_to_lagrangian_pct']:.2f} | "
                      f"{r['restricted_lp']:,.2f} ({r['restricted_pairs']:,}, {r['restricted_centres']}, "
                      f"{r['restricted_lp_s']:.1f}) | {r['plan_over_restricted_lp']:.4f} |")
     return "\n".join(lines)
@@ -109,18 +111,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--case", default="aura-k11-5pc", choices=sorted(AURA_CASES))
     ap.add_argument("--time-limit", type=float, default=30.0, help="seconds of the AURA plan (auto)")
-    ap.add_argument("--bound-time", type=float, default=10.0, help="seconds of the subgradient bound")
+    ap.add_argument("--bound-time", type=float, default=10.0, help="seconds of the Lagrangian bound")
     ap.add_argument("--centres", type=int, default=60, help="AURA: best-ranked centres kept besides the plan's")
     ap.add_argument("--near", type=int, default=400, help="AURA: nearest units kept per kept centre")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--method", choices=("bundle", "subgradient"), default="bundle",
+                    help="ascent of the Lagrangian bound (solvers.bound.lower_bound)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
     out = args.out or DEFAULT_OUT.with_name(f"relaxation_{args.part}.json")
     began = time.monotonic()
     if args.part == "counties":
-        rows = counties(args.data, args.bound_time)
+        rows = counties(args.data, args.bound_time, args.method)
     else:
-        rows = aura(args.case, args.time_limit, args.bound_time, args.centres, args.near, args.seed)
+        rows = aura(args.case, args.time_limit, args.bound_time, args.centres, args.near, args.seed, args.method)
     atomic_write_json(out, {
         "command": " ".join(["python benchmarks/bench_relaxation.py", *(sys.argv[1:] if argv is None else argv)]),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU",

@@ -27,7 +27,9 @@ and 0/1 assignment ``x*``. It meets every constraint kept in ``v_s(j_s)``, so
 distinct, so the sum of these is >= the minimum over distinct centres. Since
 ``sum_s x*[s, i] = 1``, its objective equals ``sum_i lam_i + sum_s sum_i
 (c - lam) x*[s, i]`` >= ``LB(lam)``. This holds for *every* ``lam``, so every
-value the subgradient loop computes is a valid bound and the best is kept.
+value the ascent computes is a valid bound and the best is kept. The ascent
+on the concave, piecewise-linear ``LB`` is a proximal bundle method (default)
+or deflected subgradient steps (:func:`lower_bound`, ``method=``).
 ``v_s(j)`` is a bounded fractional knapsack solved exactly by the greedy on
 ``(c - lam) / w`` (units of zero workload join when their reduced cost is
 negative); the choice of distinct centres is an assignment problem
@@ -47,6 +49,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -67,8 +70,8 @@ class Bound:
     """Result of :func:`lower_bound`.
 
     ``value`` is the best proven lower bound (objective units, e.g.
-    patient-minutes/year); ``iterations`` the subgradient steps made;
-    ``history`` the bound after each step; ``multipliers`` the ``(n,)``
+    patient-minutes/year); ``iterations`` the evaluations of ``LB`` made;
+    ``history`` the best bound after each evaluation; ``multipliers`` the ``(n,)``
 multipliers ``lam`` that gave ``value`` (objective units), for
 :func:`fixable_pairs`; ``centres`` the ``(k,)`` centre units the relaxation
 chose for them (good starting centres for a plan when the bound is tight).
@@ -225,20 +228,21 @@ def lower_bound(
     costs: np.ndarray | None = None,
     progress: ProgressCallback | None = None,
     scaled: bool = True,
+    method: Literal["bundle", "subgradient"] = "bundle",
 ) -> Bound | None:
-    """Best Lagrangian lower bound found by subgradient steps within the time limit.
+    """Best Lagrangian lower bound found within the time limit.
 
     Parameters
     ----------
     problem
         A ``"pmedian"`` problem without move costs (else ``None`` is returned).
     upper_bound
-        Objective of a known plan (Polyak step target); without it the step
-        aims at 5 % above the current bound.
+        Objective of a known plan: the first step aims at it (Polyak step);
+        without it, at 5 % above the current bound.
     time_limit_s
         Wall-clock budget in seconds (the cost matrix is built within it).
     max_iterations
-        Stop after this many subgradient steps.
+        Stop after this many evaluations of the bound.
     start
         ``(n,)`` starting multipliers, e.g. each unit's cost in a known plan
         (objective units); default: each unit's cost to its ``n/k``-th nearest unit.
@@ -247,13 +251,21 @@ def lower_bound(
     progress
         Called with a line when the bound improves markedly.
     scaled
-        Scale each multiplier's step by its unit's objective weight (see
-        :data:`SCALE_FLOOR`); ``False``: the plain deflected subgradient.
+        Scale each multiplier's move by its unit's objective weight (see
+        :data:`SCALE_FLOOR`); ``False``: the same move on every multiplier.
+    method
+        ``"bundle"`` (default): a proximal bundle method (:func:`_bundle`),
+        which keeps a model of the bound from the last :data:`BUNDLE_SIZE`
+        evaluations; ``"subgradient"``: deflected subgradient steps (the
+        method before 2026-12; ``benchmarks/README.md``, "Lower bound", for
+        both measured).
 
     Returns
     -------
     Bound or None
         ``value`` <= the objective of every balanced plan (contiguous or not).
+        Every value evaluated is a valid bound whatever the multipliers, so
+        the method only changes how fast the bound rises.
 
     Examples
     --------
@@ -268,6 +280,8 @@ def lower_bound(
     """
     if problem.objective != "pmedian" or problem.move_rows() is not None:
         return None
+    if method not in ("bundle", "subgradient"):
+        raise ValueError(f"unknown bound method {method!r}; choose 'bundle' or 'subgradient'")
     began = time.monotonic()
     say = progress or (lambda line: None)
     n, k = problem.n, problem.k
@@ -277,8 +291,6 @@ def lower_bound(
     else:
         m = min(max(int(np.ceil(n / k)), 1), n - 1)
         lam = np.partition(c, m, axis=0)[m].astype(np.float64)
-    best, history, log = -np.inf, [], []
-    theta, stall = 1.0, 0
     # diagonal scaling: a unit's multiplier is in objective units, so it moves in proportion
     # to the unit's weight (AURA communes range from 0 to 500,000 inhabitants;
     # benchmarks/README.md, "Lower bound", for the measured effect)
@@ -286,43 +298,178 @@ def lower_bound(
     scale = np.ones(n)
     if scaled and weight.mean() > 0:
         scale = weight / weight.mean() + SCALE_FLOOR
+    run = _bundle if method == "bundle" else _subgradient
+    track = _Best(began, say)
+    it = run(c, lam, problem, scale, upper_bound, began + time_limit_s, max_iterations, track)
+    # float64 sums of n terms: keep a margin far above their rounding error
+    best = track.value - 1e-9 * abs(track.value) if np.isfinite(track.value) else track.value
+    line = f"Lagrangian bound {best:,.2f} after {it} {method} steps in {time.monotonic() - began:.1f} s"
+    say(line)
+    return Bound(value=float(best), iterations=it, time_s=time.monotonic() - began, history=track.history,
+                 log=[line], multipliers=track.lam if track.lam is not None else lam, centres=track.centres)
+
+
+class _Best:
+    """The best bound seen, its multipliers and centres, and the history of evaluations."""
+
+    def __init__(self, began: float, say: ProgressCallback) -> None:
+        self.value, self.lam, self.centres = -np.inf, None, None
+        self.history: list[float] = []
+        self.began, self.say = began, say
+
+    def see(self, value: float, lam: np.ndarray, centres: np.ndarray) -> bool:
+        """Record one evaluation; True when it is a new best."""
+        better = value > self.value and (not np.isfinite(self.value)
+                                         or value > self.value + 1e-9 * max(abs(self.value), 1.0))
+        if better:
+            if np.isfinite(self.value) and value > self.value + 0.005 * abs(self.value):
+                self.say(f"bound: {value:,.2f} after {len(self.history) + 1} steps, "
+                         f"{time.monotonic() - self.began:.1f} s")
+            self.value, self.lam, self.centres = value, lam.copy(), centres
+        self.history.append(self.value)
+        return better
+
+
+def _subgradient(c: np.ndarray, lam: np.ndarray, problem: Problem, scale: np.ndarray, upper_bound: float | None,
+                 deadline: float, max_iterations: int, track: _Best) -> int:
+    """Deflected subgradient steps (Camerini, Fratta & Maffioli 1975) with Polyak step sizes,
+    halved after 20 steps without a better bound. Returns the number of steps."""
+    theta, stall, it = 1.0, 0, 0
     direction = None
-    it = 0
-    best_lam = lam.copy()
-    best_centres = None
-    while it < max_iterations and time.monotonic() - began < time_limit_s:
+    while it < max_iterations and time.monotonic() < deadline:
         it += 1
         value, g, chosen = _evaluate(c, lam, problem)
-        if value > best and (not np.isfinite(best) or value > best + 1e-9 * max(abs(best), 1.0)):
-            if np.isfinite(best) and value > best + 0.005 * abs(best):
-                say(f"bound: {value:,.2f} after {it} steps, {time.monotonic() - began:.1f} s")
-            best, best_lam, best_centres, stall = value, lam.copy(), chosen, 0
+        if track.see(value, lam, chosen):
+            stall = 0
         else:
             stall += 1
             if stall >= 20:
                 theta, stall = theta / 2, 0
-                lam = best_lam.copy()
+                lam = track.lam.copy() if track.lam is not None else lam
                 if theta < 1e-4:
                     break
-        history.append(best)
         if float(g @ g) < 1e-12:  # every unit covered once: the relaxation is solved
             break
-        # deflected subgradient (Camerini, Fratta & Maffioli 1975): less zig-zag between steps
-        direction = g if direction is None or DEFLECTION == 0 else g + DEFLECTION * direction
-        norm = float(direction @ (scale * direction))
-        target = upper_bound if upper_bound is not None else (value if np.isfinite(value) else 0.0) * 1.05 + 1.0
         if not np.isfinite(value):
             lam = lam * 0.9  # no centre fits the bounds yet: cheaper units
             continue
+        direction = g if direction is None or DEFLECTION == 0 else g + DEFLECTION * direction
+        norm = float(direction @ (scale * direction))
+        target = upper_bound if upper_bound is not None else value * 1.05 + 1.0
         step = theta * max(target - value, 1e-9 * max(abs(target), 1.0)) / norm
         lam = lam + step * scale * direction
-    # float64 sums of n terms: keep a margin far above their rounding error
-    best = best - 1e-9 * abs(best) if np.isfinite(best) else best
-    line = f"Lagrangian bound {best:,.2f} after {it} steps in {time.monotonic() - began:.1f} s"
-    log.append(line)
-    say(line)
-    return Bound(value=float(best), iterations=it, time_s=time.monotonic() - began, history=history, log=log,
-                 multipliers=best_lam, centres=best_centres)
+    return it
+
+
+#: Cuts kept in the bundle's model (the aggregate of the dropped ones is kept too).
+BUNDLE_SIZE = 40
+
+#: A trial point becomes the new centre when it gains at least this share of the predicted gain.
+BUNDLE_SERIOUS = 0.1
+
+
+def _simplex_projection(v: np.ndarray) -> np.ndarray:
+    """Euclidean projection of ``v`` onto the unit simplex (Held, Wolfe & Crowder 1974)."""
+    u = np.sort(v)[::-1]
+    css = np.cumsum(u) - 1.0
+    rho = np.flatnonzero(u * np.arange(1, len(v) + 1) > css)[-1]
+    return np.maximum(v - css[rho] / (rho + 1.0), 0.0)
+
+
+def _bundle_weights(a: np.ndarray, q: np.ndarray, t: float, start: np.ndarray, steps: int = 300) -> np.ndarray:
+    """Convex weights ``theta`` minimising ``a . theta + t/2 theta' Q theta`` (the dual of the
+    bundle step), by accelerated projected gradient (FISTA). Only the step's quality depends on
+    its accuracy: every bound evaluated afterwards is valid."""
+    if len(a) == 1:
+        return np.ones(1)
+    lip = t * max(float(np.linalg.eigvalsh(q)[-1]), 1e-300)
+    x = y = start
+    s = 1.0
+    for step in range(steps):
+        nxt = _simplex_projection(y - (a + t * (q @ y)) / lip)
+        s_next = (1.0 + np.sqrt(1.0 + 4.0 * s * s)) / 2.0
+        y = nxt + (s - 1.0) / s_next * (nxt - x)
+        moved = float(np.abs(nxt - x).max())
+        x, s = nxt, s_next
+        if step >= 20 and moved < 1e-7:
+            break
+    return x
+
+
+def _bundle(c: np.ndarray, lam: np.ndarray, problem: Problem, scale: np.ndarray, upper_bound: float | None,
+            deadline: float, max_iterations: int, track: _Best) -> int:
+    """Proximal bundle method on the Lagrangian dual (Lemaréchal 1978; Kiwiel 1990).
+
+    Each evaluation at ``lam_q`` gives a cut ``LB(lam) <= LB(lam_q) + g_q . (lam - lam_q)``
+    (``LB`` is concave). The next trial point maximises the minimum of the cuts minus
+    ``|lam - centre|^2 / (2 t)`` (in the metric ``1 / scale``); its dual is a small QP over
+    convex weights of the cuts (:func:`_bundle_weights`). A trial point that gains at least
+    :data:`BUNDLE_SERIOUS` of the predicted gain becomes the centre and ``t`` grows (x 1.5);
+    otherwise its cut refines the model and ``t`` shrinks (x 0.7). Returns the evaluations made.
+    """
+    it = 1
+    f_hat, g, chosen = _evaluate(c, lam, problem)
+    track.see(f_hat, lam, chosen)
+    while not np.isfinite(f_hat) and it < max_iterations and time.monotonic() < deadline:
+        lam = lam * 0.9  # no centre fits the bounds yet: cheaper units
+        it += 1
+        f_hat, g, chosen = _evaluate(c, lam, problem)
+        track.see(f_hat, lam, chosen)
+    if not np.isfinite(f_hat):
+        return it
+    cuts, heights, idle = [g], [f_hat], [0]  # heights: each cut's value at the centre
+    norm = float(g @ (scale * g))
+    if norm < 1e-12:  # every unit covered once: the relaxation is solved
+        return it
+    target = upper_bound if upper_bound is not None and upper_bound > f_hat else f_hat * 1.05 + 1.0
+    t = t_first = (target - f_hat) / norm
+    theta = np.ones(1)
+    restarts = 0
+    while it < max_iterations and time.monotonic() < deadline:
+        gm = np.array(cuts)
+        a = np.array(heights)
+        weights = _bundle_weights(a, (gm * scale) @ gm.T, t,
+                                  np.r_[theta, np.zeros(len(cuts) - len(theta))])
+        d = t * scale * (weights @ gm)
+        predicted = float(np.min(a + gm @ d)) - f_hat
+        if predicted <= 1e-9 * max(abs(f_hat), 1.0):
+            # no gain within reach: a wider step, and stop when even that finds none
+            restarts += 1
+            if restarts > 5 or t >= 1e3 * t_first:
+                break
+            t = min(t * 10.0, 1e3 * t_first)
+            theta = weights
+            continue
+        trial = lam + d
+        it += 1
+        value, g, chosen = _evaluate(c, trial, problem)
+        track.see(value, trial, chosen)
+        if not np.isfinite(value):
+            t *= 0.5
+            theta = weights
+            continue
+        if value - f_hat >= BUNDLE_SERIOUS * predicted:  # serious step: move the centre
+            restarts = 0
+            heights = [h + float(q @ d) for h, q in zip(heights, cuts)]
+            lam, f_hat = trial, value
+            t = min(t * 1.5, 1e3 * t_first)
+        else:  # null step: the new cut refines the model
+            t = max(t * 0.7, 1e-9 * t_first)
+        if float(g @ g) < 1e-12:
+            break
+        idle = [0 if w > 1e-9 else n + 1 for w, n in zip(weights, idle)]
+        cuts.append(g)
+        heights.append(value + float(g @ (lam - trial)))
+        idle.append(0)
+        theta = np.r_[weights, 0.0]
+        if len(cuts) > BUNDLE_SIZE:  # keep the aggregate cut and the cuts used lately
+            aggregate, height = weights @ gm, float(weights @ a)
+            keep = [q for q in range(len(cuts) - 1) if idle[q] < 10][-(BUNDLE_SIZE - 2):] + [len(cuts) - 1]
+            cuts = [aggregate] + [cuts[q] for q in keep]
+            heights = [height] + [heights[q] for q in keep]
+            idle = [0] + [idle[q] for q in keep]
+            theta = np.r_[1.0, np.zeros(len(keep))]
+    return it
 
 
 @dataclass

@@ -515,8 +515,8 @@ def _strong_multipliers(problem: Problem, costs: np.ndarray, time_limit_s: float
                         say: ProgressCallback) -> np.ndarray | None:
     """Optimal Lagrange multipliers from the complete strong LP relaxation
     (:func:`solvers.bound.strong_relaxation`) up to :data:`EXACT_STRONG_LP_MAX_UNITS`
-    units, else (or when HiGHS does not finish) ``None``: the subgradient then
-    estimates them."""
+    units, else (or when HiGHS does not finish) ``None``: the bundle method of
+    :func:`solvers.bound.lower_bound` then estimates them."""
     if problem.n > EXACT_STRONG_LP_MAX_UNITS or len(set(zip(problem.lower, problem.upper))) != 1:
         return None
     try:
