@@ -47,6 +47,9 @@ bounds are sorted).
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Literal
@@ -355,7 +358,7 @@ def _subgradient(c: np.ndarray, lam: np.ndarray, problem: Problem, scale: np.nda
             continue
         direction = g if direction is None or DEFLECTION == 0 else g + DEFLECTION * direction
         norm = float(direction @ (scale * direction))
-        target = upper_bound if upper_bound is not None else value * 1.05 + 1.0
+        target = upper_bound if upper_bound is not None else value + 0.05 * abs(value) + 1.0
         step = theta * max(target - value, 1e-9 * max(abs(target), 1.0)) / norm
         lam = lam + step * scale * direction
     return it
@@ -421,7 +424,8 @@ def _bundle(c: np.ndarray, lam: np.ndarray, problem: Problem, scale: np.ndarray,
     norm = float(g @ (scale * g))
     if norm < 1e-12:  # every unit covered once: the relaxation is solved
         return it
-    target = upper_bound if upper_bound is not None and upper_bound > f_hat else f_hat * 1.05 + 1.0
+    target = (upper_bound if upper_bound is not None and upper_bound > f_hat
+              else f_hat + 0.05 * abs(f_hat) + 1.0)
     t = t_first = (target - f_hat) / norm
     theta = np.ones(1)
     restarts = 0
@@ -470,6 +474,86 @@ def _bundle(c: np.ndarray, lam: np.ndarray, problem: Problem, scale: np.ndarray,
             idle = [0] + [idle[q] for q in keep]
             theta = np.r_[1.0, np.zeros(len(keep))]
     return it
+
+
+def background_available() -> bool:
+    """Whether :class:`BackgroundBound` can run here: Linux (``fork``), at least two CPUs
+    available to this process, and not inside a daemonic worker (e.g. of a
+    :class:`multiprocessing.Pool` or a Dask cluster), which may not have children."""
+    if not sys.platform.startswith("linux") or multiprocessing.current_process().daemon:
+        return False
+    return len(os.sched_getaffinity(0)) >= 2
+
+
+def _bound_child(conn, problem: Problem, kwargs: dict) -> None:
+    from threadpoolctl import threadpool_limits
+
+    try:
+        # one BLAS thread: the other CPU is the search's (measured: with OpenBLAS's default
+        # two threads the bound process took 1.4 CPUs and slowed the search)
+        with threadpool_limits(limits=1):
+            conn.send(("ok", lower_bound(problem, **kwargs)))
+    except BaseException as err:  # reported to the parent, which carries on without a bound
+        conn.send(("error", f"{type(err).__name__}: {err}"))
+    finally:
+        conn.close()
+
+
+class BackgroundBound:
+    """:func:`lower_bound` in a second process, so a search can use the whole time limit.
+
+    The child is forked (Linux only, see :func:`background_available`): it
+    shares the problem without copying or pickling it, runs numpy/SciPy only,
+    and sends back the :class:`Bound` (a few arrays of ``n`` numbers). Use
+    :meth:`result` once, or :meth:`close` to stop it early; both always end
+    the child.
+
+    Examples
+    --------
+    >>> import networkx as nx, numpy as np
+    >>> from solvers.problem import Problem, DenseTravelTimes
+    >>> t = DenseTravelTimes(np.abs(np.subtract.outer(np.arange(4), np.arange(4))) * 10.0)
+    >>> p = Problem(nx.path_graph(4), np.ones(4), np.array([2.0, 2.0]), 0.0, t)
+    >>> if background_available():
+    ...     b = BackgroundBound(p, time_limit_s=5).result(timeout=30)
+    ... else:
+    ...     b = lower_bound(p, time_limit_s=5)
+    >>> round(b.value, 3)
+    20.0
+    """
+
+    def __init__(self, problem: Problem, *, time_limit_s: float, **kwargs) -> None:
+        ctx = multiprocessing.get_context("fork")
+        self._recv, send = ctx.Pipe(duplex=False)
+        self._proc = ctx.Process(target=_bound_child, args=(send, problem, {"time_limit_s": time_limit_s, **kwargs}),
+                                 daemon=True, name="sectorize-bound")
+        self._proc.start()
+        send.close()
+        self.error: str | None = None
+
+    def result(self, timeout: float) -> Bound | None:
+        """The child's :class:`Bound`, waiting at most ``timeout`` seconds; ``None`` (and
+        :attr:`error` says why) when it failed or did not answer in time."""
+        try:
+            if self._recv.poll(max(timeout, 0.0)):
+                status, value = self._recv.recv()
+                if status == "ok":
+                    return value
+                self.error = value
+            else:
+                self.error = f"no answer within {timeout:.1f} s"
+        except (EOFError, OSError) as err:
+            self.error = f"the bound process ended without an answer ({type(err).__name__})"
+        finally:
+            self.close()
+        return None
+
+    def close(self) -> None:
+        """Stop the child (if still running) and release the pipe."""
+        if self._proc.is_alive():
+            self._proc.terminate()
+        self._proc.join(timeout=5)
+        self._recv.close()
 
 
 @dataclass

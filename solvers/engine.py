@@ -21,9 +21,13 @@ Backends
 ``"lns"``
     ``"mip"``, then large-neighbourhood search (:func:`solvers.lns.improve_lns`:
     pairs of adjacent sectors re-optimised together) and, while time is left,
-    new rounds each followed by it; the last :data:`LNS_BOUND_SHARE` of the
-    time computes a Lagrangian lower bound (:func:`solvers.bound.lower_bound`,
-    ``"pmedian"`` without a previous plan), returned as :attr:`Solution.bound`.
+    new rounds each followed by it. A Lagrangian lower bound
+    (:func:`solvers.bound.lower_bound`, ``"pmedian"`` without a previous plan,
+    up to :data:`BOUND_MAX_UNITS` units) is returned as :attr:`Solution.bound`:
+    computed in a second process during the whole search when two CPUs are
+    available (:class:`solvers.bound.BackgroundBound`, from
+    :data:`BACKGROUND_BOUND_MIN_S` seconds), else in the last
+    :data:`LNS_BOUND_SHARE` of the time.
 ``"exact"``
     The whole location-allocation MIP (:func:`solvers.exact.exact_solve`,
     HiGHS), made small by Lagrangian fixing: a starting plan (heuristic,
@@ -66,7 +70,8 @@ from typing import Literal
 
 import numpy as np
 
-from solvers.bound import Bound, cost_matrix, fixable_pairs, lower_bound, strong_relaxation
+from solvers.bound import (Bound, BackgroundBound, background_available, cost_matrix, fixable_pairs,
+                           lower_bound, strong_relaxation)
 from solvers.check import EPS, check_plan, diagnose
 from solvers.exact import NoPlanFoundError, best_centres, exact_solve
 from solvers.heuristic import heuristic_solve, recentre
@@ -76,8 +81,18 @@ from solvers.problem import InfeasibleError, ProgressCallback, Problem, Solution
 Backend = Literal["auto", "heuristic", "mip", "lns", "exact"]
 BACKENDS: tuple[str, ...] = ("auto", "heuristic", "mip", "lns", "exact")
 
-#: Share of the time limit the ``"lns"`` backend keeps for its lower bound.
+#: Share of the time limit the ``"lns"`` backend keeps for its lower bound when it
+#: cannot run it beside the search (one CPU, not Linux, or a short time limit).
 LNS_BOUND_SHARE = 0.25
+
+#: From this time limit (seconds) ``"lns"`` computes its bound in a second process
+#: during the search (:class:`solvers.bound.BackgroundBound`); below, starting the
+#: process and building the cost matrix take too large a share.
+BACKGROUND_BOUND_MIN_S = 10.0
+
+#: Above this many units no bound is computed: its dense float32 cost matrix
+#: would take ``4 n^2`` bytes (15,000 units: 0.9 GB).
+BOUND_MAX_UNITS = 15_000
 
 #: Whether ``"auto"`` spends the time left after location-allocation on
 #: :func:`solvers.lns.lns_rounds` (else on new rounds without LNS).
@@ -183,6 +198,26 @@ def solve(
         backend = "heuristic"
         say(f"auto: {problem.n:,} units > {AUTO_MIP_MAX_UNITS:,}: heuristic only")
     heuristic_share = time_limit_s if backend == "heuristic" else max(min(0.25 * time_limit_s, 10.0), 0.5)
+    wants_bound = (backend == "lns" and problem.objective == "pmedian" and problem.move_rows() is None
+                   and problem.n <= BOUND_MAX_UNITS)
+    background = None
+    if wants_bound and time_limit_s >= BACKGROUND_BOUND_MIN_S and background_available():
+        try:
+            background = BackgroundBound(problem, time_limit_s=deadline - time.monotonic() - 0.5)
+        except (OSError, ValueError, AssertionError) as err:  # no process to be had: bound at the end
+            say(f"lower bound: no second process ({type(err).__name__}: {err}); computed after the search")
+    try:
+        return _search(problem, backend, time_limit_s, seed, progress, start, began, deadline, heuristic_share,
+                       wants_bound, background, say)
+    finally:
+        if background is not None:
+            background.close()
+
+
+def _search(problem: Problem, backend: Backend, time_limit_s: float, seed: int, progress: ProgressCallback | None,
+            start: np.ndarray | None, began: float, deadline: float, heuristic_share: float, wants_bound: bool,
+            background: BackgroundBound | None, say: ProgressCallback) -> Solution:
+    """:func:`solve` for the heuristic, ``"mip"``, ``"auto"`` and ``"lns"`` backends."""
     # from a given start, first repair it alone (random starts would ignore the previous plan);
     # the allocation MIP below rebalances it exactly if local moves could not
     assign, centres, objective, log = heuristic_solve(
@@ -198,8 +233,8 @@ def solve(
     say(line)
     name = "heuristic"
     if backend != "heuristic":
-        # "lns" keeps the last part of the time for its bound
-        search_end = deadline - (LNS_BOUND_SHARE * time_limit_s if backend == "lns" else 0.0)
+        # "lns" keeps the last part of the time for its bound, unless a second process computes it
+        search_end = deadline - (LNS_BOUND_SHARE * time_limit_s if wants_bound and background is None else 0.0)
         assign, centres, objective, name = _location_allocation(
             problem, assign, centres, objective, balanced, search_end, log, say
         )
@@ -239,12 +274,26 @@ def solve(
             f"no plan within tolerance ±{problem.tolerance * 100:.3g} % found in {time_limit_s:g} s ({detail}); {advice}"
         )
     bound = None
-    if backend == "lns":
+    found = None
+    if background is not None:
+        found = background.result(timeout=max(deadline - time.monotonic(), 0.0) + 2.0)
+        if found is None:
+            line = f"lower bound: the background process failed ({background.error}); no bound"
+            log.append(line)
+            say(line)
+        else:
+            for line in found.log:
+                say(line)
+    elif wants_bound:
         found = lower_bound(problem, upper_bound=float(objective), time_limit_s=max(deadline - time.monotonic(), 0.5),
                             progress=progress)
-        if found is not None and np.isfinite(found.value):
-            bound = min(found.value, float(objective))
-            log.extend(found.log)
+    elif backend == "lns" and problem.objective == "pmedian" and problem.move_rows() is None:
+        line = f"lower bound: none above {BOUND_MAX_UNITS:,} units (its cost matrix would take {4 * problem.n ** 2 / 1e9:.1f} GB)"
+        log.append(line)
+        say(line)
+    if found is not None and np.isfinite(found.value):
+        bound = min(found.value, float(objective))
+        log.extend(found.log)
     return Solution(
         assignment=assign,
         centres=centres,

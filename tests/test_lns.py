@@ -11,8 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from solvers import engine
+from solvers.bound import background_available
 from solvers.check import check_plan
-from solvers.engine import solve
+from solvers.engine import BACKGROUND_BOUND_MIN_S, solve
 from solvers.lns import adjacent_pairs, improve_lns, split_floors, split_pair, sub_problem
 from solvers.problem import DenseTravelTimes, Problem
 
@@ -146,3 +148,73 @@ def test_engine_lns_backend_with_a_previous_plan():
     sol = solve(rerun, backend="lns", time_limit_s=4, seed=0, start=first.assignment)
     assert check_plan(rerun, sol.assignment) == []
     assert sol.bound is None  # no bound with move costs
+
+
+def _exact_optimum(p: Problem) -> float:
+    from solvers.exact import exact_solve
+
+    return exact_solve(p, time_limit_s=60, contiguity="flow").objective
+
+
+@pytest.mark.skipif(not background_available(), reason="the background bound needs Linux and 2 CPUs")
+def test_engine_lns_bound_in_a_second_process():
+    """From BACKGROUND_BOUND_MIN_S seconds, the bound runs beside the search: valid (below the
+    proven optimum), reported in the log, within the time limit."""
+    p = grid_problem(5, 5, 3, 0.1, seed=2)
+    sol = solve(p, backend="lns", time_limit_s=BACKGROUND_BOUND_MIN_S, seed=0)
+    assert check_plan(p, sol.assignment) == []
+    assert sol.bound is not None and sol.bound <= _exact_optimum(p) * (1 + 1e-9) and sol.bound <= sol.objective
+    assert any("Lagrangian bound" in line for line in sol.log)
+    assert sol.time_s <= BACKGROUND_BOUND_MIN_S * 1.1
+
+
+def test_engine_lns_bound_when_the_second_process_fails(monkeypatch):
+    """A failing bound process costs the bound, never the plan, and the log says why."""
+    import solvers.bound as bound
+
+    def broken(*args, **kwargs):
+        raise MemoryError("no room for the cost matrix")
+
+    monkeypatch.setattr(bound, "lower_bound", broken)  # the forked child sees the patched module
+    monkeypatch.setattr(engine, "background_available", lambda: True)
+    p = grid_problem(5, 5, 3, 0.1, seed=2)
+    if not bound.sys.platform.startswith("linux"):
+        pytest.skip("fork is Linux-only here")
+    sol = solve(p, backend="lns", time_limit_s=BACKGROUND_BOUND_MIN_S, seed=0)
+    assert check_plan(p, sol.assignment) == []
+    assert sol.bound is None and sol.status == "feasible"
+    assert any("background process failed (MemoryError: no room for the cost matrix)" in line for line in sol.log)
+
+
+def test_engine_lns_bound_without_a_second_cpu(monkeypatch):
+    """One CPU: the bound takes the last LNS_BOUND_SHARE of the time, as before."""
+    monkeypatch.setattr(engine, "background_available", lambda: False)
+    p = grid_problem(5, 5, 3, 0.1, seed=2)
+    sol = solve(p, backend="lns", time_limit_s=BACKGROUND_BOUND_MIN_S, seed=0)
+    assert sol.bound is not None and sol.bound <= _exact_optimum(p) * (1 + 1e-9)
+
+
+def test_engine_lns_no_bound_above_the_size_limit(monkeypatch):
+    monkeypatch.setattr(engine, "BOUND_MAX_UNITS", 10)
+    p = grid_problem(5, 5, 3, 0.1, seed=2)
+    sol = solve(p, backend="lns", time_limit_s=4, seed=0)
+    assert sol.bound is None and any("none above 10 units" in line for line in sol.log)
+
+
+def _lns_in_worker(seed: int) -> tuple[list[str], float | None, bool]:
+    import multiprocessing
+
+    p = grid_problem(5, 5, 3, 0.1, seed=2)
+    sol = solve(p, backend="lns", time_limit_s=BACKGROUND_BOUND_MIN_S, seed=seed)
+    return sol.log, sol.bound, multiprocessing.current_process().daemon
+
+
+@pytest.mark.skipif(not background_available(), reason="the background bound needs Linux and 2 CPUs")
+def test_engine_lns_inside_a_daemonic_pool_worker():
+    """Pool workers may not have children: the bound is then computed after the search."""
+    import multiprocessing
+
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        log, bound, daemon = pool.apply(_lns_in_worker, (0,))
+    assert daemon and bound is not None
+    assert not any("background process" in line for line in log)
