@@ -276,7 +276,8 @@ def _search(problem: Problem, backend: Backend, time_limit_s: float, seed: int, 
     bound = None
     found = None
     if background is not None:
-        found = background.result(timeout=max(deadline - time.monotonic(), 0.0) + 2.0)
+        # the child stops 0.5 s before the deadline; a little grace, within the time limit's reserve
+        found = background.result(timeout=max(deadline - time.monotonic(), 0.0) + max(0.02 * time_limit_s, 0.2))
         if found is None:
             line = f"lower bound: the background process failed ({background.error}); no bound"
             log.append(line)
