@@ -467,7 +467,8 @@ def _bundle(c: np.ndarray, lam: np.ndarray, problem: Problem, scale: np.ndarray,
         idle.append(0)
         theta = np.r_[weights, 0.0]
         if len(cuts) > BUNDLE_SIZE:  # keep the aggregate cut and the cuts used lately
-            aggregate, height = weights @ gm, float(weights @ a)
+            # its height at the (possibly moved) centre, from the shifted heights of the cuts it combines
+            aggregate, height = weights @ gm, float(weights @ np.array(heights[:-1]))
             keep = [q for q in range(len(cuts) - 1) if idle[q] < 10][-(BUNDLE_SIZE - 2):] + [len(cuts) - 1]
             cuts = [aggregate] + [cuts[q] for q in keep]
             heights = [height] + [heights[q] for q in keep]

@@ -198,17 +198,23 @@ def solve(
         backend = "heuristic"
         say(f"auto: {problem.n:,} units > {AUTO_MIP_MAX_UNITS:,}: heuristic only")
     heuristic_share = time_limit_s if backend == "heuristic" else max(min(0.25 * time_limit_s, 10.0), 0.5)
-    wants_bound = (backend == "lns" and problem.objective == "pmedian" and problem.move_rows() is None
-                   and problem.n <= BOUND_MAX_UNITS)
+    bound_applies = backend == "lns" and problem.objective == "pmedian" and problem.move_rows() is None
+    wants_bound = bound_applies and problem.n <= BOUND_MAX_UNITS
+    notes = []  # lines for the solution's log before the search's own
+    if bound_applies and not wants_bound:
+        notes.append(f"lower bound: none above {BOUND_MAX_UNITS:,} units (its cost matrix would take "
+                     f"{4 * problem.n ** 2 / 1e9:.1f} GB)")
     background = None
     if wants_bound and time_limit_s >= BACKGROUND_BOUND_MIN_S and background_available():
         try:
             background = BackgroundBound(problem, time_limit_s=deadline - time.monotonic() - 0.5)
         except (OSError, ValueError, AssertionError) as err:  # no process to be had: bound at the end
-            say(f"lower bound: no second process ({type(err).__name__}: {err}); computed after the search")
+            notes.append(f"lower bound: no second process ({type(err).__name__}: {err}); computed after the search")
+    for line in notes:
+        say(line)
     try:
         return _search(problem, backend, time_limit_s, seed, progress, start, began, deadline, heuristic_share,
-                       wants_bound, background, say)
+                       wants_bound, background, notes, say)
     finally:
         if background is not None:
             background.close()
@@ -216,14 +222,16 @@ def solve(
 
 def _search(problem: Problem, backend: Backend, time_limit_s: float, seed: int, progress: ProgressCallback | None,
             start: np.ndarray | None, began: float, deadline: float, heuristic_share: float, wants_bound: bool,
-            background: BackgroundBound | None, say: ProgressCallback) -> Solution:
-    """:func:`solve` for the heuristic, ``"mip"``, ``"auto"`` and ``"lns"`` backends."""
+            background: BackgroundBound | None, notes: list[str], say: ProgressCallback) -> Solution:
+    """:func:`solve` for the heuristic, ``"mip"``, ``"auto"`` and ``"lns"`` backends (``notes``
+    open the solution's log)."""
     # from a given start, first repair it alone (random starts would ignore the previous plan);
     # the allocation MIP below rebalances it exactly if local moves could not
     assign, centres, objective, log = heuristic_solve(
         problem, time_limit_s=heuristic_share, seed=seed, progress=progress, start=start,
         restarts=1 if start is not None else None,
     )
+    log = [*notes, *log]
     balanced = not check_plan(problem, assign)
     line = (
         f"heuristic: {'balanced' if balanced else 'UNBALANCED'} plan, objective {objective:,.0f} "
@@ -288,10 +296,6 @@ def _search(problem: Problem, backend: Backend, time_limit_s: float, seed: int, 
     elif wants_bound:
         found = lower_bound(problem, upper_bound=float(objective), time_limit_s=max(deadline - time.monotonic(), 0.5),
                             progress=progress)
-    elif backend == "lns" and problem.objective == "pmedian" and problem.move_rows() is None:
-        line = f"lower bound: none above {BOUND_MAX_UNITS:,} units (its cost matrix would take {4 * problem.n ** 2 / 1e9:.1f} GB)"
-        log.append(line)
-        say(line)
     if found is not None and np.isfinite(found.value):
         bound = min(found.value, float(objective))
         log.extend(found.log)
