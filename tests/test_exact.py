@@ -45,17 +45,25 @@ def test_exact_matches_brute_force(problem, contiguity):
     assert sol.bound is not None and sol.bound <= sol.objective + 1e-9 and sol.gap < 1e-5
 
 
+def solve_exact_or_infeasible(problem, expected: float, match: str | None = None):
+    """The exact backend's solution, or None after checking it raises InfeasibleError (with
+    ``match``) when brute force found no contiguous plan (``expected`` infinite)."""
+    if np.isinf(expected):
+        with pytest.raises(InfeasibleError, match=match):
+            solve(problem, backend="exact", time_limit_s=10)
+        return None
+    return solve(problem, backend="exact", time_limit_s=10)
+
+
 @settings(max_examples=20, deadline=None)
 @given(problem=grid_problems(diagonal=True, squared=True))
 def test_engine_exact_backend_with_fixing_matches_brute_force(problem):
     """The engine's exact backend leaves out the pairs Lagrangian fixing rules out: same optimum."""
     expected = contiguous_optimum(problem)
     with mip_only():
-        if np.isinf(expected):
-            with pytest.raises(InfeasibleError):
-                solve(problem, backend="exact", time_limit_s=10)
-            return
-        sol = solve(problem, backend="exact", time_limit_s=10)
+        sol = solve_exact_or_infeasible(problem, expected)
+    if sol is None:
+        return
     assert sol.status == "optimal" and check_plan(problem, sol.assignment) == []
     assert sol.objective == pytest.approx(expected, rel=1e-6)
     assert sol.bound is not None and sol.bound <= sol.objective + 1e-9
@@ -68,11 +76,9 @@ def test_engine_exact_backend_by_district_enumeration_matches_brute_force(proble
     or proven infeasibility, equal to brute force (equal targets: the case it handles)."""
     problem = dataclasses.replace(problem, targets=np.full(problem.k, problem.targets.sum() / problem.k))
     expected = contiguous_optimum(problem)
-    if np.isinf(expected):
-        with pytest.raises(InfeasibleError, match="complete list|no plan|cannot"):
-            solve(problem, backend="exact", time_limit_s=10)
+    sol = solve_exact_or_infeasible(problem, expected, match="complete list|no plan|cannot")
+    if sol is None:
         return
-    sol = solve(problem, backend="exact", time_limit_s=10)
     assert sol.backend == "enumeration" and sol.status == "optimal"
     assert check_plan(problem, sol.assignment) == []
     assert sol.objective == pytest.approx(expected, rel=1e-6)
@@ -91,13 +97,11 @@ def test_engine_exact_backend_by_kernels_matches_brute_force(problem, kernel):
     engine.EXACT_KERNEL_PAIRS = kernel
     try:
         with mip_only():
-            if np.isinf(expected):
-                with pytest.raises(InfeasibleError):
-                    solve(problem, backend="exact", time_limit_s=10)
-                return
-            sol = solve(problem, backend="exact", time_limit_s=10)
+            sol = solve_exact_or_infeasible(problem, expected)
     finally:
         engine.EXACT_KERNEL_PAIRS = saved
+    if sol is None:
+        return
     assert check_plan(problem, sol.assignment) == []
     assert sol.bound is not None and sol.bound <= expected + 1e-6 * max(1.0, expected)
     if sol.status == "optimal":
