@@ -98,6 +98,20 @@ BOUND_MAX_UNITS = 15_000
 #: :func:`solvers.lns.lns_rounds` (else on new rounds without LNS).
 AUTO_USES_LNS = False
 
+#: Seconds of each round's constructive heuristic before location-allocation
+#: takes over: at most a quarter of the time limit, and at most the larger of
+#: this and one second per 1,000 units (larger graphs need longer for a first
+#: balanced plan, ``benchmarks/README.md``, "Scaling"). On AURA its best plans
+#: come within a few seconds; a shorter share leaves time for more rounds
+#: (``benchmarks/README.md``, "Large-neighbourhood search").
+HEURISTIC_MAX_S = 4.0
+
+#: Relative gap at which each allocation of the location-allocation loop stops
+#: (:func:`solvers.mip.allocate`). The loop's steps change the objective by
+#: 0.1-1 %; at 1e-3 the LP-guided first stage of a large allocation usually
+#: suffices (``benchmarks/bench_allocation.py``).
+LOCATION_ALLOCATION_GAP = 1e-3
+
 #: Above this many units ``"auto"`` runs the heuristic alone (see :func:`solve`).
 AUTO_MIP_MAX_UNITS = 20_000
 
@@ -197,7 +211,8 @@ def solve(
         # (measured: 256k variables built in 44 s for 64k units, benchmarks/bench_scaling.py)
         backend = "heuristic"
         say(f"auto: {problem.n:,} units > {AUTO_MIP_MAX_UNITS:,}: heuristic only")
-    heuristic_share = time_limit_s if backend == "heuristic" else max(min(0.25 * time_limit_s, 10.0), 0.5)
+    heuristic_cap = max(HEURISTIC_MAX_S, problem.n / 1000)
+    heuristic_share = time_limit_s if backend == "heuristic" else max(min(0.25 * time_limit_s, heuristic_cap), 0.5)
     bound_applies = backend == "lns" and problem.objective == "pmedian" and problem.move_rows() is None
     wants_bound = bound_applies and problem.n <= BOUND_MAX_UNITS
     notes = []  # lines for the solution's log before the search's own
@@ -676,8 +691,14 @@ def _location_allocation(
     deadline: float,
     log: list[str],
     say: ProgressCallback,
+    staged: bool | None = None,
 ) -> tuple[np.ndarray, np.ndarray, float, str]:
-    """Alternate exact allocation (MIP) and re-centring until stable."""
+    """Alternate exact allocation (MIP) and re-centring until stable.
+
+    Each allocation stops at :data:`LOCATION_ALLOCATION_GAP`, so the loop may
+    stop at another fixed point than with exact allocations (re-solving the last
+    step exactly cost more rounds than it gained within 60 s on AURA k = 11).
+    ``staged`` is passed to :func:`solvers.mip.allocate` (default: by size)."""
     lengths = edge_minutes(problem)
     name = "heuristic"
     seen: set[tuple[int, ...]] = set()
@@ -692,7 +713,7 @@ def _location_allocation(
         hint = best[1] if best[0] < float("inf") else None
         alloc = allocate(
             problem, centres, lengths=lengths, time_limit_s=deadline - time.monotonic(),
-            candidates=candidates, hint=hint,
+            candidates=candidates, hint=hint, relative_gap=LOCATION_ALLOCATION_GAP, staged=staged,
         )
         log.extend(alloc.log)
         if alloc.assignment is None:

@@ -44,10 +44,12 @@ def brute_force(problem: Problem, centres: np.ndarray) -> float:
 
 
 @settings(max_examples=25, deadline=None)
-@given(n=st.integers(4, 9), seed=st.integers(0, 10_000))
-def test_allocation_is_optimal_on_trees(n, seed):
+@given(n=st.integers(4, 9), seed=st.integers(0, 10_000), staged=st.booleans())
+def test_allocation_is_optimal_on_trees(n, seed, staged):
     """On a tree every connected set holding the centre is closed towards it,
-    so shortest-path contiguity loses nothing: the MIP must match brute force."""
+    so shortest-path contiguity loses nothing: the MIP must match brute force,
+    solved in one stage or LP-guided (stage 1 on the LP's boundaries, then
+    reduced-cost fixing)."""
     rng = np.random.default_rng(seed)
     tree = nx.random_labeled_tree(n, seed=seed)
     pos = rng.uniform(0, 50, (n, 2))
@@ -56,13 +58,47 @@ def test_allocation_is_optimal_on_trees(n, seed):
     p = Problem(tree, w, np.array([w.sum() / 2] * 2), 0.3, DenseTravelTimes(minutes))
     centres = rng.choice(n, 2, replace=False)
     expected = brute_force(p, centres)
-    result = allocate(p, centres, time_limit_s=10)
+    result = allocate(p, centres, time_limit_s=10, staged=staged, relative_gap=1e-9)
     if np.isinf(expected):
         assert result.assignment is None
     else:
         assert result.status == "optimal"
         assert result.objective == pytest.approx(expected, rel=1e-6)
         assert check_plan(p, result.assignment) == []
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_staged_allocation_finds_the_one_stage_optimum(seed):
+    """The LP-guided allocation (restricted MIP, then reduced-cost fixing) proves the
+    same optimum as the one-stage MIP on a 14 x 14 grid with 4 sectors, nearest
+    centres only, and each plan passes the checker."""
+    p = grid_problem(14, 14, 4, 0.03, seed=seed)
+    centres = np.random.default_rng(seed).choice(p.n, 4, replace=False)
+    one = allocate(p, centres, time_limit_s=60, relative_gap=1e-9, candidates=3, staged=False)
+    two = allocate(p, centres, time_limit_s=60, relative_gap=1e-9, candidates=3, staged=True)
+    assert one.status == two.status
+    if one.assignment is None:
+        assert two.assignment is None
+        return
+    assert two.status == "optimal"
+    assert two.objective == pytest.approx(one.objective, rel=1e-7)
+    assert check_plan(p, two.assignment) == []
+    assert "LP bound" in two.log[0]
+
+
+def test_staged_allocation_reports_infeasibility():
+    """Targets above the total workload stop at the LP; a unit heavier than a
+    sector may hold passes the LP (it can be split there) and fails in the MIP."""
+    p = grid_problem(4, 4, 2, 0.0, seed=0)
+    w = np.asarray(p.workload, dtype=float).copy()
+    too_much = Problem(p.graph, w, np.array([w.sum()] * 2), 0.01, p.travel)
+    result = allocate(too_much, np.array([0, 15]), time_limit_s=10, staged=True)
+    assert result.assignment is None and result.status == "infeasible"
+    assert "LP relaxation infeasible" in result.log[0]
+    w[5] = w.sum()  # heavier than a sector's upper bound
+    heavy = Problem(p.graph, w, np.array([w.sum() / 2] * 2), 0.01, p.travel)
+    result = allocate(heavy, np.array([0, 15]), time_limit_s=10, staged=True)
+    assert result.assignment is None and result.status == "infeasible"
 
 
 def test_allocation_never_beats_brute_force_on_a_grid():
