@@ -75,7 +75,7 @@ from solvers.bound import (Bound, BackgroundBound, background_available, cost_ma
 from solvers.check import EPS, check_plan, diagnose
 from solvers.exact import NoPlanFoundError, best_centres, exact_solve
 from solvers.heuristic import heuristic_solve, recentre
-from solvers.mip import allocate, edge_minutes
+from solvers.mip import STAGED_MIN_UNITS, allocate, edge_minutes, lp_allocation
 from solvers.problem import InfeasibleError, ProgressCallback, Problem, Solution
 
 Backend = Literal["auto", "heuristic", "mip", "lns", "exact"]
@@ -101,16 +101,21 @@ AUTO_USES_LNS = False
 #: Seconds of each round's constructive heuristic before location-allocation
 #: takes over: at most a quarter of the time limit, and at most the larger of
 #: this and one second per 1,000 units (larger graphs need longer for a first
-#: balanced plan, ``benchmarks/README.md``, "Scaling"). On AURA its best plans
-#: come within a few seconds; a shorter share leaves time for more rounds
-#: (``benchmarks/README.md``, "Large-neighbourhood search").
-HEURISTIC_MAX_S = 4.0
+#: balanced plan, ``benchmarks/README.md``, "Scaling"). A 4 s share left time for
+#: more rounds on AURA but its poorer starts made the allocation MIPs slow
+#: (``benchmarks/README.md``, "Faster location-allocation").
+HEURISTIC_MAX_S = 10.0
 
 #: Relative gap at which each allocation of the location-allocation loop stops
 #: (:func:`solvers.mip.allocate`). The loop's steps change the objective by
 #: 0.1-1 %; at 1e-3 the LP-guided first stage of a large allocation usually
 #: suffices (``benchmarks/bench_allocation.py``).
 LOCATION_ALLOCATION_GAP = 1e-3
+
+#: Seconds at most for each stage of an LP-guided allocation in that loop once a
+#: plan is in hand (``stage_limit_s`` of :func:`solvers.mip.allocate`): from a poor
+#: start one AURA allocation took the whole 54 s left of a 60 s budget.
+ALLOCATION_STAGE_S = 5.0
 
 #: Above this many units ``"auto"`` runs the heuristic alone (see :func:`solve`).
 AUTO_MIP_MAX_UNITS = 20_000
@@ -207,8 +212,9 @@ def solve(
             raise ValueError("the 'exact' backend does not handle a previous plan; use 'auto' for a re-run")
         return _exact(problem, time_limit_s, seed, progress)
     if backend == "auto" and problem.n > AUTO_MIP_MAX_UNITS:
-        # building the allocation MIP in Python takes longer than it can gain at this size
-        # (measured: 256k variables built in 44 s for 64k units, benchmarks/bench_scaling.py)
+        # the allocation MIP took longer than it could gain at this size (measured before the
+        # model was built from arrays: 256k variables built in 44 s for 64k units, of which
+        # edge_minutes 8.3 s, benchmarks/bench_scaling.py; not re-measured since)
         backend = "heuristic"
         say(f"auto: {problem.n:,} units > {AUTO_MIP_MAX_UNITS:,}: heuristic only")
     heuristic_cap = max(HEURISTIC_MAX_S, problem.n / 1000)
@@ -682,6 +688,27 @@ def _pairs_of(assign: np.ndarray, centres: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
+def _lp_warm_up(problem: Problem, centres: np.ndarray, lengths, candidates: int | None, hint: np.ndarray,
+                deadline: float, log: list[str], say: ProgressCallback) -> np.ndarray:
+    """Location-allocation on the allocation LP (:func:`solvers.mip.lp_allocation`, rounded)
+    until its value stops falling: the centres it ends with. Each step takes a fraction of a
+    second where an allocation MIP from a poor start can take most of a minute."""
+    best_value, best_centres, seen = float("inf"), centres, set()
+    while time.monotonic() < deadline - 1.0 and tuple(int(c) for c in centres) not in seen:
+        seen.add(tuple(int(c) for c in centres))
+        found = lp_allocation(problem, centres, lengths=lengths, candidates=candidates, hint=hint,
+                              time_limit_s=deadline - time.monotonic())
+        if found is None or found[1] >= best_value - 1e-9 * max(abs(best_value), 1.0):
+            break
+        best_value, best_centres = found[1], centres
+        centres = recentre(problem, found[0], centres)
+    if np.isfinite(best_value):
+        line = f"location-allocation on the LP: {len(seen)} steps, LP value {best_value:,.0f}"
+        log.append(line)
+        say(line)
+    return best_centres
+
+
 def _location_allocation(
     problem: Problem,
     assign: np.ndarray,
@@ -705,6 +732,8 @@ def _location_allocation(
     best = (objective if balanced else float("inf"), assign, centres)
     # with many sectors, let each unit choose among its nearest centres only
     candidates = None if problem.k <= 6 else 4
+    if problem.n >= STAGED_MIN_UNITS and problem.objective != "base":
+        centres = _lp_warm_up(problem, centres, lengths, candidates, assign, deadline, log, say)
     while time.monotonic() < deadline - 0.5:
         key = tuple(int(c) for c in centres)
         if key in seen:
@@ -714,6 +743,7 @@ def _location_allocation(
         alloc = allocate(
             problem, centres, lengths=lengths, time_limit_s=deadline - time.monotonic(),
             candidates=candidates, hint=hint, relative_gap=LOCATION_ALLOCATION_GAP, staged=staged,
+            stage_limit_s=ALLOCATION_STAGE_S,
         )
         log.extend(alloc.log)
         if alloc.assignment is None:

@@ -100,6 +100,7 @@ def allocate(
     candidates: int | None = None,
     hint: np.ndarray | None = None,
     staged: bool | None = None,
+    stage_limit_s: float | None = None,
 ) -> Allocation:
     """Best contiguous, balanced assignment for fixed sector centres.
 
@@ -135,6 +136,11 @@ def allocate(
         is returned at once. The optimum is that of the one-stage solve, in a
         fraction of the time (``benchmarks/bench_allocation.py``). An
         infeasible LP proves the MIP infeasible at once.
+    stage_limit_s
+        In the staged solve, at most this many seconds for the MIP of each
+        stage once the first has given a plan (default: the whole time
+        limit). Past it the best plan so far is returned as ``"feasible"``:
+        from poor centres the last stage can take far longer than the rest.
 
     Examples
     --------
@@ -172,9 +178,10 @@ def allocate(
             x[v].lower_bound, x[v].upper_bound = float(low[v]), float(high[v])
         lb[chosen], ub[chosen] = low[chosen], high[chosen]
 
-    def solve(hint_values: np.ndarray | None) -> mathopt.SolveResult:
+    def solve(hint_values: np.ndarray | None, limit: float | None = None) -> mathopt.SolveResult:
+        left = deadline - time.monotonic()
         params = mathopt.SolveParameters(
-            time_limit=datetime.timedelta(seconds=max(deadline - time.monotonic(), 0.1)),
+            time_limit=datetime.timedelta(seconds=max(left if limit is None else min(left, limit), 0.1)),
             relative_gap_tolerance=relative_gap,
         )
         model_params = None
@@ -226,7 +233,7 @@ def allocate(
             on = (lp_assign[unit] == sec).astype(float)
             set_bounds(fixed, np.maximum(lb, on), np.minimum(ub, on))
             t_lp = time.monotonic()
-            first = solve(incumbent)
+            first = solve(incumbent, stage_limit_s)
             t_first = time.monotonic()
             set_bounds(fixed, *original)
             upper = float("inf")
@@ -247,7 +254,7 @@ def allocate(
             log[0] += (f", LP bound {lp_bound:,.1f} in {t_lp - built:.1f} s, {int(free.sum()):,} units free in "
                        f"stage 1: objective {upper:,.1f} in {t_first - t_lp:.1f} s, "
                        f"{int(off.sum() + stay.sum()):,} pairs fixed by reduced cost")
-    result = solve(incumbent)
+    result = solve(incumbent, stage_limit_s if fallback is not None else None)
     elapsed = time.monotonic() - start
     reason = result.termination.reason
     log[0] += f", HiGHS {reason.name.lower()} in {elapsed - (built - start):.1f} s"
@@ -264,6 +271,36 @@ def allocate(
     bound = float(result.best_objective_bound())
     log[0] += f", objective {objective:,.1f}, bound {bound:,.1f}"
     return Allocation(assign, objective, bound, status, elapsed, log)
+
+
+def lp_allocation(problem: Problem, centres: np.ndarray, *, lengths: csr_matrix | None = None,
+                  candidates: int | None = None, hint: np.ndarray | None = None,
+                  time_limit_s: float = 30.0) -> tuple[np.ndarray, float] | None:
+    """The LP relaxation of :func:`allocate`'s model, rounded: ``(assignment, LP value)``
+    with each unit in the sector of its largest LP share (balance and contiguity may be
+    off by the few fractional units), or ``None`` when the LP is infeasible or unsolved.
+
+    A fraction of a second on 4,025 units: the location-allocation loop uses it to move
+    the centres near their fixed point before the MIPs (see ``solvers.engine``).
+    """
+    n, k = problem.n, problem.k
+    centres = np.asarray(centres, dtype=np.intp)
+    if lengths is None:
+        lengths = edge_minutes(problem)
+    allowed, dist = _allowed_pairs(problem, centres, lengths, candidates, hint)
+    if not allowed.any(axis=0).all():
+        return None
+    proto, sec, unit = _allocation_proto(problem, centres, lengths, allowed, dist)
+    proto.variables.integers[:] = [False] * len(sec)
+    model = mathopt.Model.from_model_proto(proto)
+    x = [model.get_variable(v) for v in range(len(sec))]
+    result = mathopt.solve(model, mathopt.SolverType.HIGHS, params=mathopt.SolveParameters(
+        time_limit=datetime.timedelta(seconds=max(time_limit_s, 0.1))))
+    if result.termination.reason != mathopt.TerminationReason.OPTIMAL:
+        return None
+    share = np.zeros((k, n))
+    share[sec, unit] = np.asarray(result.variable_values(x))
+    return np.argmax(share, axis=0).astype(np.intp), float(result.objective_value())
 
 
 def _allowed_pairs(problem: Problem, centres: np.ndarray, lengths: csr_matrix, candidates: int | None,
