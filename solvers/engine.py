@@ -114,7 +114,7 @@ LOCATION_ALLOCATION_GAP = 1e-3
 
 #: Seconds at most for each stage of an LP-guided allocation in that loop once a
 #: plan is in hand (``stage_limit_s`` of :func:`solvers.mip.allocate`): from a poor
-#: start one AURA allocation took the whole 54 s left of a 60 s budget.
+#: start one AURA allocation can take most of a minute (``benchmarks/bench_allocation.py``).
 ALLOCATION_STAGE_S = 5.0
 
 #: Above this many units ``"auto"`` runs the heuristic alone (see :func:`solve`).

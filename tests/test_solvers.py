@@ -101,6 +101,23 @@ def test_staged_allocation_reports_infeasibility():
     assert result.assignment is None and result.status == "infeasible"
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_lp_allocation_is_below_the_mip(seed):
+    """The rounded LP of the allocation model: one sector per unit, and a value no
+    higher than the MIP optimum for the same centres (it is its relaxation)."""
+    from solvers.mip import lp_allocation
+
+    p = grid_problem(12, 12, 4, 0.05, seed=seed)
+    centres = np.random.default_rng(seed).choice(p.n, 4, replace=False)
+    mip = allocate(p, centres, time_limit_s=60, relative_gap=1e-9)
+    lp = lp_allocation(p, centres)
+    if mip.assignment is None:
+        return
+    assign, value = lp
+    assert assign.shape == (p.n,) and set(assign.tolist()) <= set(range(4))
+    assert value <= mip.objective + 1e-6 * abs(mip.objective)
+
+
 def test_allocation_never_beats_brute_force_on_a_grid():
     p = grid_problem(3, 3, 2, 0.2, seed=3)
     centres = np.array([0, 8])
