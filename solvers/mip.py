@@ -158,12 +158,11 @@ def allocate(
     centres = np.asarray(centres, dtype=np.intp)
     if lengths is None:
         lengths = edge_minutes(problem)
-    allowed, dist = _allowed_pairs(problem, centres, lengths, candidates, hint)
-    if not allowed.any(axis=0).all():
-        orphan = int(np.flatnonzero(~allowed.any(axis=0))[0])
+    built_model = _build(problem, centres, lengths, candidates, hint)
+    if isinstance(built_model, int):
         return Allocation(None, float("inf"), float("inf"), "infeasible", time.monotonic() - start,
-                          [f"{problem.label(orphan)} cannot join any sector with these centres"])
-    proto, sec, unit = _allocation_proto(problem, centres, lengths, allowed, dist)
+                          [f"{problem.label(built_model)} cannot join any sector with these centres"])
+    proto, sec, unit = built_model
     cost = problem.cost_rows(centres)
     model = mathopt.Model.from_model_proto(proto)
     x = [model.get_variable(v) for v in range(len(sec))]
@@ -203,13 +202,7 @@ def allocate(
     incumbent = None if hint is None else np.asarray(hint, dtype=np.intp)
     fallback: np.ndarray | None = None  # plan of stage (1), kept if the last stage finds none
     if staged if staged is not None else n >= STAGED_MIN_UNITS:
-        relaxed = model_pb2.ModelProto()
-        relaxed.CopyFrom(proto)
-        relaxed.variables.integers[:] = [False] * len(sec)
-        lp_model = mathopt.Model.from_model_proto(relaxed)
-        lp_x = [lp_model.get_variable(v) for v in range(len(sec))]
-        lp = mathopt.solve(lp_model, mathopt.SolverType.HIGHS, params=mathopt.SolveParameters(
-            time_limit=datetime.timedelta(seconds=max(deadline - time.monotonic(), 0.1))))
+        lp, lp_x = _solve_relaxation(proto, deadline - time.monotonic())
         reason = lp.termination.reason
         if reason == mathopt.TerminationReason.INFEASIBLE:
             log[0] += ", LP relaxation infeasible"
@@ -287,20 +280,38 @@ def lp_allocation(problem: Problem, centres: np.ndarray, *, lengths: csr_matrix 
     centres = np.asarray(centres, dtype=np.intp)
     if lengths is None:
         lengths = edge_minutes(problem)
-    allowed, dist = _allowed_pairs(problem, centres, lengths, candidates, hint)
-    if not allowed.any(axis=0).all():
+    built_model = _build(problem, centres, lengths, candidates, hint)
+    if isinstance(built_model, int):
         return None
-    proto, sec, unit = _allocation_proto(problem, centres, lengths, allowed, dist)
-    proto.variables.integers[:] = [False] * len(sec)
-    model = mathopt.Model.from_model_proto(proto)
-    x = [model.get_variable(v) for v in range(len(sec))]
-    result = mathopt.solve(model, mathopt.SolverType.HIGHS, params=mathopt.SolveParameters(
-        time_limit=datetime.timedelta(seconds=max(time_limit_s, 0.1))))
+    proto, sec, unit = built_model
+    result, x = _solve_relaxation(proto, time_limit_s)
     if result.termination.reason != mathopt.TerminationReason.OPTIMAL:
         return None
     share = np.zeros((k, n))
     share[sec, unit] = np.asarray(result.variable_values(x))
     return np.argmax(share, axis=0).astype(np.intp), float(result.objective_value())
+
+
+def _build(problem: Problem, centres: np.ndarray, lengths: csr_matrix, candidates: int | None,
+           hint: np.ndarray | None) -> tuple[model_pb2.ModelProto, np.ndarray, np.ndarray] | int:
+    """The allocation model (see :func:`_allocation_proto`), or the first unit that can
+    join no sector with these centres."""
+    allowed, dist = _allowed_pairs(problem, centres, lengths, candidates, hint)
+    if not allowed.any(axis=0).all():
+        return int(np.flatnonzero(~allowed.any(axis=0))[0])
+    return _allocation_proto(problem, centres, lengths, allowed, dist)
+
+
+def _solve_relaxation(proto: model_pb2.ModelProto, seconds: float) -> tuple[mathopt.SolveResult, list]:
+    """The LP relaxation of ``proto`` solved by HiGHS: ``(result, variables)``."""
+    relaxed = model_pb2.ModelProto()
+    relaxed.CopyFrom(proto)
+    relaxed.variables.integers[:] = [False] * len(relaxed.variables.ids)
+    model = mathopt.Model.from_model_proto(relaxed)
+    x = [model.get_variable(v) for v in range(len(relaxed.variables.ids))]
+    result = mathopt.solve(model, mathopt.SolverType.HIGHS, params=mathopt.SolveParameters(
+        time_limit=datetime.timedelta(seconds=max(seconds, 0.1))))
+    return result, x
 
 
 def _allowed_pairs(problem: Problem, centres: np.ndarray, lengths: csr_matrix, candidates: int | None,
