@@ -17,7 +17,8 @@ Backends
 ``"auto"``
     ``"mip"``, falling back to the heuristic plan whenever a MIP step finds
     nothing in its time slice; the heuristic alone above
-    :data:`AUTO_MIP_MAX_UNITS` units.
+    :data:`AUTO_MIP_MAX_UNITS` units unless the time limit gives at least
+    :data:`AUTO_MIP_SECONDS_PER_1000_UNITS` per 1,000 units.
 ``"lns"``
     ``"mip"``, then large-neighbourhood search (:func:`solvers.lns.improve_lns`:
     pairs of adjacent sectors re-optimised together) and, while time is left,
@@ -117,8 +118,16 @@ LOCATION_ALLOCATION_GAP = 1e-3
 #: start one AURA allocation can take most of a minute (``benchmarks/bench_allocation.py``).
 ALLOCATION_STAGE_S = 5.0
 
-#: Above this many units ``"auto"`` runs the heuristic alone (see :func:`solve`).
+#: Above this many units ``"auto"`` runs the heuristic alone (see :func:`solve`),
+#: unless the time limit is long enough for location-allocation
+#: (:data:`AUTO_MIP_SECONDS_PER_1000_UNITS`).
 AUTO_MIP_MAX_UNITS = 20_000
+
+#: Seconds of time limit per 1,000 units from which ``"auto"`` runs location-allocation
+#: above :data:`AUTO_MIP_MAX_UNITS` units. On 64,000-unit graphs (k = 11, ±5 %) each LP
+#: warm-up step takes about 20 s, so 60 s leaves no time for the MIP; with 180 s the plans
+#: are 1.1-1.9 % below the heuristic's (``benchmarks/README.md``, "Scaling").
+AUTO_MIP_SECONDS_PER_1000_UNITS = 2.5
 
 
 def solve(
@@ -211,12 +220,12 @@ def solve(
         if problem.previous is not None:
             raise ValueError("the 'exact' backend does not handle a previous plan; use 'auto' for a re-run")
         return _exact(problem, time_limit_s, seed, progress)
-    if backend == "auto" and problem.n > AUTO_MIP_MAX_UNITS:
-        # the allocation MIP took longer than it could gain at this size (measured before the
-        # model was built from arrays: 256k variables built in 44 s for 64k units, of which
-        # edge_minutes 8.3 s, benchmarks/bench_scaling.py; not re-measured since)
+    if (backend == "auto" and problem.n > AUTO_MIP_MAX_UNITS
+            and time_limit_s < AUTO_MIP_SECONDS_PER_1000_UNITS * problem.n / 1000):
+        # location-allocation's LP and MIPs take longer than such a limit leaves (benchmarks/bench_scaling.py)
         backend = "heuristic"
-        say(f"auto: {problem.n:,} units > {AUTO_MIP_MAX_UNITS:,}: heuristic only")
+        say(f"auto: {problem.n:,} units > {AUTO_MIP_MAX_UNITS:,} with "
+            f"{time_limit_s:g} s < {AUTO_MIP_SECONDS_PER_1000_UNITS * problem.n / 1000:g} s: heuristic only")
     heuristic_cap = max(HEURISTIC_MAX_S, problem.n / 1000)
     heuristic_share = time_limit_s if backend == "heuristic" else max(min(0.25 * time_limit_s, heuristic_cap), 0.5)
     bound_applies = backend == "lns" and problem.objective == "pmedian" and problem.move_rows() is None
@@ -733,7 +742,9 @@ def _location_allocation(
     # with many sectors, let each unit choose among its nearest centres only
     candidates = None if problem.k <= 6 else 4
     if problem.n >= STAGED_MIN_UNITS and problem.objective != "base":
-        centres = _lp_warm_up(problem, centres, lengths, candidates, assign, deadline, log, say)
+        # at most half the time left: on 64k units each LP step takes ~20 s, and the MIP needs the rest
+        warm_end = time.monotonic() + 0.5 * (deadline - time.monotonic())
+        centres = _lp_warm_up(problem, centres, lengths, candidates, assign, warm_end, log, say)
     while time.monotonic() < deadline - 0.5:
         key = tuple(int(c) for c in centres)
         if key in seen:

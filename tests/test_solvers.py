@@ -136,6 +136,22 @@ def test_solve_returns_a_checked_plan(backend):
     assert sol.time_s <= 6 * 1.05
 
 
+@pytest.mark.parametrize("limit, uses_mip", [(2.0, False), (8.0, True)])
+def test_auto_on_large_graphs_runs_the_mip_only_with_enough_time(monkeypatch, limit, uses_mip):
+    import solvers.engine as engine
+
+    # scaled down: "large" is above 50 units, and location-allocation needs 0.05 s per unit
+    monkeypatch.setattr(engine, "AUTO_MIP_MAX_UNITS", 50)
+    monkeypatch.setattr(engine, "AUTO_MIP_SECONDS_PER_1000_UNITS", 50.0)
+    p = grid_problem(10, 10, 4, 0.05, seed=3)  # 100 units: needs 5 s
+    lines: list[str] = []
+    sol = solve(p, backend="auto", time_limit_s=limit, seed=0, progress=lines.append)
+    assert check_plan(p, sol.assignment) == []
+    skipped = any("heuristic only" in line for line in lines)
+    assert skipped is not uses_mip
+    assert any(line.startswith("location-allocation") for line in sol.log) is uses_mip
+
+
 def test_mip_improves_on_the_heuristic_start():
     p = grid_problem(10, 10, 5, 0.05, seed=2)
     _, _, heuristic_objective, _ = heuristic_solve(p, time_limit_s=1.0, seed=0, restarts=1)
