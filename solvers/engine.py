@@ -405,6 +405,12 @@ def _price_moves(problem: Problem, start: np.ndarray, backend: str, deadline: fl
 #: Share of the ``"exact"`` backend's time for its starting plan.
 EXACT_START_SHARE = 0.25
 
+#: At most this many seconds for the ``"exact"`` backend's starting plan: with a
+#: 600 s limit the share above gave 70 s, which the published county instances spent
+#: on new starts that no longer improved (``benchmarks/README.md``, "Published
+#: districting instances"). 28 s is the share at 180 s, so shorter limits are unchanged.
+EXACT_START_MAX_S = 28.0
+
 #: From this many units, the ``"exact"`` backend's starting plan also gets LNS
 #: (a tighter plan fixes more variables; see :func:`_exact`).
 EXACT_LNS_FROM_UNITS = 150
@@ -425,8 +431,12 @@ EXACT_KERNEL_PAIRS = 20_000
 #: (``benchmarks/bench_districts.py``).
 EXACT_ENUMERATION_MAX_UNITS = 50
 
-#: Share of the ``"exact"`` backend's time, and most districts, for that list.
+#: Share of the ``"exact"`` backend's time, at most seconds, and most districts, for that
+#: list. With 600 s the ID counties' list (99,390 districts) took 55.5 s where the MIP
+#: proves the optimum in about 14 s; 15 s is the share at 60 s, where SC, NH, OR, ME and
+#: NM are decided by the list (``benchmarks/README.md``, "District enumeration").
 EXACT_ENUMERATION_SHARE = 0.25
+EXACT_ENUMERATION_MAX_S = 15.0
 EXACT_ENUMERATION_MAX_DISTRICTS = 300_000
 
 #: Up to this many units the ``"exact"`` backend takes its Lagrange multipliers from
@@ -441,7 +451,8 @@ def _exact(problem: Problem, time_limit_s: float, seed: int, progress: ProgressC
     0. Up to :data:`EXACT_ENUMERATION_MAX_UNITS` units, the complete list of
        feasible districts and set partitioning (:func:`_by_enumeration`):
        the proven optimum or a proof of infeasibility, when the list fits.
-    1. A starting plan (:data:`EXACT_START_SHARE` of the time, at most 10 s + 10 %): the
+    1. A starting plan (:data:`EXACT_START_SHARE` of the time, at most 10 s + 10 % and at
+       most :data:`EXACT_START_MAX_S`): the
        heuristic and location-allocation, then new starts with the next
        seeds (below :data:`EXACT_LNS_FROM_UNITS` units) or LNS (from it).
     2. A Lagrangian lower bound (:func:`solvers.bound.lower_bound`, at most
@@ -466,7 +477,7 @@ def _exact(problem: Problem, time_limit_s: float, seed: int, progress: ProgressC
     start = time.monotonic()
     end = start + time_limit_s
     say = progress or (lambda line: None)
-    enumerated = _by_enumeration(problem, EXACT_ENUMERATION_SHARE * time_limit_s, say)
+    enumerated = _by_enumeration(problem, min(EXACT_ENUMERATION_SHARE * time_limit_s, EXACT_ENUMERATION_MAX_S), say)
     if enumerated is not None:
         enumerated.time_s = time.monotonic() - start
         return enumerated
@@ -475,7 +486,7 @@ def _exact(problem: Problem, time_limit_s: float, seed: int, progress: ProgressC
         assign, centres, objective, log = heuristic_solve(problem, time_limit_s=share, seed=seed, progress=None)
         balanced = not check_plan(problem, assign)
         # a share of the time, capped: past a point a better start gains less than the MIP
-        start_end = start + min(EXACT_START_SHARE * time_limit_s, 10.0 + 0.1 * time_limit_s)
+        start_end = start + min(EXACT_START_SHARE * time_limit_s, 10.0 + 0.1 * time_limit_s, EXACT_START_MAX_S)
         plan = _location_allocation(problem, assign, centres, objective, balanced, start_end, log, say)
         if problem.n < EXACT_LNS_FROM_UNITS:  # new starts (next seeds) in the time left for the start
             plan = _more_rounds(problem, plan, share, seed, start, start_end - start, start_end, log, say)
