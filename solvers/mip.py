@@ -155,9 +155,7 @@ def allocate(
     start = time.monotonic()
     deadline = start + time_limit_s
     n, k = problem.n, problem.k
-    centres = np.asarray(centres, dtype=np.intp)
-    if lengths is None:
-        lengths = edge_minutes(problem)
+    centres, lengths = _inputs(problem, centres, lengths)
     built_model = _build(problem, centres, lengths, candidates, hint)
     if isinstance(built_model, int):
         return Allocation(None, float("inf"), float("inf"), "infeasible", time.monotonic() - start,
@@ -277,9 +275,7 @@ def lp_allocation(problem: Problem, centres: np.ndarray, *, lengths: csr_matrix 
     the centres near their fixed point before the MIPs (see ``solvers.engine``).
     """
     n, k = problem.n, problem.k
-    centres = np.asarray(centres, dtype=np.intp)
-    if lengths is None:
-        lengths = edge_minutes(problem)
+    centres, lengths = _inputs(problem, centres, lengths)
     built_model = _build(problem, centres, lengths, candidates, hint)
     if isinstance(built_model, int):
         return None
@@ -290,6 +286,11 @@ def lp_allocation(problem: Problem, centres: np.ndarray, *, lengths: csr_matrix 
     share = np.zeros((k, n))
     share[sec, unit] = np.asarray(result.variable_values(x))
     return np.argmax(share, axis=0).astype(np.intp), float(result.objective_value())
+
+
+def _inputs(problem: Problem, centres, lengths: csr_matrix | None) -> tuple[np.ndarray, csr_matrix]:
+    """``centres`` as an integer array, and the edge lengths (computed when ``None``)."""
+    return np.asarray(centres, dtype=np.intp), (edge_minutes(problem) if lengths is None else lengths)
 
 
 def _build(problem: Problem, centres: np.ndarray, lengths: csr_matrix, candidates: int | None,
