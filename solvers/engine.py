@@ -124,8 +124,8 @@ ALLOCATION_STAGE_S = 5.0
 AUTO_MIP_MAX_UNITS = 20_000
 
 #: Seconds of time limit per 1,000 units from which ``"auto"`` runs location-allocation
-#: above :data:`AUTO_MIP_MAX_UNITS` units. On 64,000-unit graphs (k = 11, ±5 %) each LP
-#: warm-up step takes about 20 s, so 60 s leaves no time for the MIP; with 180 s the plans
+#: above :data:`AUTO_MIP_MAX_UNITS` units. On 64,000-unit graphs (k = 11, ±5 %) the LP
+#: warm-up alone fills a 60 s limit after the heuristic's share; with 180 s the plans
 #: are 1.1-1.9 % below the heuristic's (``benchmarks/README.md``, "Scaling").
 AUTO_MIP_SECONDS_PER_1000_UNITS = 2.5
 
@@ -753,7 +753,7 @@ def _location_allocation(
     # with many sectors, let each unit choose among its nearest centres only
     candidates = None if problem.k <= 6 else 4
     if problem.n >= STAGED_MIN_UNITS and problem.objective != "base":
-        # at most half the time left: on 64k units each LP step takes ~20 s, and the MIP needs the rest
+        # at most half the time left: on 64k units the LP steps could fill the limit, and the MIP needs the rest
         warm_end = time.monotonic() + 0.5 * (deadline - time.monotonic())
         centres = _lp_warm_up(problem, centres, lengths, candidates, assign, warm_end, log, say)
     while time.monotonic() < deadline - 0.5:
