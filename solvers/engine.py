@@ -283,7 +283,7 @@ def _search(problem: Problem, backend: Backend, time_limit_s: float, seed: int, 
             assign, centres, objective, name = lns_rounds(
                 problem, (assign, centres, objective, name), seed=seed, heuristic_share=heuristic_share,
                 deadline=search_end, location_allocation=_location_allocation,
-                log=log, say=say)
+                log=log, say=say, screen=_lp_screen)
         elif start is None:  # use the time left: new starts, each followed by location-allocation
             assign, centres, objective, name = _more_rounds(
                 problem, (assign, centres, objective, name), heuristic_share, seed, began, time_limit_s,
@@ -709,24 +709,38 @@ def _pairs_of(assign: np.ndarray, centres: np.ndarray, n: int) -> np.ndarray:
 
 
 def _lp_warm_up(problem: Problem, centres: np.ndarray, lengths, candidates: int | None, hint: np.ndarray,
-                deadline: float, log: list[str], say: ProgressCallback) -> np.ndarray:
+                deadline: float, log: list[str], say: ProgressCallback) -> tuple[np.ndarray, np.ndarray | None, float]:
     """Location-allocation on the allocation LP (:func:`solvers.mip.lp_allocation`, rounded)
-    until its value stops falling: the centres it ends with. Each step takes a fraction of a
+    until its value stops falling: ``(centres it ends with, their rounded LP assignment, LP
+    value)`` (``None`` and ``inf`` when no LP was solved). Each step takes a fraction of a
     second where an allocation MIP from a poor start can take most of a minute."""
-    best_value, best_centres, seen = float("inf"), centres, set()
+    best_value, best_centres, best_assign, seen = float("inf"), centres, None, set()
     while time.monotonic() < deadline - 1.0 and tuple(int(c) for c in centres) not in seen:
         seen.add(tuple(int(c) for c in centres))
         found = lp_allocation(problem, centres, lengths=lengths, candidates=candidates, hint=hint,
                               time_limit_s=deadline - time.monotonic())
         if found is None or found[1] >= best_value - 1e-9 * max(abs(best_value), 1.0):
             break
-        best_value, best_centres = found[1], centres
+        best_value, best_centres, best_assign = found[1], centres, found[0]
         centres = recentre(problem, found[0], centres)
     if np.isfinite(best_value):
         line = f"location-allocation on the LP: {len(seen)} steps, LP value {best_value:,.0f}"
         log.append(line)
         say(line)
-    return best_centres
+    return best_centres, best_assign, best_value
+
+
+def _lp_screen(problem: Problem, centres: np.ndarray, hint: np.ndarray,
+               deadline: float) -> tuple[np.ndarray, np.ndarray | None, float]:
+    """:func:`_lp_warm_up` with the location-allocation loop's settings and no log: how
+    :func:`solvers.lns.lns_rounds` screens its kicks."""
+    return _lp_warm_up(problem, centres, edge_minutes(problem), _nearest_centres(problem), hint, deadline,
+                       [], lambda line: None)
+
+
+def _nearest_centres(problem: Problem) -> int | None:
+    """With many sectors, location-allocation lets each unit choose among its nearest centres only."""
+    return None if problem.k <= 6 else 4
 
 
 def _location_allocation(
@@ -750,12 +764,11 @@ def _location_allocation(
     name = "heuristic"
     seen: set[tuple[int, ...]] = set()
     best = (objective if balanced else float("inf"), assign, centres)
-    # with many sectors, let each unit choose among its nearest centres only
-    candidates = None if problem.k <= 6 else 4
+    candidates = _nearest_centres(problem)
     if problem.n >= STAGED_MIN_UNITS and problem.objective != "base":
         # at most half the time left: on 64k units the LP steps could fill the limit, and the MIP needs the rest
         warm_end = time.monotonic() + 0.5 * (deadline - time.monotonic())
-        centres = _lp_warm_up(problem, centres, lengths, candidates, assign, warm_end, log, say)
+        centres = _lp_warm_up(problem, centres, lengths, candidates, assign, warm_end, log, say)[0]
     while time.monotonic() < deadline - 0.5:
         key = tuple(int(c) for c in centres)
         if key in seen:

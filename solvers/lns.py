@@ -339,6 +339,83 @@ def improve_lns(
     return assign, centres, objective, log
 
 
+#: A kick goes on to location-allocation and LNS when the LP value it reaches is at least
+#: this fraction below the LP value of the best plan's own centres. On AURA k = 11 (±5 %) the
+#: kicks that led to better plans were 1.3-1.6 % below; those 0.3-0.8 % above or below rarely did.
+KICK_SCREEN = 0.005
+
+#: Seconds at most for location-allocation's MIP steps after a kick that passed the screen
+#: (LNS then takes over); from kicked centres one AURA allocation MIP takes about 10 s.
+KICK_ALLOCATION_S = 12.0
+
+#: Seconds at most to make a passing kick's rounded LP assignment contiguous and balanced
+#: (:func:`solvers.heuristic.heuristic_solve` from it), about 0.2 s on AURA.
+KICK_REPAIR_S = 2.0
+
+#: Kicks screened from the location-allocation plan before LNS polishes it: a kick that
+#: passes goes to LNS instead, so a short run spends its one LNS on the better basin.
+KICKS_BEFORE_POLISH = 2
+
+
+def split_centres(problem: Problem, members: np.ndarray, *, iterations: int = 10) -> np.ndarray:
+    """Two centres that split a sector in two: the weighted 2-medoids of ``members``.
+
+    Starts from the sector's medoid and the member farthest from it (travel minutes times
+    weight), then alternates nearest-centre assignment and weighted medoids. Sectors of more
+    than 300 members draw their medoids from their 300 heaviest members and the two seeds.
+    Returns ``(2,)`` unit numbers (equal when the sector has one member).
+    """
+    w = problem.weights
+    members = np.asarray(members, dtype=np.intp)
+    cand = members if members.size <= 300 else members[np.argsort(-w[members], kind="stable")[:300]]
+    rows = problem.travel.rows(cand)[:, members]  # (candidates, members) minutes
+    first = cand[int(np.argmin(rows @ w[members]))]
+    far = problem.travel.rows(np.array([first]))[0, members] * w[members]
+    pair = np.array([first, members[int(np.argmax(far))]])
+    for _ in range(iterations):
+        side = np.argmin(problem.travel.rows(pair)[:, members], axis=0)
+        new = pair.copy()
+        for g in (0, 1):
+            group = side == g
+            if group.any():
+                new[g] = cand[int(np.argmin(rows[:, group] @ w[members[group]]))]
+        if (new == pair).all():
+            break
+        pair = new
+    return pair
+
+
+def kicks(problem: Problem, assignment: np.ndarray, centres: np.ndarray,
+          rng: np.random.Generator) -> list[tuple[int, int]]:
+    """Every ``(close, split)`` pair of sectors, most promising first: sector ``close`` gives up
+    its area and its centre moves into sector ``split``, which is cut in two
+    (:func:`kick_centres`). Sectors with locked units are not closed, single units not split.
+
+    Pairs come in decreasing order of ``cost[close] - cost[split]`` (each sector's objective
+    in the plan), ties in a seeded random order: moving a centre out of the costliest
+    (sparsest) sector into the cheapest (densest) one. On the AURA k = 11 plan of a 60 s
+    run, 12 of the first 25 kicks in that order passed :data:`KICK_SCREEN`, the first one
+    included, against 32 of all 110 (``benchmarks/README.md``, "Kicks").
+    """
+    assignment = np.asarray(assignment, dtype=np.intp)
+    sizes = np.bincount(assignment, minlength=problem.k)
+    own = problem.cost_rows(np.asarray(centres, dtype=np.intp))[assignment, np.arange(problem.n)]
+    cost = np.bincount(assignment, weights=own, minlength=problem.k)
+    locked = set(problem.locked.values())
+    pairs = [(c, t) for c in range(problem.k) for t in range(problem.k)
+             if c != t and c not in locked and sizes[t] > 1]
+    pairs = [pairs[i] for i in rng.permutation(len(pairs))]
+    return sorted(pairs, key=lambda pair: cost[pair[1]] - cost[pair[0]])
+
+
+def kick_centres(problem: Problem, assignment: np.ndarray, centres: np.ndarray, close: int, split: int) -> np.ndarray:
+    """The centres after a kick: sector ``split``'s centre and sector ``close``'s take the two
+    :func:`split_centres` of sector ``split``; the other centres stay."""
+    out = np.asarray(centres, dtype=np.intp).copy()
+    out[split], out[close] = split_centres(problem, np.flatnonzero(assignment == split))
+    return out
+
+
 def lns_rounds(
     problem: Problem,
     best: tuple[np.ndarray, np.ndarray, float, str],
@@ -349,13 +426,28 @@ def lns_rounds(
     location_allocation: Callable[..., tuple[np.ndarray, np.ndarray, float, str]],
     log: list[str],
     say: ProgressCallback,
+    screen: Callable[[Problem, np.ndarray, np.ndarray, float], tuple[np.ndarray, np.ndarray | None, float]]
+    | None = None,
 ) -> tuple[np.ndarray, np.ndarray, float, str]:
-    """Improve ``best`` by :func:`improve_lns`, then, while time is left, new rounds (heuristic
-    with the next seed, location-allocation, LNS); returns the best valid plan.
+    """Improve ``best`` by :func:`improve_lns`, then, while time is left, kicks or new rounds;
+    returns the best valid plan.
+
+    With ``screen``, the rounds are *kicks* of the best plan (an iterated local search):
+    one sector's centre moves into another sector, which is cut in two
+    (:func:`kicks`, :func:`kick_centres`); ``screen`` runs location-allocation on the
+    allocation LP from those centres and returns ``(centres, LP value)``. A kick whose LP
+    value is at least :data:`KICK_SCREEN` below that of the best plan's own centres gets
+    location-allocation (MIP steps for at most :data:`KICK_ALLOCATION_S`) and LNS, and
+    replaces the best plan when better (the kicks then start again from it). Each kick
+    screens in a few seconds, where a new round takes 20-60 s on AURA; the kicks reach
+    other local optima than new starts do. When every kick of the best plan has been
+    screened, or without ``screen``, the rounds are new starts: heuristic with the next
+    seed, location-allocation, LNS.
 
     ``best`` is ``(assignment, centres, objective, backend name)``; ``deadline`` a
     :func:`time.monotonic` time; ``location_allocation`` the engine's loop, called
-    as ``(problem, assign, centres, objective, balanced, deadline, log, say)``.
+    as ``(problem, assign, centres, objective, balanced, deadline, log, say)``;
+    ``screen`` is called as ``(problem, centres, hint assignment, deadline)``.
     The name becomes ``"lns"`` when the search improved the plan.
     """
     from solvers.heuristic import heuristic_solve
@@ -370,8 +462,57 @@ def lns_rounds(
         say(more[-1])
         return (assign, centres, objective, "lns") if objective < plan[2] - 1e-9 else plan
 
-    best = polish(best)
     best_ok = not check_plan(problem, best[0])
+    rng = np.random.default_rng(seed)
+    queue: list[tuple[int, int]] = []
+    reference = float("inf")
+    if screen is not None and best_ok and problem.k > 2:
+        queue = kicks(problem, best[0], best[1], rng)
+        reference = screen(problem, best[1], best[0], deadline)[2]
+    polished, tried = False, 0
+    while deadline - time.monotonic() > 1.0:
+        if not polished and (not queue or tried >= KICKS_BEFORE_POLISH):
+            best, polished = polish(best), True
+            if queue:  # the plan changed: its own kicks and LP value
+                queue = kicks(problem, best[0], best[1], rng)
+                reference = screen(problem, best[1], best[0], deadline)[2]
+            continue
+        if not queue:
+            break
+        close, split = queue.pop(0)
+        tried += 1
+        began = time.monotonic()
+        centres, rounded, value = screen(problem, kick_centres(problem, best[0], best[1], close, split), best[0],
+                                         deadline)
+        passed = value < (1.0 - KICK_SCREEN) * reference
+        line = (f"kick: sector {close} into sector {split}: LP value {value:,.2f} against {reference:,.2f} "
+                f"({'passed' if passed else 'screened out'}, {time.monotonic() - began:.1f} s)")
+        log.append(line)
+        say(line)
+        if not passed:
+            continue
+        # the rounded LP made contiguous and balanced: the allocation MIP's first incumbent
+        try:
+            start, start_centres, start_objective, _ = heuristic_solve(
+                problem, time_limit_s=min(KICK_REPAIR_S, deadline - time.monotonic()), seed=seed, start=rounded,
+                restarts=1)
+        except InfeasibleError:
+            continue
+        if check_plan(problem, start):  # not repaired: the allocation MIP rebalances it
+            found = polish(location_allocation(problem, start, centres, float("inf"), False,
+                                               min(deadline, time.monotonic() + KICK_ALLOCATION_S), log, say))
+        else:  # LNS directly: with the kicked centres the allocation MIP's contiguity restriction costs more
+            found = polish((start, start_centres, start_objective, "lns"))
+        ok = not check_plan(problem, found[0])
+        line = f"kick: sector {close} into sector {split}: objective {found[2]:,.2f}{'' if ok else ' (unbalanced)'}"
+        log.append(line)
+        say(line)
+        if ok and found[2] < best[2] - 1e-9:
+            best, polished = found, True
+            queue = kicks(problem, best[0], best[1], rng)
+            reference = screen(problem, best[1], best[0], deadline)[2]
+    if not polished:
+        best = polish(best)
     rounds = 1
     while deadline - time.monotonic() > max(2 * heuristic_share, 1.0):
         rounds += 1

@@ -15,7 +15,8 @@ from solvers import engine
 from solvers.bound import background_available
 from solvers.check import check_plan
 from solvers.engine import BACKGROUND_BOUND_MIN_S, solve
-from solvers.lns import adjacent_pairs, improve_lns, split_floors, split_pair, sub_problem
+from solvers.lns import (adjacent_pairs, improve_lns, kick_centres, kicks, lns_rounds, split_centres, split_floors,
+                         split_pair, sub_problem)
 from solvers.problem import DenseTravelTimes, Problem
 
 
@@ -218,3 +219,58 @@ def test_engine_lns_inside_a_daemonic_pool_worker():
         log, bound, daemon = pool.apply(_lns_in_worker, (0,))
     assert daemon and bound is not None
     assert not any("background process" in line for line in log)
+
+
+def test_split_centres_puts_one_centre_in_each_cluster():
+    # two clusters of five units on a line, far apart: one centre in each, at its middle
+    x = np.array([0, 1, 2, 3, 4, 100, 101, 102, 103, 104], dtype=float)
+    t = DenseTravelTimes(np.abs(np.subtract.outer(x, x)))
+    p = Problem(nx.path_graph(10), np.ones(10), np.ones(2) * 5, 0.1, t)
+    assert sorted(split_centres(p, np.arange(10)).tolist()) == [2, 7]
+    assert split_centres(p, np.array([4])).tolist() == [4, 4]
+
+
+def test_kicks_cover_every_pair_in_a_seeded_order_and_spare_locked_sectors():
+    p = grid_problem(6, 6, 3, 0.1, seed=4)
+    assign = np.repeat(np.arange(3), 12)
+    centres = np.array([5, 17, 30])
+    first = kicks(p, assign, centres, np.random.default_rng(0))
+    assert sorted(first) == [(c, t) for c in range(3) for t in range(3) if c != t]
+    assert first == kicks(p, assign, centres, np.random.default_rng(0))
+    own = p.cost_rows(centres)[assign, np.arange(p.n)]
+    cost = np.bincount(assign, weights=own)
+    gaps = [cost[close] - cost[split] for close, split in first]
+    assert gaps == sorted(gaps, reverse=True)  # costliest sector into the cheapest first
+    locked = Problem(p.graph, p.workload, p.targets, p.tolerance, p.travel, locked={0: 0})
+    assert all(close != 0 for close, _ in kicks(locked, assign, centres, np.random.default_rng(0)))
+
+
+def test_kick_centres_moves_the_closed_sector_into_the_split_one():
+    p = grid_problem(6, 6, 3, 0.1, seed=4)
+    assign = np.repeat(np.arange(3), 12)
+    centres = np.array([5, 17, 30])
+    moved = kick_centres(p, assign, centres, close=0, split=2)
+    assert moved[1] == 17
+    assert set(moved[[0, 2]].tolist()) == set(split_centres(p, np.flatnonzero(assign == 2)).tolist())
+    assert (assign[moved[[0, 2]]] == 2).all()
+
+
+def test_lns_rounds_keeps_only_kicks_that_improve():
+    p = grid_problem(8, 8, 4, 0.15, seed=1)
+    assign, centres = stripes(p, 8)
+    start = (assign, centres, p.objective_value(assign, centres), "heuristic")
+    log: list[str] = []
+    calls = []
+
+    def every_kick_passes(problem, c, hint, deadline):  # LP value 0 for the plan itself, -1 for each kick
+        calls.append(1)
+        return c, np.argmin(problem.cost_rows(c), axis=0), (0.0 if len(calls) == 1 else -1.0)
+
+    a, c, obj, name = lns_rounds(p, start, seed=0, heuristic_share=0.5, deadline=time.monotonic() + 8,
+                                 location_allocation=engine._location_allocation, log=log,
+                                 say=lambda line: None, screen=every_kick_passes)
+    assert check_plan(p, a) == []
+    assert obj == pytest.approx(p.objective_value(a, c))
+    polished = improve_lns(p, assign, centres, time_limit_s=30, seed=0)[2]
+    assert obj <= polished + 1e-9  # the kicks start from the polished plan and keep only gains
+    assert any(line.startswith("kick:") and "objective" in line for line in log)
