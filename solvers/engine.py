@@ -22,7 +22,9 @@ Backends
 ``"lns"``
     ``"mip"``, then large-neighbourhood search (:func:`solvers.lns.improve_lns`:
     pairs of adjacent sectors re-optimised together) and, while time is left,
-    new rounds each followed by it. A Lagrangian lower bound
+    kicks of the best plan (a sector's centre moved into another sector, screened
+    on the allocation LP, :func:`solvers.lns.lns_rounds`), then new rounds, each
+    followed by LNS. A Lagrangian lower bound
     (:func:`solvers.bound.lower_bound`, ``"pmedian"`` without a previous plan,
     up to :data:`BOUND_MAX_UNITS` units) is returned as :attr:`Solution.bound`:
     computed in a second process during the whole search when two CPUs are

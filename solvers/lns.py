@@ -22,6 +22,13 @@ one of its sectors changed. The search stops when no pair improves (a local
 optimum for this neighbourhood) or on time. Without a time stop, the result
 depends on the seed only.
 
+Pair moves cannot move a sector across the map, so the engine's ``"lns"`` backend
+also *kicks* the best plan (:func:`lns_rounds`): the centre of a costly sector moves
+into a cheap one, which is cut in two; location-allocation on the allocation LP
+screens the kick in a few seconds, and only kicks that lower the LP value markedly
+are repaired and polished by LNS. On AURA k = 11 the kicks found better plans in
+60 s than new starts found in 600 s (``benchmarks/README.md``, "Kicks").
+
 Only the ``"pmedian"`` objective without a previous plan is searched (with
 worker bases the centres are fixed, and location-allocation already gives the
 optimal allocation); other problems are returned unchanged, with a log line.
@@ -339,13 +346,13 @@ def improve_lns(
     return assign, centres, objective, log
 
 
-#: A kick goes on to location-allocation and LNS when the LP value it reaches is at least
-#: this fraction below the LP value of the best plan's own centres. On AURA k = 11 (±5 %) the
-#: kicks that led to better plans were 1.3-1.6 % below; those 0.3-0.8 % above or below rarely did.
+#: A kick goes on to LNS when the LP value it reaches is at least this fraction below the
+#: LP value of the best plan's own centres (:func:`lns_rounds`). On AURA k = 11 (±5 %), the
+#: kicks that led to better plans were 1.1-1.6 % below (``benchmarks/README.md``, "Kicks").
 KICK_SCREEN = 0.005
 
-#: Seconds at most for location-allocation's MIP steps after a kick that passed the screen
-#: (LNS then takes over); from kicked centres one AURA allocation MIP takes about 10 s.
+#: Seconds at most for location-allocation's MIP steps after a kick whose rounded LP could
+#: not be repaired into a valid plan (LNS then takes over).
 KICK_ALLOCATION_S = 12.0
 
 #: Seconds at most to make a passing kick's rounded LP assignment contiguous and balanced
@@ -432,14 +439,17 @@ def lns_rounds(
     """Improve ``best`` by :func:`improve_lns`, then, while time is left, kicks or new rounds;
     returns the best valid plan.
 
-    With ``screen``, the rounds are *kicks* of the best plan (an iterated local search):
-    one sector's centre moves into another sector, which is cut in two
+    With ``screen``, the rounds are first *kicks* of the best plan (an iterated local
+    search): one sector's centre moves into another sector, which is cut in two
     (:func:`kicks`, :func:`kick_centres`); ``screen`` runs location-allocation on the
-    allocation LP from those centres and returns ``(centres, LP value)``. A kick whose LP
-    value is at least :data:`KICK_SCREEN` below that of the best plan's own centres gets
-    location-allocation (MIP steps for at most :data:`KICK_ALLOCATION_S`) and LNS, and
-    replaces the best plan when better (the kicks then start again from it). Each kick
-    screens in a few seconds, where a new round takes 20-60 s on AURA; the kicks reach
+    allocation LP from those centres and returns ``(centres, rounded LP assignment, LP
+    value)``. A kick whose LP value is at least :data:`KICK_SCREEN` below that of the best
+    plan's own centres is made contiguous and balanced
+    (:func:`solvers.heuristic.heuristic_solve` from the rounded LP; location-allocation
+    when that fails) and polished by LNS; it replaces the best plan when better, and the
+    kicks start again from it. The first :data:`KICKS_BEFORE_POLISH` kicks are screened
+    before LNS polishes ``best`` itself, so that a short run spends its LNS on the better
+    basin. A kick screens in 1-7 s on AURA, where a new round takes 20-60 s, and reaches
     other local optima than new starts do. When every kick of the best plan has been
     screened, or without ``screen``, the rounds are new starts: heuristic with the next
     seed, location-allocation, LNS.
@@ -462,47 +472,54 @@ def lns_rounds(
         say(more[-1])
         return (assign, centres, objective, "lns") if objective < plan[2] - 1e-9 else plan
 
-    best_ok = not check_plan(problem, best[0])
-    rng = np.random.default_rng(seed)
-    queue: list[tuple[int, int]] = []
-    reference = float("inf")
-    if screen is not None and best_ok and problem.k > 2:
-        queue = kicks(problem, best[0], best[1], rng)
-        reference = screen(problem, best[1], best[0], deadline)[2]
-    polished, tried = False, 0
-    while deadline - time.monotonic() > 1.0:
-        if not polished and (not queue or tried >= KICKS_BEFORE_POLISH):
-            best, polished = polish(best), True
-            if queue:  # the plan changed: its own kicks and LP value
-                queue = kicks(problem, best[0], best[1], rng)
-                reference = screen(problem, best[1], best[0], deadline)[2]
-            continue
-        if not queue:
-            break
-        close, split = queue.pop(0)
-        tried += 1
+    def kicked(close: int, split: int, reference: float) -> tuple[np.ndarray, np.ndarray, float, str] | None:
+        """The polished plan after one kick of ``best``, or ``None`` when it is screened out."""
         began = time.monotonic()
-        centres, rounded, value = screen(problem, kick_centres(problem, best[0], best[1], close, split), best[0],
-                                         deadline)
+        moved = kick_centres(problem, best[0], best[1], close, split)
+        if tuple(moved.tolist()) in screened:  # e.g. the same kick before and after LNS polished the plan
+            return None
+        screened.add(tuple(moved.tolist()))
+        centres, rounded, value = screen(problem, moved, best[0], deadline)
         passed = value < (1.0 - KICK_SCREEN) * reference
         line = (f"kick: sector {close} into sector {split}: LP value {value:,.2f} against {reference:,.2f} "
                 f"({'passed' if passed else 'screened out'}, {time.monotonic() - began:.1f} s)")
         log.append(line)
         say(line)
         if not passed:
-            continue
-        # the rounded LP made contiguous and balanced: the allocation MIP's first incumbent
-        try:
+            return None
+        try:  # the rounded LP, made contiguous and balanced
             start, start_centres, start_objective, _ = heuristic_solve(
                 problem, time_limit_s=min(KICK_REPAIR_S, deadline - time.monotonic()), seed=seed, start=rounded,
                 restarts=1)
         except InfeasibleError:
-            continue
+            return None
         if check_plan(problem, start):  # not repaired: the allocation MIP rebalances it
-            found = polish(location_allocation(problem, start, centres, float("inf"), False,
-                                               min(deadline, time.monotonic() + KICK_ALLOCATION_S), log, say))
-        else:  # LNS directly: with the kicked centres the allocation MIP's contiguity restriction costs more
-            found = polish((start, start_centres, start_objective, "lns"))
+            return polish(location_allocation(problem, start, centres, float("inf"), False,
+                                              min(deadline, time.monotonic() + KICK_ALLOCATION_S), log, say))
+        # else LNS directly: from kicked centres the allocation MIP's shortest-path restriction
+        # costs more than it gains (on AURA its optimum was above the repaired plan)
+        return polish((start, start_centres, start_objective, "lns"))
+
+    best_ok = not check_plan(problem, best[0])
+    rng = np.random.default_rng(seed)
+    screened: set[tuple[int, ...]] = set()  # kicked centres already screened
+    queue: list[tuple[int, int]] = []
+    reference = float("inf")
+    if screen is not None and best_ok and problem.k > 2:
+        queue = kicks(problem, best[0], best[1], rng)
+        reference = screen(problem, best[1], best[0], deadline)[2]
+    polished, tried = False, 0
+    while queue and deadline - time.monotonic() > 1.0:
+        if not polished and tried >= KICKS_BEFORE_POLISH:
+            best, polished = polish(best), True
+            queue = kicks(problem, best[0], best[1], rng)  # the plan changed: its own kicks and LP value
+            reference = screen(problem, best[1], best[0], deadline)[2]
+            continue
+        close, split = queue.pop(0)
+        tried += 1
+        found = kicked(close, split, reference)
+        if found is None:
+            continue
         ok = not check_plan(problem, found[0])
         line = f"kick: sector {close} into sector {split}: objective {found[2]:,.2f}{'' if ok else ' (unbalanced)'}"
         log.append(line)
