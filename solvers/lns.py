@@ -347,8 +347,8 @@ def improve_lns(
 
 
 #: A kick goes on to LNS when the LP value it reaches is at least this fraction below the
-#: LP value of the best plan's own centres (:func:`lns_rounds`). On AURA k = 11 (±5 %), the
-#: kicks that led to better plans were 1.1-1.6 % below (``benchmarks/README.md``, "Kicks").
+#: LP value of the plan's own centres (:func:`lns_rounds`). On the AURA k = 11 (±5 %) plan of
+#: a 60 s run, 32 of 110 kicks passed, 0.6-1.5 % below (``benchmarks/bench_kicks.py``).
 KICK_SCREEN = 0.005
 
 #: Seconds at most for location-allocation's MIP steps after a kick whose rounded LP could
@@ -358,11 +358,6 @@ KICK_ALLOCATION_S = 12.0
 #: Seconds at most to make a passing kick's rounded LP assignment contiguous and balanced
 #: (:func:`solvers.heuristic.heuristic_solve` from it), about 0.2 s on AURA.
 KICK_REPAIR_S = 2.0
-
-#: Kicks in a row that may fail to improve a plan before :func:`lns_rounds` leaves it for a
-#: new start (each with its own kicks). On AURA k = 11, 12 of the first 25 kicks of a 60 s
-#: run's plan passed the screen, none of 110 of the best plans found.
-KICKS_PER_PLAN = 25
 
 #: Kicks screened from the location-allocation plan before LNS polishes it: a kick that
 #: passes goes to LNS instead, so a short run spends its one LNS on the better basin.
@@ -406,8 +401,8 @@ def kicks(problem: Problem, assignment: np.ndarray, centres: np.ndarray,
     Pairs come in decreasing order of ``cost[close] - cost[split]`` (each sector's objective
     in the plan), ties in a seeded random order: moving a centre out of the costliest
     (sparsest) sector into the cheapest (densest) one. On the AURA k = 11 plan of a 60 s
-    run, 12 of the first 25 kicks in that order passed :data:`KICK_SCREEN`, the first one
-    included, against 32 of all 110 (``benchmarks/README.md``, "Kicks").
+    run, 15 of the first 25 kicks in that order passed :data:`KICK_SCREEN`, the first one
+    included, against 32 of all 110 (``benchmarks/bench_kicks.py``).
     """
     assignment = np.asarray(assignment, dtype=np.intp)
     sizes = np.bincount(assignment, minlength=problem.k)
@@ -452,12 +447,14 @@ def lns_rounds(
     plan's own centres is made contiguous and balanced
     (:func:`solvers.heuristic.heuristic_solve` from the rounded LP; location-allocation
     when that fails) and polished by LNS; it replaces the best plan when better, and the
-    kicks start again from it. The first :data:`KICKS_BEFORE_POLISH` kicks are screened
-    before LNS polishes ``best`` itself, so that a short run spends its LNS on the better
-    basin. A kick screens in 1-7 s on AURA, where a new round takes 20-60 s, and reaches
-    other local optima than new starts do. When every kick of the best plan has been
-    screened, or without ``screen``, the rounds are new starts: heuristic with the next
-    seed, location-allocation, LNS.
+    kicks start again from it. Each plan (``best``, then each new round's) gets its first
+    :data:`KICKS_BEFORE_POLISH` kicks before LNS polishes it, so that a short run spends its
+    LNS on the better basin; then new rounds (heuristic with the next seed,
+    location-allocation, the same kicks and LNS) while one fits in the time left (twice
+    ``heuristic_share``), as without kicks; the time no round fits into goes to kicking the
+    plan at hand. A kick screens in 1-9 s on AURA (median 3.1 s), where a new round takes
+    20-60 s, and reaches other local optima than new starts do. The best plan of all rounds
+    is returned. Without ``screen``, rounds are polished by LNS only.
 
     ``best`` is ``(assignment, centres, objective, backend name)``; ``deadline`` a
     :func:`time.monotonic` time; ``location_allocation`` the engine's loop, called
@@ -507,23 +504,26 @@ def lns_rounds(
         return polish((start, start_centres, start_objective, "lns"))
 
     def kick_and_polish(plan: tuple[np.ndarray, np.ndarray, float, str]) -> tuple[np.ndarray, np.ndarray, float, str]:
-        """Iterated local search from ``plan``: kicks, each passing one polished by LNS, until
-        :data:`KICKS_PER_PLAN` kicks in a row fail to improve; ``plan`` itself is polished after
-        the first :data:`KICKS_BEFORE_POLISH` kicks."""
+        """``plan`` after its first :data:`KICKS_BEFORE_POLISH` kicks and LNS; then, while no new
+        round fits in the time left, more kicks (an iterated local search)."""
         if screen is None or problem.k <= 2 or check_plan(problem, plan[0]):
             return polish(plan)
-        queue = kicks(problem, plan[0], plan[1], rng)
-        reference = screen(problem, plan[1], plan[0], deadline)[2]
-        polished, tried, failed = False, 0, 0
-        while queue and failed < KICKS_PER_PLAN and deadline - time.monotonic() > 1.0:
+        queue: list[tuple[int, int]] | None = None  # the plan's kicks, listed when needed
+        reference = float("inf")  # the LP value of the plan's own centres
+        polished, tried = False, 0
+        while deadline - time.monotonic() > 1.0:
+            if polished and deadline - time.monotonic() > round_s:
+                break  # a new round fits: it gets the time
             if not polished and tried >= KICKS_BEFORE_POLISH:
-                plan, polished = polish(plan), True
-                queue = kicks(problem, plan[0], plan[1], rng)  # the plan changed: its own kicks and LP value
-                reference = screen(problem, plan[1], plan[0], deadline)[2]
+                plan, polished, queue = polish(plan), True, None
                 continue
+            if queue is None:
+                queue = kicks(problem, plan[0], plan[1], rng)
+                reference = screen(problem, plan[1], plan[0], deadline)[2]
+            if not queue:
+                break
             close, split = queue.pop(0)
             tried += 1
-            failed += 1
             found = kicked(plan, close, split, reference)
             if found is None:
                 continue
@@ -533,17 +533,16 @@ def lns_rounds(
             log.append(line)
             say(line)
             if ok and found[2] < plan[2] - 1e-9:
-                plan, polished, failed = found, True, 0
-                queue = kicks(problem, plan[0], plan[1], rng)
-                reference = screen(problem, plan[1], plan[0], deadline)[2]
+                plan, polished, queue = found, True, None
         return plan if polished else polish(plan)
 
+    round_s = max(2 * heuristic_share, 1.0)  # time left from which a new round starts
     rng = np.random.default_rng(seed)
     screened: set[tuple[int, ...]] = set()  # kicked centres already screened
     best_ok = not check_plan(problem, best[0])
     best = kick_and_polish(best)
     rounds = 1
-    while deadline - time.monotonic() > max(2 * heuristic_share, 1.0):
+    while deadline - time.monotonic() > round_s:
         rounds += 1
         try:
             assign, centres, objective, _ = heuristic_solve(
