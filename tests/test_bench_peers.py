@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -12,22 +11,14 @@ import networkx as nx
 import numpy as np
 import pytest
 
+from benchmark_scripts import load_benchmark
 from solvers.problem import DenseTravelTimes, Problem
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "bench_peers.py"
 
 
-def _load_script():
-    sys.path.insert(0, str(SCRIPT.parent))
-    spec = importlib.util.spec_from_file_location("bench_peers", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_peers"] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_script()
+bench = load_benchmark("bench_peers")
 
 
 def _grid_case(tolerance: float = 0.0):
