@@ -22,9 +22,10 @@ Backends
 ``"lns"``
     ``"mip"``, then large-neighbourhood search (:func:`solvers.lns.improve_lns`:
     pairs of adjacent sectors re-optimised together) and, while time is left,
-    kicks of the best plan (a sector's centre moved into another sector, screened
-    on the allocation LP, :func:`solvers.lns.lns_rounds`), then new rounds, each
-    followed by LNS. A Lagrangian lower bound
+    new rounds each followed by it; each round's plan is first *kicked* (a
+    sector's centre moved into another sector, screened on the allocation LP,
+    :func:`solvers.lns.lns_rounds`), and the time no new round fits into goes to
+    more kicks. A Lagrangian lower bound
     (:func:`solvers.bound.lower_bound`, ``"pmedian"`` without a previous plan,
     up to :data:`BOUND_MAX_UNITS` units) is returned as :attr:`Solution.bound`:
     computed in a second process during the whole search when two CPUs are

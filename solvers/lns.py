@@ -23,7 +23,7 @@ optimum for this neighbourhood) or on time. Without a time stop, the result
 depends on the seed only.
 
 Pair moves cannot move a sector across the map, so the engine's ``"lns"`` backend
-also *kicks* the best plan (:func:`lns_rounds`): the centre of a costly sector moves
+also *kicks* its plans (:func:`lns_rounds`): the centre of a costly sector moves
 into a cheap one, which is cut in two; location-allocation on the allocation LP
 screens the kick in a few seconds, and only kicks that lower the LP value markedly
 are repaired and polished by LNS. On AURA k = 11 the kicks found better plans in
