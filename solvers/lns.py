@@ -453,8 +453,8 @@ def lns_rounds(
     location-allocation, the same kicks and LNS) while one fits in the time left (twice
     ``heuristic_share``), as without kicks; the time no round fits into goes to kicking the
     plan at hand. A kick screens in 1-9 s on AURA (median 3.1 s), where a new round takes
-    20-60 s, and reaches other local optima than new starts do. The best plan of all rounds
-    is returned. Without ``screen``, rounds are polished by LNS only.
+    tens of seconds, and reaches other local optima than new starts do. The best plan of all
+    rounds is returned. Without ``screen``, rounds are polished by LNS only.
 
     ``best`` is ``(assignment, centres, objective, backend name)``; ``deadline`` a
     :func:`time.monotonic` time; ``location_allocation`` the engine's loop, called
