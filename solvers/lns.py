@@ -49,24 +49,54 @@ from solvers.check import check_plan
 from solvers.hierarchy import SubsetTravelTimes
 from solvers.mip import allocate, edge_minutes
 from solvers.problem import ProgressCallback, Problem
+from solvers.quiet import quiet_stdout
+from solvers.reassign import adjacency, cut_off, reassign
 
 
-def adjacent_pairs(problem: Problem, assignment: np.ndarray) -> list[tuple[int, int]]:
-    """Sorted pairs ``(a, b)``, ``a < b``, of sectors that share a graph edge."""
-    edges = np.array(list(problem.graph.edges), dtype=np.intp).reshape(-1, 2)
+def edge_array(problem: Problem) -> np.ndarray:
+    """``(m, 2)`` the graph's edges as unit pairs."""
+    return np.array(list(problem.graph.edges), dtype=np.intp).reshape(-1, 2)
+
+
+def adjacent_pairs(problem: Problem, assignment: np.ndarray, edges: np.ndarray | None = None) -> list[tuple[int, int]]:
+    """Sorted pairs ``(a, b)``, ``a < b``, of sectors that share a graph edge (``edges``:
+    :func:`edge_array`, computed when ``None``)."""
+    edges = edge_array(problem) if edges is None else edges
     sa, sb = assignment[edges[:, 0]], assignment[edges[:, 1]]
     cross = sa != sb
     pairs = {(int(min(a, b)), int(max(a, b))) for a, b in zip(sa[cross], sb[cross])}
     return sorted(pairs)
 
 
-def sub_problem(problem: Problem, units: np.ndarray, sectors: tuple[int, ...]) -> Problem:
+#: Seconds at most for one three-sector re-assignment (:func:`solvers.reassign.reassign`).
+TRIPLE_S = 3.0
+
+
+def adjacent_triples(problem: Problem, assignment: np.ndarray,
+                     edges: np.ndarray | None = None) -> list[tuple[int, int, int]]:
+    """Sorted triples ``(a, b, c)``, ``a < b < c``, of sectors that pairwise share a graph edge."""
+    pairs = set(adjacent_pairs(problem, assignment, edges))
+    near: dict[int, set[int]] = {}
+    for a, b in pairs:
+        near.setdefault(a, set()).add(b)
+    return sorted((a, b, c) for a, b in pairs for c in near.get(b, ()) if (a, c) in pairs)
+
+
+def sub_problem(problem: Problem, units: np.ndarray, sectors: tuple[int, ...],
+                edges: np.ndarray | None = None) -> Problem:
     """The problem restricted to ``units`` (renumbered ``0..len(units)-1`` in the given
-    order) with the targets of ``sectors`` (renumbered ``0..len(sectors)-1``); locks kept."""
-    index = {int(u): i for i, u in enumerate(units)}
-    graph = nx.relabel_nodes(problem.graph.subgraph(units.tolist()), index, copy=True)
+    order) with the targets of ``sectors`` (renumbered ``0..len(sectors)-1``); locks kept.
+    ``edges``: the problem's ``(m, 2)`` edge array (:func:`edge_array`), read from the graph
+    when ``None``."""
+    units = np.asarray(units, dtype=np.intp)
+    index = np.full(problem.n, -1, dtype=np.intp)
+    index[units] = np.arange(len(units))
+    inner = index[edge_array(problem) if edges is None else edges]
+    graph = nx.Graph()
+    graph.add_nodes_from(range(len(units)))
+    graph.add_edges_from(inner[(inner >= 0).all(axis=1)].tolist())
     local = {s: i for i, s in enumerate(sectors)}
-    locked = {index[u]: local[s] for u, s in problem.locked.items() if u in index and s in local}
+    locked = {int(index[u]): local[s] for u, s in problem.locked.items() if index[u] >= 0 and s in local}
     return Problem(
         graph=graph,
         workload=np.asarray(problem.workload, dtype=float)[units],
@@ -135,8 +165,52 @@ def split_floors(sub: Problem, first: np.ndarray, second: np.ndarray) -> np.ndar
     return value
 
 
+def pair_fixings(workload: np.ndarray, gain: np.ndarray, fixed: dict[int, int], lower: float, upper: float,
+                 ceiling: float) -> dict[int, int]:
+    """Units whose side every two-sector plan costing at most ``ceiling`` shares: ``{unit: y}``
+    with ``y = 1`` for sector 0 (Lagrangian reduced-cost fixing), ``fixed`` included.
+
+    The plan sets ``y[i]`` in {0, 1}, costs ``sum(gain[i] * y[i])`` and keeps
+    ``lower <= sum(workload[i] * y[i]) <= upper``; ``fixed`` units are set. Relaxing
+    the balance with a multiplier ``lam`` (on the lower bound when positive, the upper
+    when negative) gives the bound ``L(lam) = sum(min(0, r[i])) + lam * b`` over free
+    units, ``r[i] = gain[i] - lam * workload[i]``; the best ``lam`` is a breakpoint
+    ``gain[i] / workload[i]`` or 0. A free unit on the other side than ``r[i] < 0``
+    says costs at least ``L + |r[i]|``: above ``ceiling``, its side is fixed. Contiguity
+    only removes plans, so the fixings hold for contiguous plans too.
+    """
+    w = np.asarray(workload, dtype=float)
+    gain = np.asarray(gain, dtype=float)
+    n = len(w)
+    free = np.ones(n, dtype=bool)
+    y_fixed = np.zeros(n)
+    for u, y in fixed.items():
+        free[u], y_fixed[u] = False, float(y)
+    const_gain, const_load = float(gain @ y_fixed), float(w @ y_fixed)
+    zero = free & (w <= 0)  # no workload: the cheaper side, whatever lam
+    const_gain += float(np.minimum(gain[zero], 0.0).sum())
+    pos = np.flatnonzero(free & (w > 0))
+    ratio = gain[pos] / w[pos]
+    order = np.argsort(ratio, kind="stable")
+    rs, gs, ws = ratio[order], gain[pos][order], w[pos][order]
+    # at lam = rs[j], the units before j in that order join sector 0 (r < 0); j itself is at r = 0
+    lams = np.concatenate([[0.0], rs])
+    taken = np.searchsorted(rs, lams, side="left")
+    cum_g = np.concatenate([[0.0], np.cumsum(gs)])[taken]
+    cum_w = np.concatenate([[0.0], np.cumsum(ws)])[taken]
+    bound_side = np.where(lams >= 0, lower, upper)
+    values = const_gain + cum_g - lams * (const_load + cum_w) + lams * bound_side
+    best = int(np.argmax(values))
+    lam, floor = float(lams[best]), float(values[best])
+    r = gain - lam * w
+    settled = free & (floor + np.abs(r) > ceiling + 1e-9 * max(abs(ceiling), 1.0))
+    out = dict(fixed)
+    out.update({int(u): int(r[u] < 0) for u in np.flatnonzero(settled)})
+    return out
+
+
 def split_pair(sub: Problem, centres: np.ndarray, *, deadline: float, hint: np.ndarray | None = None,
-               max_rounds: int = 60) -> np.ndarray | None:
+               ceiling: float | None = None, max_rounds: int = 60) -> np.ndarray | None:
     """Best contiguous, balanced two-sector plan of ``sub`` for fixed ``centres`` (exact).
 
     A 0/1 model ``y[i] = 1`` when unit ``i`` joins sector 0, with the balance
@@ -149,51 +223,83 @@ def split_pair(sub: Problem, centres: np.ndarray, *, deadline: float, hint: np.n
     sector 1. Every plan meeting the constraints is contiguous, so the first
     contiguous optimum is the optimum. Returns ``None`` when none exists, or
     none was found by ``deadline`` (monotonic seconds) or in ``max_rounds``.
+
+    With ``hint`` (a valid plan of ``sub`` with these centres, ``0``/``1`` per unit),
+    units whose side no plan at most as costly as the hint can change are fixed first
+    (:func:`pair_fixings`): the model keeps the others only, and the result is the same,
+    found faster. With ``ceiling`` (objective units), only plans costing at most that
+    are sought, which fixes more units; when none does, the result is ``None`` or a
+    plan above the ceiling.
     """
     n = sub.n
     w = np.asarray(sub.workload, dtype=float)
     cost = sub.cost_rows(centres)
+    gain = cost[0] - cost[1]  # extra minutes when a unit joins sector 0 rather than 1
+    total = float(w.sum())
+    lower = max(float(sub.lower[0]), total - float(sub.upper[1]))
+    upper = min(float(sub.upper[0]), total - float(sub.lower[1]))
+    fixed = {int(centres[1]): 0, **{u: int(s == 0) for u, s in sub.locked.items()}}
+    if fixed.get(int(centres[0]), 1) != 1:
+        return None
+    fixed[int(centres[0])] = 1
+    limit = np.inf if ceiling is None else float(ceiling) - float(cost[1].sum())  # in gain units
+    hint_gain = np.inf if hint is None else float(gain @ (np.asarray(hint) == 0))
+    if hint_gain > limit:
+        hint = None  # too costly: not a plan the model may keep
+    if np.isfinite(min(limit, hint_gain)):
+        fixed = pair_fixings(w, gain, fixed, lower, upper, min(limit, hint_gain))
+    side_fixed = np.full(n, -1, dtype=np.intp)  # 1 (sector 0), 0 (sector 1) or -1 (free)
+    for u, y_u in fixed.items():
+        side_fixed[u] = y_u
+    if (side_fixed >= 0).all():  # every unit settled: the plan is the hint, or there is none
+        side = np.where(side_fixed == 1, 0, 1)
+        load = float(w @ (side == 0))
+        ok = lower - 1e-9 <= load <= upper + 1e-9 and all(
+            nx.is_connected(sub.graph.subgraph(np.flatnonzero(side == s).tolist())) for s in (0, 1))
+        return side if ok else None
     model = mathopt.Model(name="pair")
-    y = [model.add_binary_variable(name=f"y{i}") for i in range(n)]
-    load = mathopt.fast_sum(float(w[i]) * y[i] for i in range(n) if w[i] > 0)
-    model.add_linear_constraint(load >= float(sub.lower[0]))
-    model.add_linear_constraint(load <= float(sub.upper[0]))
-    model.add_linear_constraint(float(w.sum()) - load >= float(sub.lower[1]))
-    model.add_linear_constraint(float(w.sum()) - load <= float(sub.upper[1]))
-    model.add_linear_constraint(y[int(centres[0])] == 1)
-    model.add_linear_constraint(y[int(centres[1])] == 0)
-    for u, s in sub.locked.items():
-        model.add_linear_constraint(y[u] == (1 if s == 0 else 0))
-    model.minimize(mathopt.fast_sum(float(cost[0, i] - cost[1, i]) * y[i] for i in range(n)))
+    y = {int(i): model.add_binary_variable(name=f"y{i}") for i in np.flatnonzero(side_fixed < 0)}
+    load = float(w @ (side_fixed == 1)) + mathopt.fast_sum(float(w[i]) * y[i] for i in y)
+    model.add_linear_constraint(load >= lower)
+    model.add_linear_constraint(load <= upper)
+    model.minimize(mathopt.fast_sum(float(gain[i]) * y[i] for i in y))
     solver = mathopt.IncrementalSolver(model, mathopt.SolverType.HIGHS)
-    neighbours = {u: list(sub.graph.neighbors(u)) for u in range(n)}
+    graph = adjacency(sub.graph)
     params_hint = None
     if hint is not None:
         params_hint = mathopt.ModelSolveParameters(solution_hints=[mathopt.SolutionHint(
-            variable_values={y[i]: float(hint[i] == 0) for i in range(n)})])
+            variable_values={y[i]: float(hint[i] == 0) for i in y})])
+
+    def joins(j: int, s: int):
+        """The 0/1 expression "free unit ``j`` is in sector ``s``"."""
+        return y[j] if s == 0 else 1 - y[j]
+
     for _ in range(max_rounds):
         left = deadline - time.monotonic()
         if left <= 0.05:
             return None
         params = mathopt.SolveParameters(time_limit=datetime.timedelta(seconds=min(left, 3600.0)),
                                          relative_gap_tolerance=1e-7)
-        result = solver.solve(params=params, model_params=params_hint)
+        with quiet_stdout():
+            result = solver.solve(params=params, model_params=params_hint)
         if result.termination.reason != mathopt.TerminationReason.OPTIMAL:
             return None
         values = result.variable_values()
-        side = np.array([0 if values[y[i]] > 0.5 else 1 for i in range(n)], dtype=np.intp)
+        side = np.where(side_fixed == 1, 0, 1)
+        for i, var in y.items():
+            side[i] = 0 if values[var] > 0.5 else 1
         cuts = 0
         for s in (0, 1):
-            members = np.flatnonzero(side == s)
-            for piece in nx.connected_components(sub.graph.subgraph(members.tolist())):
-                if int(centres[s]) in piece:
-                    continue
-                border = {j for u in piece for j in neighbours[u]} - piece
+            for piece, around in cut_off(graph, np.flatnonzero(side == s), int(centres[s])):
+                # the piece's border is in the other sector; its fixed units stay there
+                border = [int(j) for j in around if side_fixed[j] < 0]
+                if (side_fixed[piece] == 1 - s).any():  # a unit fixed in sector s: it needs a way out
+                    if not border:
+                        return None
+                    model.add_linear_constraint(mathopt.fast_sum(joins(j, s) for j in border) >= 1)
                 for i in piece:
-                    if s == 0:
-                        model.add_linear_constraint(y[i] <= mathopt.fast_sum(y[j] for j in border))
-                    else:
-                        model.add_linear_constraint(1 - y[i] <= mathopt.fast_sum(1 - y[j] for j in border))
+                    if side_fixed[i] < 0:
+                        model.add_linear_constraint(joins(int(i), s) <= mathopt.fast_sum(joins(j, s) for j in border))
                 cuts += 1
         if cuts == 0:
             return side
@@ -221,7 +327,8 @@ def _pair_search(sub: Problem, assign: np.ndarray, centres: np.ndarray, lengths,
             break
         pair = np.array([first[p], second[p]])
         if contiguity == "cuts":
-            plan = split_pair(sub, pair, deadline=min(deadline, time.monotonic() + 2.0), hint=assign)
+            plan = split_pair(sub, pair, deadline=min(deadline, time.monotonic() + 2.0), hint=assign,
+                              ceiling=best_obj)
         else:
             plan = allocate(sub, pair, lengths=lengths, time_limit_s=max(deadline - time.monotonic(), 0.1),
                             hint=assign).assignment
@@ -245,6 +352,7 @@ def improve_lns(
     candidates: int = 12,
     max_mips: int = 4,
     contiguity: str = "cuts",
+    triples: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, float, list[str]]:
     """Improve a valid plan by re-optimising pairs of adjacent sectors.
 
@@ -305,42 +413,69 @@ def improve_lns(
     if problem.objective_value(assign, moved) < objective:
         centres, objective = moved, problem.objective_value(assign, moved)
     lengths = edge_minutes(problem)
+    edges = edge_array(problem)
     rng = np.random.default_rng(seed)
-    dirty = set(adjacent_pairs(problem, assign))
-    visits = accepted = 0
+    dirty = set(adjacent_pairs(problem, assign, edges))
+    stale = set(adjacent_triples(problem, assign, edges)) if triples else set()  # triples not tried since they changed
+    queue: list[tuple[int, ...]] = []  # the triples of the current pass
+    visits = triple_visits = accepted = 0
     start_obj = objective
-    while dirty and time.monotonic() < deadline:
-        order = sorted(dirty)
-        pair = order[int(rng.integers(len(order)))]
-        dirty.discard(pair)
-        a, b = pair
-        units = np.flatnonzero((assign == a) | (assign == b))
-        sub = sub_problem(problem, units, (a, b))
-        local = (assign[units] == b).astype(np.intp)
-        pos = {int(u): i for i, u in enumerate(units)}
-        sub_centres = np.array([pos[int(centres[a])], pos[int(centres[b])]])
-        sub_lengths = lengths[units][:, units]
-        visits += 1
-        found = _pair_search(sub, local, sub_centres, sub_lengths, candidates, deadline, max_mips, contiguity)
-        if found is None:
-            continue
-        new_assign = assign.copy()
-        new_assign[units] = np.where(found[0] == 0, a, b)
-        new_centres = centres.copy()
-        new_centres[a], new_centres[b] = units[found[1][0]], units[found[1][1]]
+    while (dirty or stale or queue) and time.monotonic() < deadline:
+        if dirty and not queue:  # pairs until none improves: cheaper, and they move centres
+            order = sorted(dirty)
+            sectors = order[int(rng.integers(len(order)))]
+            dirty.discard(sectors)
+            a, b = sectors
+            units = np.flatnonzero((assign == a) | (assign == b))
+            sub = sub_problem(problem, units, sectors, edges)
+            local = (assign[units] == b).astype(np.intp)
+            pos = {int(u): i for i, u in enumerate(units)}
+            sub_centres = np.array([pos[int(centres[a])], pos[int(centres[b])]])
+            sub_lengths = lengths[units][:, units]
+            visits += 1
+            found = _pair_search(sub, local, sub_centres, sub_lengths, candidates, deadline, max_mips, contiguity)
+            if found is None:
+                continue
+            new_assign = assign.copy()
+            new_assign[units] = np.where(found[0] == 0, a, b)
+            new_centres = centres.copy()
+            new_centres[a], new_centres[b] = units[found[1][0]], units[found[1][1]]
+        else:  # then a pass over the triples changed since their last visit (centres fixed, then re-centred)
+            if not queue:
+                queue = [t for t in sorted(stale)]
+                queue = [queue[i] for i in rng.permutation(len(queue))]
+                stale.clear()
+            sectors = queue.pop()
+            units = np.flatnonzero(np.isin(assign, sectors))
+            sub = sub_problem(problem, units, sectors, edges)
+            local = np.searchsorted(np.array(sectors), assign[units])
+            sub_centres = np.searchsorted(units, centres[list(sectors)])
+            triple_visits += 1
+            plan = reassign(sub, sub_centres, local, deadline=min(deadline, time.monotonic() + TRIPLE_S))
+            if plan is None or np.array_equal(plan, local):
+                continue
+            new_assign = assign.copy()
+            new_assign[units] = np.array(sectors)[plan]
+            new_centres = centres.copy()
+            for s in sectors:
+                new_centres[s] = medoid_candidates(problem, np.flatnonzero(new_assign == s), 1)[0]
         new_obj = problem.objective_value(new_assign, new_centres)
         if new_obj >= objective - 1e-9 * max(abs(objective), 1.0) or check_plan(problem, new_assign):
             continue
         assign, centres, objective = new_assign, new_centres, new_obj
         accepted += 1
-        line = (f"LNS: sectors {a} + {b} re-optimised, objective {objective:,.2f} "
+        line = (f"LNS: sectors {' + '.join(map(str, sectors))} re-optimised, objective {objective:,.2f} "
                 f"after {time.monotonic() - began:.1f} s")
         log.append(line)
         say(line)
-        dirty |= {p for p in adjacent_pairs(problem, assign) if a in p or b in p}
-    stop = "converged" if not dirty else "time limit"
-    line = (f"LNS: {visits} pair visits, {accepted} accepted, objective {start_obj:,.2f} -> {objective:,.2f} "
-            f"({stop}, {time.monotonic() - began:.1f} s)")
+        changed = set(sectors)
+        dirty |= {p for p in adjacent_pairs(problem, assign, edges) if changed & set(p)}
+        if triples:
+            now = set(adjacent_triples(problem, assign, edges))
+            stale = (stale & now) | {t for t in now if changed & set(t)}
+    stop = "converged" if not (dirty or stale or queue) else "time limit"
+    line = (f"LNS: {visits} pair visits, {triple_visits} triple visits, {accepted} accepted, "
+            f"objective {start_obj:,.2f} -> {objective:,.2f} ({stop}, {time.monotonic() - began:.1f} s)")
     log.append(line)
     say(line)
     return assign, centres, objective, log

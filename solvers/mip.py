@@ -36,6 +36,7 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import dijkstra
 
 from solvers.problem import Problem
+from solvers.quiet import quiet_stdout
 
 
 def edge_minutes(problem: Problem) -> csr_matrix:
@@ -188,7 +189,8 @@ def allocate(
             if np.all(values >= lb) and np.all(values <= ub):
                 model_params = mathopt.ModelSolveParameters(solution_hints=[mathopt.SolutionHint(
                     variable_values=dict(zip(x, values.tolist())))])
-        return mathopt.solve(model, mathopt.SolverType.HIGHS, params=params, model_params=model_params)
+        with quiet_stdout():
+            return mathopt.solve(model, mathopt.SolverType.HIGHS, params=params, model_params=model_params)
 
     def read(result: mathopt.SolveResult) -> np.ndarray:
         values = np.asarray(result.variable_values(x))

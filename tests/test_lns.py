@@ -15,8 +15,9 @@ from solvers import engine
 from solvers.bound import background_available
 from solvers.check import check_plan
 from solvers.engine import BACKGROUND_BOUND_MIN_S, solve
-from solvers.lns import (adjacent_pairs, improve_lns, kick_centres, kicks, lns_rounds, split_centres, split_floors,
-                         split_pair, sub_problem)
+from solvers.heuristic import heuristic_solve
+from solvers.lns import (adjacent_pairs, adjacent_triples, edge_array, improve_lns, kick_centres, kicks, lns_rounds,
+                         pair_fixings, split_centres, split_floors, split_pair, sub_problem)
 from solvers.problem import DenseTravelTimes, Problem
 
 
@@ -110,6 +111,92 @@ def test_split_pair_matches_brute_force(seed, tolerance, shape, squared):
     value = float(p.cost_rows(centres)[got, np.arange(p.n)].sum())
     assert value == pytest.approx(expected, rel=1e-9, abs=1e-9)
     assert floor <= expected + 1e-9 * max(1.0, expected)
+
+
+def valid_splits(sub: Problem, centres: np.ndarray) -> list[tuple[np.ndarray, float]]:
+    """Every contiguous balanced two-sector plan with the centres fixed, with its cost."""
+    cost = sub.cost_rows(centres)
+    out = []
+    for combo in itertools.product((0, 1), repeat=sub.n):
+        a = np.array(combo)
+        if a[centres[0]] == 0 and a[centres[1]] == 1 and not check_plan(sub, a):
+            out.append((a, float(cost[a, np.arange(sub.n)].sum())))
+    return out
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), tolerance=st.sampled_from([0.05, 0.15, 0.3]),
+       shape=st.sampled_from([(3, 3), (3, 4), (2, 5)]), slack=st.sampled_from([0.0, 0.01, 0.2]))
+def test_split_pair_with_a_hint_and_a_ceiling_matches_brute_force(seed, tolerance, shape, slack):
+    """Fixing units from the hint's cost (and from a ceiling) never loses the optimum: with a
+    hint the result is the best plan; with a ceiling, the best plan when it is under it."""
+    p = grid_problem(*shape, 2, tolerance, seed=seed)
+    rng = np.random.default_rng(seed)
+    centres = rng.choice(p.n, 2, replace=False)
+    plans = valid_splits(p, centres)
+    if not plans:
+        return
+    best = min(cost for _, cost in plans)
+    hint = plans[int(rng.integers(len(plans)))][0]
+    cost = p.cost_rows(centres)
+    got = split_pair(p, centres, deadline=time.monotonic() + 30, hint=hint)
+    assert got is not None and check_plan(p, got) == []
+    assert float(cost[got, np.arange(p.n)].sum()) == pytest.approx(best, rel=1e-9, abs=1e-9)
+    ceiling = best * (1 + slack)
+    capped = split_pair(p, centres, deadline=time.monotonic() + 30, hint=hint, ceiling=ceiling)
+    assert capped is not None
+    assert float(cost[capped, np.arange(p.n)].sum()) == pytest.approx(best, rel=1e-9, abs=1e-9)
+    below = split_pair(p, centres, deadline=time.monotonic() + 30, hint=hint, ceiling=best * 0.99 - 1)
+    assert below is None or float(cost[below, np.arange(p.n)].sum()) >= best - 1e-9  # nothing under the ceiling
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(3, 9), slack=st.sampled_from([0.0, 0.05, 0.5]))
+def test_pair_fixings_keep_every_plan_under_the_ceiling(seed, n, slack):
+    """A fixed unit has the same side in every 0/1 plan (contiguity dropped) costing at most the ceiling."""
+    rng = np.random.default_rng(seed)
+    w = rng.integers(0, 6, n).astype(float)
+    gain = rng.normal(0, 10, n)
+    lower, upper = sorted(rng.uniform(0, w.sum(), 2))
+    fixed = {0: 1} if n > 3 else {}
+    plans = [np.array(y) for y in itertools.product((0, 1), repeat=n)
+             if lower <= np.dot(w, y) <= upper and all(y[u] == v for u, v in fixed.items())]
+    if not plans:
+        return
+    best = min(float(gain @ y) for y in plans)
+    ceiling = best + slack * (abs(best) + 1)
+    got = pair_fixings(w, gain, fixed, lower, upper, ceiling)
+    assert all(got[u] == v for u, v in fixed.items())
+    for y in plans:
+        if gain @ y <= ceiling:
+            assert all(y[u] == v for u, v in got.items())
+
+
+def test_adjacent_triples_and_sub_problem_from_the_edge_array():
+    p = grid_problem(3, 3, 3, 0.5)
+    assign = np.array([0, 0, 1, 0, 2, 1, 2, 2, 1])
+    assert adjacent_pairs(p, assign) == [(0, 1), (0, 2), (1, 2)]
+    assert adjacent_triples(p, assign) == [(0, 1, 2)]
+    assert adjacent_triples(p, np.array([0, 0, 0, 1, 1, 1, 2, 2, 2])) == []  # a chain: 0-1 and 1-2 only
+    units = np.array([4, 1, 5])
+    a, b = sub_problem(p, units, (2, 1)), sub_problem(p, units, (2, 1), edge_array(p))
+    assert sorted(a.graph.edges) == sorted(b.graph.edges) == [(0, 1), (0, 2)]
+
+
+def test_lns_moves_units_around_a_cycle_of_three_sectors():
+    """Where the pair search has converged (±5 %), the three-sector pass still lowers the
+    objective, and the plan stays valid."""
+    p = grid_problem(8, 8, 5, 0.05, seed=2)
+    assign, centres, _, _ = heuristic_solve(p, time_limit_s=10, seed=0, restarts=1)
+    pairs_only = improve_lns(p, assign, centres, time_limit_s=60, seed=0, triples=False)
+    assert "converged" in pairs_only[3][-1] and "0 triple visits" in pairs_only[3][-1]
+    again = improve_lns(p, pairs_only[0], pairs_only[1], time_limit_s=60, seed=0, triples=False)
+    assert again[2] == pairs_only[2]  # a local optimum of the pair moves
+    both = improve_lns(p, pairs_only[0], pairs_only[1], time_limit_s=60, seed=0)
+    assert "converged" in both[3][-1]
+    assert check_plan(p, both[0]) == []
+    assert both[2] == pytest.approx(p.objective_value(both[0], both[1]))
+    assert both[2] < pairs_only[2] - 1.0
 
 
 def test_sub_problem_keeps_locks_and_targets():
