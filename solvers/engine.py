@@ -21,7 +21,8 @@ Backends
     :data:`AUTO_MIP_SECONDS_PER_1000_UNITS` per 1,000 units.
 ``"lns"``
     ``"mip"``, then large-neighbourhood search (:func:`solvers.lns.improve_lns`:
-    pairs of adjacent sectors re-optimised together) and, while time is left,
+    pairs of adjacent sectors re-optimised together, then triples with their
+    centres fixed) and, while time is left,
     new rounds each followed by it; each round's plan is first *kicked* (a
     sector's centre moved into another sector, screened on the allocation LP,
     :func:`solvers.lns.lns_rounds`), and the time no new round fits into goes to
