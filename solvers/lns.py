@@ -20,7 +20,7 @@ every accepted plan is valid.
 Each pair MIP keeps only the units whose side is still open: a plan at least
 as good as the current one is known, so a Lagrangian relaxation of the balance
 fixes the others (:func:`pair_fixings`, reduced-cost fixing); the result is the
-same, and on AURA k = 11 the search runs about 1.6 times as fast
+same, and on AURA k = 11 the pair search runs 1.7-2.3 times as fast
 (``benchmarks/bench_lns.py``).
 
 Pairs are visited in a seeded random order; a pair is visited again only after
@@ -520,6 +520,12 @@ KICK_ALLOCATION_S = 12.0
 #: (:func:`solvers.heuristic.heuristic_solve` from it), about 0.2 s on AURA.
 KICK_REPAIR_S = 2.0
 
+#: A new round (:func:`lns_rounds`) starts while this many times the heuristic's share of
+#: the time is left. With 2, on the default scenario with ``"lns"`` in 30 s (a 7.5 s share),
+#: the first round's LNS with its triples ended too late for a second round, which finds the
+#: best plan there (47,203 instead of 46,647); with 1.5 the second round runs again.
+ROUND_SHARES = 1.5
+
 #: Kicks screened from the location-allocation plan before LNS polishes it: a kick that
 #: passes goes to LNS instead, so a short run spends its one LNS on the better basin.
 KICKS_BEFORE_POLISH = 2
@@ -611,10 +617,11 @@ def lns_rounds(
     kicks start again from it. Each plan (``best``, then each new round's) gets its first
     :data:`KICKS_BEFORE_POLISH` kicks before LNS polishes it, so that a short run spends its
     LNS on the better basin; then new rounds (heuristic with the next seed,
-    location-allocation, the same kicks and LNS) while one fits in the time left (twice
-    ``heuristic_share``), as without kicks; the time no round fits into goes to kicking the
-    plan at hand. A kick screens in 1-9 s on AURA (median 3.1 s), where a new round takes
-    tens of seconds, and reaches other local optima than new starts do. The best plan of all
+    location-allocation, the same kicks and LNS) while one fits in the time left
+    (:data:`ROUND_SHARES` times ``heuristic_share``), as without kicks; the time no round
+    fits into goes to kicking the plan at hand. A kick screens in 1-9 s on AURA (median
+    3.1 s), where a new round takes tens of seconds, and reaches other local optima than
+    new starts do. The best plan of all
     rounds is returned. Without ``screen``, rounds are polished by LNS only.
 
     ``best`` is ``(assignment, centres, objective, backend name)``; ``deadline`` a
@@ -697,7 +704,7 @@ def lns_rounds(
                 plan, polished, queue = found, True, None
         return plan if polished else polish(plan)
 
-    round_s = max(2 * heuristic_share, 1.0)  # time left from which a new round starts
+    round_s = max(ROUND_SHARES * heuristic_share, 1.0)  # time left from which a new round starts
     rng = np.random.default_rng(seed)
     screened: set[tuple[int, ...]] = set()  # kicked centres already screened
     best_ok = not check_plan(problem, best[0])
