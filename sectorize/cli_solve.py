@@ -72,7 +72,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--time-limit", type=float, default=60.0, help="seconds (default 60)")
     p.add_argument("--seed", type=int, default=0, help="seed of the heuristic's random starts")
     p.add_argument("--backend", choices=("auto", "heuristic", "mip", "lns", "exact"), default="auto",
-                   help="solver (lns: adds pair re-optimisation and a lower bound, so a gap; "
+                   help="solver (lns: adds re-optimisation of pairs and triples of sectors and a lower bound, so a gap; "
                         "exact: proven optimum, up to about a hundred units)")
     p.add_argument("--xy-unit", choices=("m", "km"), default="m", help="unit of x/y columns of a CSV of points")
     p.add_argument("--out", type=Path, required=True, help="folder receiving a new result folder")

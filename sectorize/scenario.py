@@ -304,8 +304,8 @@ class ModelConfig(BaseModel):
     backend
         ``"auto"`` (heuristic, then location-allocation with the allocation
         MIP, then new rounds), ``"heuristic"`` alone, ``"mip"``, or ``"lns"``
-        (location-allocation, then re-optimising pairs of sectors, and a
-        Lagrangian lower bound so the plan reports a gap); see
+        (location-allocation, then re-optimising pairs and triples of sectors,
+        and a Lagrangian lower bound so the plan reports a gap); see
         :mod:`solvers.engine`.
     time_limit_s
         Total solve budget, seconds (> 0).
