@@ -46,7 +46,6 @@ optimal allocation); other problems are returned unchanged, with a log line.
 
 from __future__ import annotations
 
-import datetime
 import time
 from typing import Callable
 
@@ -59,8 +58,7 @@ from solvers.check import check_plan
 from solvers.hierarchy import SubsetTravelTimes
 from solvers.mip import allocate, edge_minutes
 from solvers.problem import ProgressCallback, Problem
-from solvers.quiet import quiet_stdout
-from solvers.reassign import adjacency, cut_off, reassign
+from solvers.reassign import adjacency, cut_off, highs_optimum, reassign
 
 
 def edge_array(problem: Problem) -> np.ndarray:
@@ -286,14 +284,8 @@ def split_pair(sub: Problem, centres: np.ndarray, *, deadline: float, hint: np.n
         return y[j] if s == 0 else 1 - y[j]
 
     for _ in range(max_rounds):
-        left = deadline - time.monotonic()
-        if left <= 0.05:
-            return None
-        params = mathopt.SolveParameters(time_limit=datetime.timedelta(seconds=min(left, 3600.0)),
-                                         relative_gap_tolerance=1e-7)
-        with quiet_stdout():
-            result = solver.solve(params=params, model_params=params_hint)
-        if result.termination.reason != mathopt.TerminationReason.OPTIMAL:
+        result = highs_optimum(solver, deadline, params_hint)
+        if result is None:
             return None
         values = result.variable_values()
         side = np.where(side_fixed == 1, 0, 1)
@@ -468,7 +460,7 @@ def improve_lns(
             new_centres[a], new_centres[b] = units[found[1][0]], units[found[1][1]]
         else:  # then a pass over the triples changed since their last visit (centres fixed, then re-centred)
             if not queue:
-                queue = [t for t in sorted(stale)]
+                queue = sorted(stale)
                 queue = [queue[i] for i in rng.permutation(len(queue))]
                 stale.clear()
             sectors = queue.pop()

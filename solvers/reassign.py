@@ -83,13 +83,16 @@ def _model(sub: Problem, cost: np.ndarray, allowed: np.ndarray, *, integers: boo
     return mathopt.Model.from_model_proto(proto), sec, unit
 
 
-def _solve(model: mathopt.Model | mathopt.IncrementalSolver, deadline: float,
-           model_params: mathopt.ModelSolveParameters | None = None) -> mathopt.SolveResult | None:
-    """HiGHS on ``model`` until ``deadline``; ``None`` unless solved to optimality."""
+def highs_optimum(model: mathopt.Model | mathopt.IncrementalSolver, deadline: float,
+                  model_params: mathopt.ModelSolveParameters | None = None) -> mathopt.SolveResult | None:
+    """HiGHS on ``model`` (or an incremental solver over one) until ``deadline``
+    (:func:`time.monotonic` seconds), at a 1e-7 relative gap, its prints silenced;
+    ``None`` unless solved to optimality in time."""
     left = deadline - time.monotonic()
     if left <= 0.05:
         return None
-    params = mathopt.SolveParameters(time_limit=datetime.timedelta(seconds=left), relative_gap_tolerance=1e-7)
+    params = mathopt.SolveParameters(time_limit=datetime.timedelta(seconds=min(left, 3600.0)),
+                                     relative_gap_tolerance=1e-7)
     with quiet_stdout():
         if isinstance(model, mathopt.IncrementalSolver):
             result = model.solve(params=params, model_params=model_params)
@@ -143,7 +146,7 @@ def reassign(sub: Problem, centres: np.ndarray, hint: np.ndarray, *, deadline: f
         allowed[sector, unit] = True
     # reduced-cost fixing: drop the pairs no plan at most as costly as the hint can use
     lp, sec, unit = _model(sub, cost, allowed, integers=False)
-    relaxed = _solve(lp, deadline)
+    relaxed = highs_optimum(lp, deadline)
     if relaxed is None:
         return None
     reduced = np.asarray(relaxed.reduced_costs(list(lp.variables())), dtype=float)
@@ -159,7 +162,7 @@ def reassign(sub: Problem, centres: np.ndarray, hint: np.ndarray, *, deadline: f
         variable_values={x[v]: float(hint[unit[v]] == sec[v]) for v in range(len(x))})])
     graph = adjacency(sub.graph)
     for _ in range(max_rounds):
-        result = _solve(solver, deadline, start)
+        result = highs_optimum(solver, deadline, start)
         if result is None:
             return None
         values = np.asarray(result.variable_values(x), dtype=float)
