@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from solvers.check import check_plan
+from solvers.problem import Problem
 from solvers.quiet import quiet_stdout
 from solvers.reassign import adjacency, cut_off, reassign
 from test_lns import grid_problem
@@ -48,7 +49,6 @@ def test_reassign_matches_brute_force(seed, tolerance, shape):
 
 def test_reassign_keeps_locks():
     p = grid_problem(3, 3, 3, 0.6, seed=1)
-    from solvers.problem import Problem
     locked = Problem(p.graph, p.workload, p.targets, p.tolerance, p.travel, locked={1: 2})
     centres = np.array([0, 8, 2])
     best, plans = brute_best(locked, centres)
