@@ -89,12 +89,18 @@ def table(plan: dict, rows: list[dict], stats: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def plan_arguments(ap: argparse.ArgumentParser) -> None:
+    """``--case``, ``--seed`` and ``--heuristic-s``: the plan of a 60 s run these benchmarks start from
+    (also used by ``bench_lns.py``)."""
     ap.add_argument("--case", default="aura-k11-5pc", choices=sorted(AURA_CASES))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--heuristic-s", type=float, default=10.0,
                     help="seconds of the constructive heuristic (the engine's share in a 60 s run)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    plan_arguments(ap)
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = ap.parse_args(argv)
     began = time.monotonic()

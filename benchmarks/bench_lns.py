@@ -43,7 +43,8 @@ from solvers.heuristic import heuristic_solve
 from solvers.lns import KICK_REPAIR_S, KICK_SCREEN, improve_lns, kick_centres, kicks
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_peers import AURA_CASES, aura_case  # noqa: E402
+from bench_kicks import plan_arguments  # noqa: E402
+from bench_peers import aura_case  # noqa: E402
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "lns.json"
 
@@ -125,10 +126,7 @@ def table(case: str, seed: int, rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--case", default="aura-k11-5pc", choices=sorted(AURA_CASES))
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--heuristic-s", type=float, default=10.0,
-                    help="seconds of the constructive heuristic (the engine's share in a 60 s run)")
+    plan_arguments(ap)
     ap.add_argument("--lns-time", type=float, default=300.0, help="seconds at most per LNS run")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = ap.parse_args(argv)
