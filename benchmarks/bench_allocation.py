@@ -6,10 +6,10 @@ with a fixed number of restarts), then:
 
 * the engine's location-allocation loop (allocate for the centres, move each centre to
   its sector's medoid, until the centres repeat or the objective stops falling) twice:
-  with :func:`solvers.mip.allocate` in one stage (``staged=False``) and LP-guided
+  with :func:`solvers.allocation.mip.allocate` in one stage (``staged=False``) and LP-guided
   (``staged=True``); seconds per allocation (median), allocations, seconds in all, and
   the final objective;
-* :func:`solvers.lns.improve_lns` from the LP-guided loop's plan with ``contiguity="cuts"``
+* :func:`solvers.lns.search.improve_lns` from the LP-guided loop's plan with ``contiguity="cuts"``
   and ``"shortest_path"`` (at most ``--lns-time`` s): objective, seconds, pair visits.
 
 Usage::
@@ -24,7 +24,6 @@ The table goes to stdout, rows and command line to ``--out`` (default
 from __future__ import annotations
 
 import argparse
-import platform
 import re
 import statistics
 import sys
@@ -32,20 +31,21 @@ import time
 from pathlib import Path
 
 
-from sectorize.atomic import atomic_write_json
-import solvers.engine as engine
-from solvers.heuristic import heuristic_solve
-from solvers.lns import improve_lns
-from solvers.mip import allocate
+from sectorize.store.atomic import atomic_write_json
+import solvers.allocation.loop as engine
+from solvers.construct.heuristic import heuristic_solve
+from solvers.lns.search import improve_lns
+from solvers.allocation.mip import allocate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_peers import AURA_CASES, aura_case  # noqa: E402
+from common import RESULTS, command_line, machine
 
-DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "allocation.json"
+DEFAULT_OUT = RESULTS / "allocation.json"
 
 
 def location_allocation(problem, assign, centres, objective, staged: bool) -> dict:
-    """The engine's loop (:func:`solvers.engine._location_allocation`) with one allocation
+    """The engine's loop (:func:`solvers.allocation.loop.location_allocation`) with one allocation
     mode; returns its plan and the seconds of each allocation call."""
     seconds: list[float] = []
 
@@ -59,7 +59,7 @@ def location_allocation(problem, assign, centres, objective, staged: bool) -> di
     engine.allocate = timed
     try:
         began = time.monotonic()
-        assign, centres, objective, _ = engine._location_allocation(
+        assign, centres, objective, _ = engine.location_allocation(
             problem, assign, centres, objective, True, time.monotonic() + 600, [], lambda line: None, staged=staged)
     finally:
         engine.allocate = allocate
@@ -99,8 +99,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{two['total_s']:>5.1f} | {cuts['objective']:>10,.2f} "
               f"{cuts['seconds']:>5.1f} {cuts['visits']:>6} | {sp['objective']:>10,.2f} {sp['seconds']:>5.1f} "
               f"{sp['visits']:>6}", flush=True)
-    atomic_write_json(args.out, {"command": " ".join(["python", "benchmarks/bench_allocation.py", *(argv or sys.argv[1:])]),
-                                 "date": time.strftime("%Y-%m-%d"), "machine": platform.platform(),
+    atomic_write_json(args.out, {"command": command_line(__file__, argv),
+                                 "date": time.strftime("%Y-%m-%d"), "machine": machine()["platform"],
                                  "case": args.case, "rows": rows})
     print(f"wrote {args.out}")
     return 0

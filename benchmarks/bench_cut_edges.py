@@ -10,7 +10,7 @@ number of edges whose ends are in different districts. Their proven optima
 
 Each instance runs :func:`solvers.engine.solve` with ``objective="cut_edges"``
 (backend ``auto`` by default: the labeling MIP warm-started by the heuristic up
-to :data:`solvers.cut_edges.AUTO_EXACT_MAX_UNITS` units, the heuristic alone
+to :data:`solvers.cut_edges.backend.AUTO_EXACT_MAX_UNITS` units, the heuristic alone
 above). Every plan is re-checked independently: contiguity and ``[L, U]`` from
 the CSV with :func:`solvers.check.check_partition`, and the cut recounted from
 the edges file.
@@ -28,9 +28,6 @@ The table goes to stdout; the rows and the command line to
 from __future__ import annotations
 
 import argparse
-import math
-import os
-import platform
 import sys
 import time
 from dataclasses import dataclass
@@ -39,16 +36,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sectorize.atomic import atomic_write_json
 from solvers.check import check_partition
 from solvers.engine import solve
 from solvers.problem import DenseTravelTimes, InfeasibleError, Problem
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_validi import failed, read_graph, solved  # noqa: E402  (instance files and failures handled the same way)
+from common import RESULTS, YES_NO, command_line, finish, machine_line, markdown_table, write_rows
+from common import fmt as _fmt
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared/benchmarks/validi"
-DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "cut_edges.json"
+DEFAULT_OUT = RESULTS / "cut_edges.json"
 
 
 @dataclass
@@ -134,22 +132,21 @@ def run_one(inst: CutInstance, backend: str, time_limit: float, seed: int = 0) -
 
 
 def fmt(x: float | None, spec: str = ",.0f") -> str:
-    return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
+    """:func:`common.fmt`, whole numbers by default (cut edges are counts)."""
+    return _fmt(x, spec)
 
 
 def table(rows: list[dict]) -> str:
     head = ("instance", "n", "k", "published (LB–UB)", "GerryChain 100/1k/10k", "ours", "bound", "status",
             "ours / publ. UB", "time s", "publ. s", "valid")
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        lb, ub = r["published_lb"], r["published_ub"]
-        pub = f"{ub}" if lb == ub else f"{lb}–{ub}"
-        lines.append("| " + " | ".join([
-            r["instance"], str(r["n"]), str(r["k"]), pub, " / ".join(r["gerrychain_100_1000_10000"]),
-            fmt(r["objective"]), fmt(r["bound"]), r["status"], fmt(r["ratio"], ".3f"), fmt(r["time_s"], ".1f"),
-            fmt(r["published_time_s"], ".2f"), {True: "yes", False: "NO", None: "—"}[r["valid"]],
-        ]) + " |")
-    return "\n".join(lines)
+    return markdown_table(head, ([
+        r["instance"], str(r["n"]), str(r["k"]),
+        f"{r['published_ub']}" if r["published_lb"] == r["published_ub"]
+        else f"{r['published_lb']}–{r['published_ub']}",
+        " / ".join(r["gerrychain_100_1000_10000"]),
+        fmt(r["objective"]), fmt(r["bound"]), r["status"], fmt(r["ratio"], ".3f"), fmt(r["time_s"], ".1f"),
+        fmt(r["published_time_s"], ".2f"), YES_NO[r["valid"]],
+    ] for r in rows))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -177,11 +174,11 @@ def main(argv: list[str] | None = None) -> int:
         rows_in = rows_in[rows_in["instance"].isin(wanted)]
     rows_in = rows_in.assign(order=rows_in["level"].map({"county": 0, "tract": 1})).sort_values(["order", "n"])
     header = {
-        "command": " ".join(["python benchmarks/bench_cut_edges.py", *(sys.argv[1:] if argv is None else argv)]),
+        "command": command_line(__file__, argv),
         "time_limit_s": args.time_limit,
         "backend": args.backend,
         "seed": args.seed,
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU",
+        "machine": machine_line(),
     }
     results = []
     for _, r in rows_in.iterrows():
@@ -192,11 +189,9 @@ def main(argv: list[str] | None = None) -> int:
               f"published {row['published_lb']}-{row['published_ub']}) {row['time_s']:.1f} s",
               file=sys.stderr, flush=True)
         # after every instance, so an interrupted run keeps what it measured
-        atomic_write_json(args.out, {**header, "complete": False, "rows": results})
-    atomic_write_json(args.out, {**header, "complete": True, "rows": results})
-    print(table(results))
-    print(f"wrote {args.out}", file=sys.stderr)
-    return 0
+        write_rows(args.out, header, results, complete=False)
+    write_rows(args.out, header, results, complete=True)
+    return finish(args.out, table(results))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Exact districting by complete district enumeration on the published county instances.
 
-Runs :func:`solvers.districts.partition` (every feasible district listed, then set
+Runs :func:`solvers.exact.districts.partition` (every feasible district listed, then set
 partitioning with CP-SAT) on the county instances of Validi, Buchanan & Lykhovyd
 (Operations Research 2022) described in ``<data>/README.md``: the Hess objective
 ``sum population x (integer km / 1000) ** 2`` to the best centre inside each district,
@@ -22,19 +22,19 @@ to ``benchmarks/results/districts.json`` (written atomically after every instanc
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 
-from bench_validi import DEFAULT_DATA, Instance, fmt, load_instance, recheck
-from sectorize.atomic import atomic_write_json
-from solvers.districts import partition
+from solvers.exact.districts import partition
 
-DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "districts.json"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_validi import DEFAULT_DATA, Instance, load_instance, recheck
+from common import RESULTS, YES_NO, command_line, finish, fmt, machine_line, markdown_table, write_rows
+
+DEFAULT_OUT = RESULTS / "districts.json"
 
 
 def run_one(inst: Instance, time_limit: float, max_districts: int, workers: int) -> dict:
@@ -60,16 +60,12 @@ def run_one(inst: Instance, time_limit: float, max_districts: int, workers: int)
 def table(rows: list[dict]) -> str:
     head = ("instance", "n", "k", "published", "status", "ours", "Δ %", "districts", "enum. s", "solve s",
             "valid", "reason")
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        lines.append("| " + " | ".join([
-            r["instance"], str(r["n"]), str(r["k"]),
-            "infeasible" if r["published"] is None else fmt(r["published"]), r["status"], fmt(r["objective"]),
-            fmt(r["delta_pct"], ".4f"), f"{r['districts']:,}", fmt(r["enumeration_s"], ".1f"),
-            fmt(r["solve_s"], ".1f"), {True: "yes", False: "NO", None: "—"}[r["valid"]],
-            r["reason"].replace("|", "/")[:110],
-        ]) + " |")
-    return "\n".join(lines)
+    return markdown_table(head, ([
+        r["instance"], str(r["n"]), str(r["k"]),
+        "infeasible" if r["published"] is None else fmt(r["published"]), r["status"], fmt(r["objective"]),
+        fmt(r["delta_pct"], ".4f"), f"{r['districts']:,}", fmt(r["enumeration_s"], ".1f"),
+        fmt(r["solve_s"], ".1f"), YES_NO[r["valid"]], r["reason"].replace("|", "/")[:110],
+    ] for r in rows))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,11 +90,11 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"--only: unknown county instance(s) {sorted(missing)} (see {index})")
         rows_in = rows_in[rows_in["instance"].isin(wanted)]
     header = {
-        "command": " ".join(["python benchmarks/bench_districts.py", *(sys.argv[1:] if argv is None else argv)]),
+        "command": command_line(__file__, argv),
         "time_limit_s": args.time_limit,
         "max_districts": args.max_districts,
         "workers": args.workers,
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU",
+        "machine": machine_line(),
     }
     results = []
     for _, r in rows_in.iterrows():
@@ -107,11 +103,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{row['instance']:>10} {row['status']:<10} {fmt(row['objective']):>12} "
               f"(published {fmt(row['published'])}) {row['districts']:,} districts, "
               f"{row['enumeration_s']:.1f} + {row['solve_s']:.1f} s {row['reason']}", file=sys.stderr, flush=True)
-        atomic_write_json(args.out, {**header, "complete": False, "rows": results})
-    atomic_write_json(args.out, {**header, "complete": True, "rows": results})
-    print(table(results))
-    print(f"wrote {args.out}", file=sys.stderr)
-    return 0
+        write_rows(args.out, header, results, complete=False)
+    write_rows(args.out, header, results, complete=True)
+    return finish(args.out, table(results))
 
 
 if __name__ == "__main__":

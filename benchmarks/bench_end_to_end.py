@@ -21,16 +21,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from sectorize.atomic import atomic_write_json
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import RESULTS, summary, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_WALL_S = 60.0
@@ -67,7 +67,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--config", type=Path, default=None)
-    parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "end_to_end.json")
+    parser.add_argument("--json", type=Path, default=RESULTS / "end_to_end.json")
     args = parser.parse_args()
 
     runs = []
@@ -76,16 +76,12 @@ def main() -> None:
             runs.append(_one_run(args.config, Path(tmp) / f"run{i}"))
             print(f"run {i + 1}/{args.repeat}: {runs[-1]['wall_s']:.1f} s", file=sys.stderr)
 
-    def stats(key: str) -> dict:
-        values = [r[key] for r in runs]
-        return {"median": statistics.median(values), "min": min(values), "max": max(values)}
-
-    summary = {key: stats(key) for key in ("wall_s", "peak_rss_gib", "solve_s", "objective")}
+    stats = {key: summary(r[key] for r in runs) for key in ("wall_s", "peak_rss_gib", "solve_s", "objective")}
     limit = runs[0]["time_limit_s"]
     checks = {
-        "wall_under_60_s": summary["wall_s"]["median"] < TARGET_WALL_S,
-        "peak_memory_under_2_gib": summary["peak_rss_gib"]["max"] < TARGET_RSS_GIB,
-        "solve_within_time_limit": summary["solve_s"]["max"] <= limit * 1.05,
+        "wall_under_60_s": stats["wall_s"]["median"] < TARGET_WALL_S,
+        "peak_memory_under_2_gib": stats["peak_rss_gib"]["max"] < TARGET_RSS_GIB,
+        "solve_within_time_limit": stats["solve_s"]["max"] <= limit * 1.05,
         "all_plans_valid": all(r["violations"] == 0 for r in runs),
     }
     print(f"\nsectorize run ({args.config or 'packaged default'}), {args.repeat} runs, {os.cpu_count()} CPUs")
@@ -97,20 +93,11 @@ def main() -> None:
         ("objective", "objective", "lower is better"),
     ]
     for label, key, target in rows:
-        s = summary[key]
+        s = stats[key]
         print(f"{label:<22}{s['median']:>12.2f}{s['min']:>12.2f}{s['max']:>12.2f}  {target}")
     for name, ok in checks.items():
         print(f"{name:<28}{'yes' if ok else 'NO'}")
-    result = {
-        "benchmark": "end_to_end",
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-        "runs": runs,
-        "summary": summary,
-        "checks": checks,
-    }
-    atomic_write_json(args.json, result)
+    write_result(args.json, {"runs": runs, "summary": stats, "checks": checks}, benchmark="end_to_end", script=__file__)
     print(f"\nwritten: {args.json}")
 
 

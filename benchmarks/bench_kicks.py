@@ -1,12 +1,12 @@
 """How often does a kick of a converged plan pass the LP screen, and does the kicks' order find one early?
 
-The ``"lns"`` backend kicks its best plan (:func:`solvers.lns.lns_rounds`): one sector's
+The ``"lns"`` backend kicks its best plan (:func:`solvers.lns.kicks.lns_rounds`): one sector's
 centre moves into another sector, which is cut in two; location-allocation on the
 allocation LP from those centres (the engine's screen) gives an LP value, and the kick
-goes on to LNS only when that value is at least :data:`solvers.lns.KICK_SCREEN` below the
+goes on to LNS only when that value is at least :data:`solvers.lns.kicks.KICK_SCREEN` below the
 LP value of the plan's own centres. This script builds the plan a 60 s run kicks first
 (heuristic for ``--heuristic-s`` seconds, location-allocation, LNS until it converges),
-then screens *every* kick of it in the order :func:`solvers.lns.kicks` gives, and prints
+then screens *every* kick of it in the order :func:`solvers.lns.kicks.kicks` gives, and prints
 one row per kick: LP value, change against the plan's own, passed or not, seconds.
 
 Usage::
@@ -21,23 +21,23 @@ The table goes to stdout, the rows, a summary and the command line to ``--out``
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from sectorize.atomic import atomic_write_json
-from solvers.engine import _location_allocation, _lp_screen
-from solvers.heuristic import heuristic_solve
-from solvers.lns import KICK_SCREEN, improve_lns, kick_centres, kicks
+from sectorize.store.atomic import atomic_write_json
+from solvers.allocation.loop import location_allocation as _location_allocation, lp_screen as _lp_screen
+from solvers.construct.heuristic import heuristic_solve
+from solvers.lns.kicks import KICK_SCREEN, kick_centres, kicks
+from solvers.lns.search import improve_lns
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_peers import AURA_CASES, aura_case  # noqa: E402
+from common import RESULTS, command_line, finish, machine_line, markdown_table
 
-DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "kicks.json"
+DEFAULT_OUT = RESULTS / "kicks.json"
 
 
 def screen_all(case: str, seed: int, heuristic_s: float) -> tuple[dict, list[dict]]:
@@ -74,16 +74,16 @@ def summary(rows: list[dict]) -> dict:
 
 
 def table(plan: dict, rows: list[dict], stats: dict) -> str:
+    head = ("rank", "close", "split", "close cost", "split cost", "LP value", "change %", "passed", "s")
     lines = [f"{plan['case']}, seed {plan['seed']}: plan {plan['objective']:,.2f} after {plan['plan_s']:.1f} s "
              f"({plan['lns']}); LP value of its centres {plan['reference_lp']:,.2f}; a kick passes "
              f"{100 * plan['kick_screen']:g} % below it",
-             "", "| rank | close | split | close cost | split cost | LP value | change % | passed | s |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        change = "no LP" if r["change_pct"] is None else f"{r['change_pct']:+.2f}"
-        lines.append(f"| {r['rank']} | {r['close']} | {r['split']} | {r['close_cost']:,.0f} | {r['split_cost']:,.0f} | "
-                     f"{r['lp_value']:,.2f} | {change} | {'yes' if r['passed'] else 'no'} | {r['seconds']:.1f} |")
-    lines += ["", f"{stats['passed']} of {stats['kicks']} kicks passed, {stats['passed_in_first_25']} of the first 25; "
+             "", markdown_table(head, ([
+                 str(r["rank"]), str(r["close"]), str(r["split"]), f"{r['close_cost']:,.0f}", f"{r['split_cost']:,.0f}",
+                 f"{r['lp_value']:,.2f}", "no LP" if r["change_pct"] is None else f"{r['change_pct']:+.2f}",
+                 "yes" if r["passed"] else "no", f"{r['seconds']:.1f}",
+             ] for r in rows)),
+             "", f"{stats['passed']} of {stats['kicks']} kicks passed, {stats['passed_in_first_25']} of the first 25; "
               f"first passing rank {stats['first_passing_rank']}; {stats['no_lp']} without an LP solution; "
               f"median screen {stats['median_screen_s']:.1f} s"]
     return "\n".join(lines)
@@ -107,12 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     plan, rows = screen_all(args.case, args.seed, args.heuristic_s)
     stats = summary(rows)
     atomic_write_json(args.out, {
-        "command": " ".join(["python benchmarks/bench_kicks.py", *(sys.argv[1:] if argv is None else argv)]),
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU",
+        "command": command_line(__file__, argv), "machine": machine_line(),
         "time_s": time.monotonic() - began, "plan": plan, "summary": stats, "rows": rows})
-    print(table(plan, rows, stats))
-    print(f"wrote {args.out}", file=sys.stderr)
-    return 0
+    return finish(args.out, table(plan, rows, stats))
 
 
 if __name__ == "__main__":

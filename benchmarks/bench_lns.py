@@ -1,18 +1,18 @@
 """What do reduced-cost fixing and three-sector moves add to the large-neighbourhood search?
 
-:func:`solvers.lns.improve_lns` runs from the same starting plans in three ways, each until
+:func:`solvers.lns.search.improve_lns` runs from the same starting plans in three ways, each until
 it converges (or ``--lns-time`` seconds):
 
 * ``pairs, whole MIPs``: pairs of sectors only, each pair MIP with every unit of the pair
   (``fixing=False``, the search before reduced-cost fixing);
 * ``pairs``: pairs only, the pair MIPs keeping the units fixing leaves free;
 * ``pairs + triples``: the default: pairs, then a pass over triples of sectors
-  (:func:`solvers.reassign.reassign`) whenever no pair improves.
+  (:func:`solvers.lns.reassign.reassign`) whenever no pair improves.
 
 The starting plans are those of a 60 s ``"lns"`` run: ``location-allocation`` (heuristic
 for ``--heuristic-s`` seconds, then location-allocation) and ``first kick`` (the first kick
-of it, in :func:`solvers.lns.kicks` order, that passes the LP screen, made contiguous and
-balanced as :func:`solvers.lns.lns_rounds` does). Each row gives the objective, seconds,
+of it, in :func:`solvers.lns.kicks.kicks` order, that passes the LP screen, made contiguous and
+balanced as :func:`solvers.lns.kicks.lns_rounds` does). Each row gives the objective, seconds,
 pair and triple visits, and for ``pairs + triples`` the seconds it took to get below the
 objective where ``pairs`` stopped.
 
@@ -27,8 +27,6 @@ The table goes to stdout, the rows and the command line to ``--out`` (written at
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import re
 import sys
 import time
@@ -36,17 +34,19 @@ from pathlib import Path
 
 import numpy as np
 
-from sectorize.atomic import atomic_write_json
+from sectorize.store.atomic import atomic_write_json
 from solvers.check import check_plan
-from solvers.engine import _location_allocation, _lp_screen
-from solvers.heuristic import heuristic_solve
-from solvers.lns import KICK_REPAIR_S, KICK_SCREEN, improve_lns, kick_centres, kicks
+from solvers.allocation.loop import location_allocation as _location_allocation, lp_screen as _lp_screen
+from solvers.construct.heuristic import heuristic_solve
+from solvers.lns.kicks import KICK_REPAIR_S, KICK_SCREEN, kick_centres, kicks
+from solvers.lns.search import improve_lns
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_kicks import plan_arguments  # noqa: E402
 from bench_peers import aura_case  # noqa: E402
+from common import RESULTS, command_line, finish, machine_line, markdown_table
 
-DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "lns.json"
+DEFAULT_OUT = RESULTS / "lns.json"
 
 #: ``(name, improve_lns keyword arguments)`` of the variants compared.
 VARIANTS = (
@@ -112,16 +112,13 @@ def run_variants(case: str, seed: int, heuristic_s: float, lns_s: float) -> list
 
 
 def table(case: str, seed: int, rows: list[dict]) -> str:
-    lines = [f"{case}, seed {seed}", "",
-             "| start | variant | objective | s | pair visits | triple visits | accepted | converged "
-             "| below `pairs` after s |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        below = "" if r["below_pairs_s"] is None else f"{r['below_pairs_s']:.1f}"
-        lines.append(f"| {r['start']} ({r['start_objective']:,.2f}) | {r['variant']} | {r['objective']:,.2f} | "
-                     f"{r['seconds']:.1f} | {r['pair_visits']} | {r['triple_visits']} | {r['accepted']} | "
-                     f"{'yes' if r['converged'] else 'no'} | {below} |")
-    return "\n".join(lines)
+    head = ("start", "variant", "objective", "s", "pair visits", "triple visits", "accepted", "converged",
+            "below `pairs` after s")
+    return "\n".join([f"{case}, seed {seed}", "", markdown_table(head, ([
+        f"{r['start']} ({r['start_objective']:,.2f})", r["variant"], f"{r['objective']:,.2f}", f"{r['seconds']:.1f}",
+        str(r["pair_visits"]), str(r["triple_visits"]), str(r["accepted"]), "yes" if r["converged"] else "no",
+        "" if r["below_pairs_s"] is None else f"{r['below_pairs_s']:.1f}",
+    ] for r in rows))])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,12 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     began = time.monotonic()
     rows = run_variants(args.case, args.seed, args.heuristic_s, args.lns_time)
     atomic_write_json(args.out, {
-        "command": " ".join(["python benchmarks/bench_lns.py", *(sys.argv[1:] if argv is None else argv)]),
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU",
+        "command": command_line(__file__, argv), "machine": machine_line(),
         "time_s": time.monotonic() - began, "case": args.case, "seed": args.seed, "rows": rows})
-    print(table(args.case, args.seed, rows))
-    print(f"wrote {args.out}", file=sys.stderr)
-    return 0
+    return finish(args.out, table(args.case, args.seed, rows))
 
 
 if __name__ == "__main__":

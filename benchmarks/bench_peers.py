@@ -36,7 +36,7 @@ Methods
     re-optimised, and a lower bound in the last quarter of the budget (the
     bound and gap go to the row's detail).
 ``ours-heuristic``
-    One start of ``solvers.heuristic.heuristic_solve`` (construct, rebalance,
+    One start of ``solvers.construct.heuristic.heuristic_solve`` (construct, rebalance,
     local search), repeated with the next seed until a start is balanced:
     time to the first valid plan.
 ``gerrychain``
@@ -75,7 +75,6 @@ already in the file).
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import importlib.metadata
 import json
 import math
@@ -97,15 +96,16 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_validi  # noqa: E402  (sibling script: Validi instance loading, atomic JSON writer)
+from common import RESULTS, YES_NO, command_line, fmt, markdown_table, timestamp
 
 from solvers.check import check_plan  # noqa: E402
 from solvers.engine import solve  # noqa: E402
-from solvers.heuristic import heuristic_solve  # noqa: E402
+from solvers.construct.heuristic import heuristic_solve  # noqa: E402
 from solvers.problem import DenseTravelTimes, InfeasibleError, Problem  # noqa: E402
-from sectorize.atomic import atomic_write_json
+from sectorize.store.atomic import atomic_write_json
 
 DEFAULT_DATA = bench_validi.DEFAULT_DATA
-DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "peers.json"
+DEFAULT_OUT = RESULTS / "peers.json"
 
 #: AURA instances: name -> (region variant, k, tolerance).
 AURA_CASES: dict[str, tuple[str, int, float]] = {
@@ -553,25 +553,17 @@ def add_ratios(rows: list[dict]) -> None:
                                    if (r["valid"] and r["published"]) else None)
 
 
-def fmt(x, spec: str = ",.2f") -> str:
-    return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
-
-
 def table(rows: list[dict]) -> str:
     """Markdown table: instance, method, valid, objective, ratio to ours, max deviation, times."""
     head = ("instance", "method", "seed", "valid", "contiguous", "objective", "÷ ours", "max dev %",
             "time s", "first valid s", "published", "÷ published", "detail")
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    yn = {True: "yes", False: "NO", None: "—"}
-    for r in rows:
-        pub = "infeasible" if r["published_infeasible"] else fmt(r["published"])
-        lines.append("| " + " | ".join([
-            r["instance"], r["method"], str(r["seed"]), yn[r["valid"]] if r["status"] != "no plan" else "no plan",
-            yn[r["contiguous"]], fmt(r["objective"]), fmt(r["ratio_to_ours"], ".4f"), fmt(r["max_dev_pct"], ".2f"),
-            fmt(r["time_s"], ".1f"), fmt(r["first_valid_s"], ".1f"), pub, fmt(r["ratio_to_published"], ".4f"),
-            str(r["detail"]).replace("|", "/").replace("\n", " ")[:110],
-        ]) + " |")
-    return "\n".join(lines)
+    return markdown_table(head, ([
+        r["instance"], r["method"], str(r["seed"]), YES_NO[r["valid"]] if r["status"] != "no plan" else "no plan",
+        YES_NO[r["contiguous"]], fmt(r["objective"]), fmt(r["ratio_to_ours"], ".4f"), fmt(r["max_dev_pct"], ".2f"),
+        fmt(r["time_s"], ".1f"), fmt(r["first_valid_s"], ".1f"),
+        "infeasible" if r["published_infeasible"] else fmt(r["published"]), fmt(r["ratio_to_published"], ".4f"),
+        str(r["detail"]).replace("|", "/").replace("\n", " ")[:110],
+    ] for r in rows))
 
 
 def missing_peers() -> list[str]:
@@ -708,8 +700,8 @@ def main(argv: list[str] | None = None) -> int:
         print("no instances to run", file=sys.stderr)
         return 3
     header = {
-        "command": " ".join(["python benchmarks/bench_peers.py", *given]),
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": command_line(__file__, given),
+        "date": timestamp(),
         "machine": machine(),
         "versions": _versions(),
         "budget_s": args.budget,

@@ -1,9 +1,9 @@
 """How strong is the relaxation behind our lower bound, and how close does our ascent (bundle or subgradient) get to it?
 
-Two parts (HiGHS via :func:`solvers.bound.strong_relaxation`):
+Two parts (HiGHS via :func:`solvers.bound.relaxation.strong_relaxation`):
 
 * ``counties``: every published county instance (``../shared/benchmarks/validi``): the
-  Lagrangian bound :func:`solvers.bound.lower_bound` (``--method``, default bundle) (``--bound-time`` seconds, aiming at the
+  Lagrangian bound :func:`solvers.bound.lagrangian.lower_bound` (``--method``, default bundle) (``--bound-time`` seconds, aiming at the
   objective of a 5 s ``auto`` plan, as in the engine; no target when none is found) against the
   complete strong LP relaxation (a proven bound, the Lagrangian dual's value) and the
   published "Lagrangian LB".
@@ -24,8 +24,6 @@ The table goes to stdout, the rows and the command line to ``--out`` (written at
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -33,16 +31,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sectorize.atomic import atomic_write_json
-from solvers.bound import _floor_values, cost_matrix, lower_bound, strong_relaxation
+from sectorize.store.atomic import atomic_write_json
+from solvers.bound.lagrangian import _floor_values, cost_matrix, lower_bound
+from solvers.bound.relaxation import strong_relaxation
 from solvers.engine import solve
 from solvers.problem import InfeasibleError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_peers import AURA_CASES, aura_case  # noqa: E402
 from bench_validi import DEFAULT_DATA, load_instance  # noqa: E402
+from common import RESULTS, command_line, finish, machine_line, markdown_table
 
-DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "relaxation.json"
+DEFAULT_OUT = RESULTS / "relaxation.json"
 
 
 def counties(data: Path, bound_time: float, method: str = "bundle") -> list[dict]:
@@ -90,19 +90,18 @@ def aura(name: str, time_limit: float, bound_time: float, centres: int, near: in
 
 def table(rows: list[dict]) -> str:
     if rows and "strong_lp" in rows[0]:
-        lines = ["| instance | n | k | published Lagrangian LB | strong LP (ours) | LP s | Lagrangian bound | ÷ LP |",
-                 "|---|---|---|---|---|---|---|---|"]
-        for r in rows:
-            lines.append(f"| {r['instance']} | {r['n']} | {r['k']} | {r['published_lagrangian']:,.2f} | {r['strong_lp']:,.2f} | "
-                         f"{r['strong_lp_s']:.2f} | {r['lagrangian']:,.2f} ({r['method']}) | {r['lagrangian_share']:.4f} |")
-        return "\n".join(lines)
-    lines = ["| instance | plan | Lagrangian bound | gap % | restricted strong LP (pairs, centres, s) | plan ÷ restricted LP |",
-             "|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['instance']} | {r['plan']:,.2f} | {r['lagrangian']:,.2f} ({r['method']}) | {r['gap_to_lagrangian_pct']:.2f} | "
-                     f"{r['restricted_lp']:,.2f} ({r['restricted_pairs']:,}, {r['restricted_centres']}, "
-                     f"{r['restricted_lp_s']:.1f}) | {r['plan_over_restricted_lp']:.4f} |")
-    return "\n".join(lines)
+        head = ("instance", "n", "k", "published Lagrangian LB", "strong LP (ours)", "LP s", "Lagrangian bound", "÷ LP")
+        return markdown_table(head, ([
+            r["instance"], str(r["n"]), str(r["k"]), f"{r['published_lagrangian']:,.2f}", f"{r['strong_lp']:,.2f}",
+            f"{r['strong_lp_s']:.2f}", f"{r['lagrangian']:,.2f} ({r['method']})", f"{r['lagrangian_share']:.4f}",
+        ] for r in rows))
+    head = ("instance", "plan", "Lagrangian bound", "gap %", "restricted strong LP (pairs, centres, s)",
+            "plan ÷ restricted LP")
+    return markdown_table(head, ([
+        r["instance"], f"{r['plan']:,.2f}", f"{r['lagrangian']:,.2f} ({r['method']})", f"{r['gap_to_lagrangian_pct']:.2f}",
+        f"{r['restricted_lp']:,.2f} ({r['restricted_pairs']:,}, {r['restricted_centres']}, {r['restricted_lp_s']:.1f})",
+        f"{r['plan_over_restricted_lp']:.4f}",
+    ] for r in rows))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -116,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--near", type=int, default=400, help="AURA: nearest units kept per kept centre")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--method", choices=("bundle", "subgradient"), default="bundle",
-                    help="ascent of the Lagrangian bound (solvers.bound.lower_bound)")
+                    help="ascent of the Lagrangian bound (solvers.bound.lagrangian.lower_bound)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
     out = args.out or DEFAULT_OUT.with_name(f"relaxation_{args.part}.json")
@@ -125,13 +124,9 @@ def main(argv: list[str] | None = None) -> int:
         rows = counties(args.data, args.bound_time, args.method)
     else:
         rows = aura(args.case, args.time_limit, args.bound_time, args.centres, args.near, args.seed, args.method)
-    atomic_write_json(out, {
-        "command": " ".join(["python benchmarks/bench_relaxation.py", *(sys.argv[1:] if argv is None else argv)]),
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU",
-        "time_s": time.monotonic() - began, "rows": rows})
-    print(table(rows))
-    print(f"wrote {out}", file=sys.stderr)
-    return 0
+    atomic_write_json(out, {"command": command_line(__file__, argv), "machine": machine_line(),
+                            "time_s": time.monotonic() - began, "rows": rows})
+    return finish(out, table(rows))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ Each instance runs in its own child process, one after the other (the peak
 resident memory of that child, ``ru_maxrss`` from :func:`os.wait4`, is the
 figure reported). In the child:
 
-1. ``first``: :func:`solvers.heuristic.heuristic_solve` with
+1. ``first``: :func:`solvers.construct.heuristic.heuristic_solve` with
    ``--heuristic-limit`` seconds; its progress callback reports every new best
    balanced plan, and the time of the first report is "time to a first valid
    plan" (the engine's ``solve`` does not forward these reports). The plan it
@@ -43,7 +43,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -52,10 +51,20 @@ from pathlib import Path
 
 import networkx as nx
 import numpy as np
-from sectorize.atomic import atomic_write_json
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (
+    RESULTS,
+    YES_NO,
+    command_line,
+    finish,
+    machine_line,
+    markdown_table,
+    write_rows,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_OUT = ROOT / "benchmarks" / "results" / "scaling.json"
+DEFAULT_OUT = RESULTS / "scaling.json"
 K = 11
 TOLERANCE = 0.05
 
@@ -99,8 +108,8 @@ def build_instance(graph_kind: str, n: int, seed: int):
 def child(graph_kind: str, n: int, seed: int, heuristic_limit: float, budget: float) -> dict:
     """Measure one instance in this process; returns the row (printed as JSON by ``--child``)."""
     from solvers.check import check_plan
+    from solvers.construct.heuristic import heuristic_solve
     from solvers.engine import solve
-    from solvers.heuristic import heuristic_solve
     from solvers.problem import InfeasibleError
 
     began = time.monotonic()
@@ -180,17 +189,13 @@ def fmt(x, spec: str = ",.1f") -> str:
 def table(rows: list[dict]) -> str:
     head = ("graph", "n", "first valid s", "heuristic obj", "valid", "auto obj (budget)", "auto s", "valid",
             "max dev %", "peak MiB", "note")
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        yes = {True: "yes", False: "NO", None: "—"}
-        lines.append("| " + " | ".join([
-            r["graph"], f"{r['n']:,}", fmt(r.get("first_valid_s"), ".2f"), fmt(r.get("heuristic_objective"), ",.0f"),
-            yes[r.get("heuristic_valid")], fmt(r.get("auto_objective"), ",.0f"), fmt(r.get("auto_s")),
-            yes[r.get("auto_valid")], fmt(r.get("auto_max_dev_pct"), ".2f"), fmt(r.get("peak_rss_mib"), ",.0f"),
-            (r.get("error") or "; ".join(r.get("heuristic_problems", []) + r.get("auto_problems", [])))[:120]
-            .replace("|", "/"),
-        ]) + " |")
-    return "\n".join(lines)
+    return markdown_table(head, ([
+        r["graph"], f"{r['n']:,}", fmt(r.get("first_valid_s"), ".2f"), fmt(r.get("heuristic_objective"), ",.0f"),
+        YES_NO[r.get("heuristic_valid")], fmt(r.get("auto_objective"), ",.0f"), fmt(r.get("auto_s")),
+        YES_NO[r.get("auto_valid")], fmt(r.get("auto_max_dev_pct"), ".2f"), fmt(r.get("peak_rss_mib"), ",.0f"),
+        (r.get("error") or "; ".join(r.get("heuristic_problems", []) + r.get("auto_problems", [])))[:120]
+        .replace("|", "/"),
+    ] for r in rows))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -211,10 +216,10 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(row, default=float))
         return 0
     header = {
-        "command": " ".join(["python benchmarks/bench_scaling.py", *(sys.argv[1:] if argv is None else argv)]),
+        "command": command_line(__file__, argv),
         "k": K, "tolerance": TOLERANCE, "heuristic_limit_s": args.heuristic_limit, "budget_s": args.budget,
         "objective": "sum_i workload_i * km(centre, i)^2 (PlanarDistances squared=True)",
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU",
+        "machine": machine_line(),
     }
     rows = []
     if args.append and args.out.exists():
@@ -228,11 +233,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{kind:>9} n={row['n']:>6,}: first valid {fmt(row.get('first_valid_s'))} s, "
                   f"auto {fmt(row.get('auto_objective'), ',.0f')} in {fmt(row.get('auto_s'))} s, "
                   f"peak {fmt(row.get('peak_rss_mib'), ',.0f')} MiB {row.get('error', '')}", file=sys.stderr, flush=True)
-            atomic_write_json(args.out, {**header, "complete": False, "rows": rows})
-    atomic_write_json(args.out, {**header, "complete": True, "rows": rows})
-    print(table(rows))
-    print(f"wrote {args.out}", file=sys.stderr)
-    return 0
+            write_rows(args.out, header, rows, complete=False)
+    write_rows(args.out, header, rows, complete=True)
+    return finish(args.out, table(rows))
 
 
 if __name__ == "__main__":

@@ -17,18 +17,18 @@ and stopping the cluster (given separately as ``startup_s``).
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
+import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import RESULTS, machine
 
 
 def twelve_scenarios(time_limit_s: float) -> dict:
-    """The benchmark sweep as a dictionary (see :func:`sectorize.sweep.sweep_from_dict`)."""
-    from sectorize.scenario import default_scenario
+    """The benchmark sweep as a dictionary (see :func:`sectorize.config.sweep.sweep_from_dict`)."""
+    from sectorize.config.scenario import default_scenario
 
     fast = {"model.backend": "heuristic", "model.time_limit_s": time_limit_s}
     workers = [w.model_dump(exclude_none=True) for w in default_scenario().team.workers]
@@ -57,13 +57,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2, help="processes / Dask workers (default 2)")
     parser.add_argument("--time-limit", type=float, default=3.0, help="solver seconds per scenario (default 3)")
-    parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "sweep.json")
+    parser.add_argument("--json", type=Path, default=RESULTS / "sweep.json")
     args = parser.parse_args(argv)
 
     from distributed import Client, LocalCluster
 
-    from sectorize.atomic import atomic_write_text
-    from sectorize.sweep import run_sweep, sweep_from_dict
+    from sectorize.store.atomic import atomic_write_json
+    from sectorize.config.sweep import sweep_from_dict
+    from sectorize.pipeline.sweep import run_sweep
 
     sweep = sweep_from_dict(twelve_scenarios(args.time_limit))
     runs = []
@@ -99,13 +100,12 @@ def main(argv: list[str] | None = None) -> int:
     facts = {
         "sweep": {"variations": [v.name for v in sweep.variations], "seeds": sweep.seeds,
                   "time_limit_s": args.time_limit, "backend": "heuristic"},
-        "workers": args.workers, "cpu_count": os.cpu_count(), "python": platform.python_version(),
+        "workers": args.workers, "cpu_count": machine()["cpus"], "python": machine()["python"],
         "load_average_1_5_15_min": {"before": [round(x, 2) for x in load_before],
                                     "after": [round(x, 2) for x in os.getloadavg()]},
         "runs": runs,
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(args.json, json.dumps(facts, indent=2) + "\n")
+    atomic_write_json(args.json, facts)
     print(f"load average before / after (1 min): {load_before[0]:.2f} / {os.getloadavg()[0]:.2f}")
     print(f"written: {args.json}")
     return 0

@@ -2,9 +2,9 @@
 
 Solves one AURA instance of :mod:`bench_peers` (population-weighted squared
 km, the moment of inertia) with :func:`solvers.engine.solve` (``auto``,
-``--time-limit`` seconds), then runs :func:`solvers.cut_edges.tie_break` from
+``--time-limit`` seconds), then runs :func:`solvers.cut_edges.tie_break.tie_break` from
 that plan once per slack (each with ``--tie-break-time`` seconds, by default
-the share the engine gives it: :func:`solvers.cut_edges.tie_break_seconds`),
+the share the engine gives it: :func:`solvers.cut_edges.tie_break.tie_break_seconds`),
 and reports the cut edges and the objective before and after. Every plan is
 re-checked with :func:`solvers.check.check_plan` and its objective recomputed.
 
@@ -20,33 +20,39 @@ The table goes to stdout; the rows and the command line to
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 import time
 from pathlib import Path
 
-from sectorize.atomic import atomic_write_json
 from solvers.check import check_plan
-from solvers.cut_edges import cut_edges, tie_break, tie_break_seconds
+from solvers.cut_edges.tie_break import tie_break, tie_break_seconds
 from solvers.engine import solve
+from solvers.problem import cut_edges
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_peers import AURA_CASES, aura_case  # noqa: E402
+from common import (
+    RESULTS,
+    command_line,
+    finish,
+    machine_line,
+    markdown_table,
+    write_rows,
+)
 
-DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "tie_break.json"
+DEFAULT_OUT = RESULTS / "tie_break.json"
 
 
 def table(rows: list[dict]) -> str:
-    lines = [("| slack | objective before | objective after | change % | cut edges before | cut edges after | "
-              "fewer | tie-break s | valid |"), "|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['slack']:g} | {r['objective_before']:,.1f} | {r['objective_after']:,.1f} | "
-                     f"{r['objective_change_pct']:+.3f} | {r['cut_edges_before']:,} | {r['cut_edges_after']:,} | "
-                     f"{r['cut_edges_before'] - r['cut_edges_after']:,} "
-                     f"({100 * (r['cut_edges_before'] - r['cut_edges_after']) / r['cut_edges_before']:.1f} %) | "
-                     f"{r['time_s']:.1f} | {'yes' if r['valid'] else 'NO'} |")
-    return "\n".join(lines)
+    head = ("slack", "objective before", "objective after", "change %", "cut edges before", "cut edges after",
+            "fewer", "tie-break s", "valid")
+    return markdown_table(head, ([
+        f"{r['slack']:g}", f"{r['objective_before']:,.1f}", f"{r['objective_after']:,.1f}",
+        f"{r['objective_change_pct']:+.3f}", f"{r['cut_edges_before']:,}", f"{r['cut_edges_after']:,}",
+        (f"{r['cut_edges_before'] - r['cut_edges_after']:,} "
+         f"({100 * (r['cut_edges_before'] - r['cut_edges_after']) / r['cut_edges_before']:.1f} %)"),
+        f"{r['time_s']:.1f}", "yes" if r["valid"] else "NO",
+    ] for r in rows))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,13 +73,13 @@ def main(argv: list[str] | None = None) -> int:
     sol = solve(p, backend="auto", time_limit_s=args.time_limit, seed=args.seed)
     solve_s = time.monotonic() - began
     header = {
-        "command": " ".join(["python benchmarks/bench_tie_break.py", *(sys.argv[1:] if argv is None else argv)]),
+        "command": command_line(__file__, argv),
         "case": args.case, "note": case.note, "n": p.n, "k": p.k, "edges": p.graph.number_of_edges(),
         "time_limit_s": args.time_limit, "tie_break_time_s": budget, "seed": args.seed,
         "solve": {"backend": sol.backend, "status": sol.status, "objective": sol.objective,
                   "cut_edges": int(cut_edges(p.graph, sol.assignment)), "time_s": solve_s,
                   "valid": not check_plan(p, sol.assignment)},
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU",
+        "machine": machine_line(),
     }
     print(f"{args.case}: {sol.backend} plan, objective {sol.objective:,.1f}, "
           f"{header['solve']['cut_edges']:,} cut edges, {solve_s:.1f} s", file=sys.stderr, flush=True)
@@ -88,11 +94,9 @@ def main(argv: list[str] | None = None) -> int:
                      "time_s": r.time_s, "valid": not check_plan(p, r.assignment) and recomputed <= r.limit * (1 + 1e-9)})
         for line in r.log:
             print(line, file=sys.stderr, flush=True)
-        atomic_write_json(args.out, {**header, "complete": False, "rows": rows})
-    atomic_write_json(args.out, {**header, "complete": True, "rows": rows})
-    print(table(rows))
-    print(f"wrote {args.out}", file=sys.stderr)
-    return 0
+        write_rows(args.out, header, rows, complete=False)
+    write_rows(args.out, header, rows, complete=True)
+    return finish(args.out, table(rows))
 
 
 if __name__ == "__main__":

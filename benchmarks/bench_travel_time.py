@@ -29,7 +29,6 @@ prints ``skipped`` and exits 0.
 from __future__ import annotations
 
 import argparse
-import datetime
 import pathlib
 import resource
 import sys
@@ -43,12 +42,13 @@ for folder in (ROOT, ROOT / "benchmarks"):
         sys.path.insert(0, str(folder))
 
 import calibrate_travel_time as calib  # noqa: E402
+from common import RESULTS as RESULTS_DIR, command_line, timestamp
 
 from geodata.regions import load_aura  # noqa: E402
 from geodata.travel import estimate_travel_times  # noqa: E402
-from sectorize.atomic import atomic_write_json
+from sectorize.store.atomic import atomic_write_json
 
-RESULTS = ROOT / "benchmarks" / "results" / "travel_time.json"
+RESULTS = RESULTS_DIR / "travel_time.json"
 DATASETS = {
     "isere": "OSRM 2021, all ordered pairs between the 512 Isère communes (isere_osrm_2021_matrix.csv.gz)",
     "towns": "openrouteservice 2025, 8,028 ordered pairs between 102 AURA towns (cities10k_ors_2025_aura.csv)",
@@ -134,8 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"held-out refits: {cv_s} s")
 
     payload = {
-        "command": " ".join([pathlib.Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
-        "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": command_line(__file__, argv),
+        "timestamp": timestamp(),
         "data": {label: text for label, text in DATASETS.items()},
         "fit_and_validation": {
             "straight_line (in-sample)": "fitted and scored on all pairs of both data sets (equal weight per data set)",

@@ -31,9 +31,6 @@ The table goes to stdout; the rows and the command line to
 from __future__ import annotations
 
 import argparse
-import math
-import os
-import platform
 import sys
 import time
 from dataclasses import dataclass
@@ -45,12 +42,29 @@ import pandas as pd
 
 from solvers.check import check_partition
 from solvers.engine import solve
-from solvers.exact import NoPlanFoundError, exact_solve
-from solvers.problem import DenseTravelTimes, InfeasibleError, Problem, Solution
-from sectorize.atomic import atomic_write_json
+from solvers.exact.model import exact_solve
+from solvers.problem import (
+    DenseTravelTimes,
+    InfeasibleError,
+    NoPlanFoundError,
+    Problem,
+    Solution,
+)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (
+    RESULTS,
+    YES_NO,
+    command_line,
+    finish,
+    fmt,
+    machine_line,
+    markdown_table,
+    write_rows,
+)
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared/benchmarks/validi"
-DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "validi.json"
+DEFAULT_OUT = RESULTS / "validi.json"
 
 
 @dataclass
@@ -195,24 +209,17 @@ def run_one(inst: Instance, method: str, time_limit: float) -> dict:
     return row
 
 
-def fmt(x: float | None, spec: str = ",.2f") -> str:
-    return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
-
-
 def table(rows: list[dict]) -> str:
     head = ("instance", "n", "k", "method", "published", "ours", "ratio", "bound", "gap", "status",
             "time s", "publ. s", "valid", "reason / note")
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        pub = "infeasible" if r["published"] is None else fmt(r["published"])
-        lines.append("| " + " | ".join([
-            r["instance"], str(r["n"]), str(r["k"]), r["method"], pub, fmt(r["objective"]),
-            fmt(r["ratio"], ".4f"), fmt(r["bound"]), fmt(None if r["gap"] is None else 100 * r["gap"], ".3f") +
-            ("" if r["gap"] is None else " %"), r["status"], fmt(r["time_s"], ".1f"),
-            fmt(r["published_time_s"], ".2f"), {True: "yes", False: "NO", None: "—"}[r["valid"]],
-            (r["reason"] or r["note"] or "").replace("|", "/")[:140],
-        ]) + " |")
-    return "\n".join(lines)
+    return markdown_table(head, ([
+        r["instance"], str(r["n"]), str(r["k"]), r["method"],
+        "infeasible" if r["published"] is None else fmt(r["published"]), fmt(r["objective"]),
+        fmt(r["ratio"], ".4f"), fmt(r["bound"]), fmt(None if r["gap"] is None else 100 * r["gap"], ".3f") +
+        ("" if r["gap"] is None else " %"), r["status"], fmt(r["time_s"], ".1f"),
+        fmt(r["published_time_s"], ".2f"), YES_NO[r["valid"]],
+        (r["reason"] or r["note"] or "").replace("|", "/")[:140],
+    ] for r in rows))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -246,9 +253,9 @@ def main(argv: list[str] | None = None) -> int:
         methods = ["exact:highs:flow", "exact:scip:flow", "exact:cpsat:flow", "exact:highs:cuts",
                    "exact:highs:shortest_path"]
     header = {
-        "command": " ".join(["python benchmarks/bench_validi.py", *(sys.argv[1:] if argv is None else argv)]),
+        "command": command_line(__file__, argv),
         "time_limit_s": args.time_limit,
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU",
+        "machine": machine_line(),
     }
     results = []
     for _, r in rows_in.iterrows():
@@ -259,11 +266,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{row['instance']:>10} {method:<24} {row['status']:<10} {fmt(row['objective']):>12} "
                   f"(published {fmt(row['published'])}) {row['time_s']:.1f} s", file=sys.stderr, flush=True)
         # after every instance, so an interrupted run keeps what it measured
-        atomic_write_json(args.out, {**header, "complete": False, "rows": results})
-    atomic_write_json(args.out, {**header, "complete": True, "rows": results})
-    print(table(results))
-    print(f"wrote {args.out}", file=sys.stderr)
-    return 0
+        write_rows(args.out, header, results, complete=False)
+    write_rows(args.out, header, results, complete=True)
+    return finish(args.out, table(results))
 
 
 if __name__ == "__main__":

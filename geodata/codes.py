@@ -161,7 +161,7 @@ def current_code(code: str) -> CodeMatch:
     ----------
     code
         A 5-character INSEE code, already checked for format (see
-        :mod:`sectorize.routing` for input validation).
+        :mod:`sectorize.serve.routing` for input validation).
 
     Returns
     -------

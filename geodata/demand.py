@@ -19,9 +19,6 @@ Example
 
 from __future__ import annotations
 
-import codecs
-import csv
-import io
 import math
 import pathlib
 import re
@@ -35,9 +32,10 @@ import pyproj
 
 from geodata.reference import load_arrondissements, load_hospitals, load_postcodes
 from geodata.regions import LYON, Region
+from geodata.tables import RawTable, TableError, as_number, as_text, read_table
 
 
-class DemandError(ValueError):
+class DemandError(TableError):
     """A demand file cannot be used as it is; the message says where and what to do."""
 
 
@@ -85,10 +83,6 @@ PATIENT_COLUMNS = (
     "date_naissance", "date_de_naissance", "ddn", "birth_date", "date_of_birth",
 )  # fmt: skip
 
-_SEPARATORS = (";", "\t", ",")
-_SEPARATOR_NAMES = {";": "';'", "\t": "tab", ",": "','"}
-_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
-_THOUSANDS = re.compile(r"(?<=\d)[ \u00a0\u202f](?=\d{3}(\D|$))")
 _INSEE = re.compile(r"^(\d{5}|2[AB]\d{3})$")
 _POSTCODE = re.compile(r"^\d{5}$")
 _MAX_LISTED = 10
@@ -100,153 +94,17 @@ def _normalise(column: str) -> str:
     return re.sub(r"[\s\-.]+", "_", text.strip().lower())
 
 
-# --------------------------------------------------------------------------
-# Reading the raw table
-# --------------------------------------------------------------------------
-
-
-@dataclass
-class _Raw:
-    """A demand file as read: text cells (CSV) or typed cells (Parquet)."""
-
-    frame: pd.DataFrame
-    lines: np.ndarray  # spreadsheet line (CSV, header = 1) or 1-based row (Parquet) of each row
-    unit: str  # "line" or "row"
-    decimal_comma: bool
-    notes: list[str]
-
-
-def _decode(data: bytes) -> tuple[str, str]:
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return data.decode("utf-16"), "UTF-16"
-    bom = data.startswith(codecs.BOM_UTF8)
-    data = data.removeprefix(codecs.BOM_UTF8)
-    try:
-        return data.decode("utf-8"), "UTF-8 with BOM" if bom else "UTF-8"
-    except UnicodeDecodeError:
-        pass
-    try:
-        return data.decode("cp1252"), "Latin-1 (Windows-1252)"
-    except UnicodeDecodeError:
-        return data.decode("latin-1"), "Latin-1 (ISO-8859-1)"
-
-
-def _read_csv(path: pathlib.Path) -> _Raw:
-    text, encoding = _decode(path.read_bytes())
-    if not text.strip():
-        raise DemandError(
-            f"{path}: the file is empty; export a table with a header line and one row per commune"
-        )
-    first = next(line for line in text.splitlines() if line.strip())
-    sep = max(_SEPARATORS, key=first.count)
-    # One record per spreadsheet row (a quoted cell may span several text lines).
-    records = list(csv.reader(io.StringIO(text, newline=""), delimiter=sep))
-    filled = [i for i, record in enumerate(records) if any(cell.strip() for cell in record)]
-    header_at = filled[0]
-    names = [cell.strip() for cell in records[header_at]]
-    twice = [n for n in names if n and names.count(n) > 1]
-    if twice:
-        raise DemandError(
-            f"{path}, line {header_at + 1}: column {twice[0]!r} appears {names.count(twice[0])} times "
-            "in the header; give each column its own name"
-        )
-    rows, lines = [], []
-    for i in filled[1:]:
-        record = records[i]
-        if len(record) > len(names) and any(cell.strip() for cell in record[len(names) :]):
-            raise DemandError(
-                f"{path}, line {i + 1}: {len(record)} fields with separator {_SEPARATOR_NAMES[sep]} but "
-                f"the header has {len(names)}; every row must have as many fields as the header "
-                "(check the separator and quotes)"
-            )
-        rows.append((record + [""] * len(names))[: len(names)])
-        lines.append(i + 1)
-    if not rows:
-        raise DemandError(f"{path}: the file has a header but no rows; add one row per commune")
-    frame = pd.DataFrame(rows, columns=range(len(names)), dtype=object)
-    for i, name in enumerate(names):
-        if not name and (frame[i].str.strip() != "").any():
-            row = int(np.flatnonzero((frame[i].str.strip() != "").to_numpy())[0])
-            raise DemandError(
-                f"{path}, line {lines[row]}: column {i + 1} has values but no name in the header "
-                f"(line {header_at + 1}); name it or delete it"
-            )
-    frame = frame[[i for i, name in enumerate(names) if name]]
-    frame.columns = [name for name in names if name]
-    notes = [
-        f"read {path.name}: encoding {encoding}, separator {_SEPARATOR_NAMES[sep]}"
-        + (", decimal comma accepted" if sep == ";" else "")
-        + f", data rows: {len(frame)}"
-    ]
-    return _Raw(frame, np.array(lines), "line", sep == ";", notes)
-
-
-def _read_parquet(path: pathlib.Path) -> _Raw:
-    frame = pd.read_parquet(path)
-    if frame.empty:
-        raise DemandError(f"{path}: the table has no rows; add one row per commune")
-    frame = frame.reset_index(drop=True)
-    frame.columns = [str(c).strip() for c in frame.columns]
-    return _Raw(
-        frame, np.arange(1, len(frame) + 1), "row", False, [f"read {path.name}: data rows: {len(frame)}"]
-    )
-
-
-def _read_raw(path: pathlib.Path) -> _Raw:
-    if not path.is_file():
-        raise DemandError(f"demand file {path} does not exist")
-    suffix = path.suffix.lower()
-    if suffix in (".csv", ".txt", ".tsv"):
-        return _read_csv(path)
-    if suffix == ".parquet":
-        return _read_parquet(path)
-    raise DemandError(
-        f"{path}: unsupported file type {suffix!r}; give a CSV (.csv, separator ';' or ',') or a "
-        "Parquet file (from a spreadsheet, use 'Save as CSV')"
-    )
-
-
-# --------------------------------------------------------------------------
-# Cells: codes and counts
-# --------------------------------------------------------------------------
-
-
-def _as_text(value: object) -> str:
-    """A cell as text; integer-valued numbers (Parquet) lose their ``.0``."""
-    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    if isinstance(value, (float, np.floating)) and float(value).is_integer():
-        return str(int(value))
-    return str(value).strip()
-
-
-def _as_number(value: object, decimal_comma: bool) -> float | None:
-    """A count cell as float; ``nan`` when blank, ``None`` when not a number."""
-    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
-        number = float(value)
-        return number if not math.isinf(number) else None
-    text = _as_text(value)
-    if text == "":
-        return math.nan
-    text = _THOUSANDS.sub("", text)
-    if decimal_comma and text.count(",") == 1 and "." not in text:
-        text = text.replace(",", ".")
-    return float(text) if _NUMBER.match(text) else None
-
-
 def _listing(items: list[str]) -> str:
     shown = "; ".join(items[:_MAX_LISTED])
     return shown + (f"; ... ({len(items)} in all)" if len(items) > _MAX_LISTED else "")
 
 
-def _parse_counts(raw: _Raw, columns: list[str], path: pathlib.Path) -> pd.DataFrame:
+def _parse_counts(raw: RawTable, columns: list[str], path: pathlib.Path) -> pd.DataFrame:
     """Workload columns as floats; every blank, non-numeric or negative cell is an error."""
     values = pd.DataFrame(index=raw.frame.index)
     problems: list[str] = []
     for column in columns:
-        numbers = [_as_number(v, raw.decimal_comma) for v in raw.frame[column]]
+        numbers = [as_number(v, raw.decimal_comma) for v in raw.frame[column]]
         for line, cell, number in zip(raw.lines, raw.frame[column], numbers):
             where = f"{raw.unit} {line}, column {column!r}"
             if number is None:
@@ -255,7 +113,7 @@ def _parse_counts(raw: _Raw, columns: list[str], path: pathlib.Path) -> pd.DataF
             elif math.isnan(number):
                 problems.append(f"{where}: the count is missing (write 0 if there is none)")
             elif number < 0:
-                problems.append(f"{where}: negative count {_as_text(cell)!r}")
+                problems.append(f"{where}: negative count {as_text(cell)!r}")
         values[column] = [math.nan if n is None else n for n in numbers]
     if problems:
         raise DemandError(
@@ -265,11 +123,11 @@ def _parse_counts(raw: _Raw, columns: list[str], path: pathlib.Path) -> pd.DataF
     return values
 
 
-def _parse_codes(raw: _Raw, column: str, kind: str, path: pathlib.Path) -> list[str]:
+def _parse_codes(raw: RawTable, column: str, kind: str, path: pathlib.Path) -> list[str]:
     """Codes of the key column, checked (format, leading zeros, duplicates)."""
     pattern, example = (_INSEE, "01001") if kind == "insee" else (_POSTCODE, "01090")
     label, article = ("INSEE code", "an") if kind == "insee" else ("postcode", "a")
-    codes = [_as_text(v).upper() for v in raw.frame[column]]
+    codes = [as_text(v).upper() for v in raw.frame[column]]
     problems: list[str] = []
     for line, code in zip(raw.lines, codes):
         where = f"{raw.unit} {line}, column {column!r}"
@@ -305,7 +163,7 @@ def _parse_codes(raw: _Raw, column: str, kind: str, path: pathlib.Path) -> list[
 # --------------------------------------------------------------------------
 
 
-def _key_column(raw: _Raw, key: str, path: pathlib.Path, notes: list[str]) -> tuple[str, str, list[str]]:
+def _key_column(raw: RawTable, key: str, path: pathlib.Path, notes: list[str]) -> tuple[str, str, list[str]]:
     """(column, kind, other key-like columns) for ``key`` in ``"auto" | "insee" | "postcode"``."""
     found = {
         "insee": [c for c in raw.frame.columns if _normalise(c) in INSEE_COLUMNS],
@@ -337,7 +195,7 @@ def _key_column(raw: _Raw, key: str, path: pathlib.Path, notes: list[str]) -> tu
 
 
 def _workload_columns(
-    raw: _Raw, columns: list[str] | None, exclude: list[str], path: pathlib.Path, notes: list[str]
+    raw: RawTable, columns: list[str] | None, exclude: list[str], path: pathlib.Path, notes: list[str]
 ) -> list[str]:
     available = [c for c in raw.frame.columns if c not in exclude]
     if columns is not None:
@@ -354,15 +212,15 @@ def _workload_columns(
         return list(columns)
     chosen, text = [], []
     for column in available:
-        cells = [(line, v) for line, v in zip(raw.lines, raw.frame[column]) if _as_text(v) != ""]
+        cells = [(line, v) for line, v in zip(raw.lines, raw.frame[column]) if as_text(v) != ""]
         if _normalise(column) in DESCRIPTIVE_COLUMNS:
             notes.append(f"column {column!r} ignored (descriptive); pass columns=[...] to use it")
         elif not cells:
             notes.append(f"column {column!r} ignored (empty)")
-        elif any(_as_number(v, raw.decimal_comma) is not None for _, v in cells):
+        elif any(as_number(v, raw.decimal_comma) is not None for _, v in cells):
             chosen.append(column)
         else:
-            text.append(f"{column!r} (text, e.g. {_as_text(cells[0][1])!r} on {raw.unit} {cells[0][0]})")
+            text.append(f"{column!r} (text, e.g. {as_text(cells[0][1])!r} on {raw.unit} {cells[0][0]})")
             notes.append(f"column {column!r} ignored (text)")
     if not chosen:
         raise DemandError(
@@ -527,7 +385,12 @@ def read_demand(
     path = pathlib.Path(path)
     if on_unknown not in ("error", "report"):
         raise ValueError(f"on_unknown must be 'error' or 'report', got {on_unknown!r}")
-    raw = _read_raw(path)
+    try:
+        raw = read_table(path, "demand file")
+    except DemandError:
+        raise
+    except TableError as err:  # the reader's message names the file and line
+        raise DemandError(str(err)) from None
     patient = [c for c in raw.frame.columns if _normalise(c) in PATIENT_COLUMNS]
     if patient:
         raise DemandError(

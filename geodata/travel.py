@@ -21,7 +21,7 @@ The constants of :class:`TravelTimeModel` were fitted on car times routed with
 OSRM (the full matrix between the 512 communes of Isère, 2021) and
 openrouteservice (8,028 pairs between 102 AURA towns, 2025); those data are not
 shipped. ``python benchmarks/bench_travel_time.py`` reports the errors,
-including on held-out communes; ``benchmarks/README.md`` quotes them.
+including on held-out communes; ``benchmarks/RESULTS.md`` quotes them.
 
 An external matrix (e.g. an OSRM or Valhalla ``table`` request exported to
 CSV or Parquet) is read by :func:`read_travel_matrix`.
@@ -522,7 +522,7 @@ def estimate_travel_times(region: Region, model: TravelTimeModel | None = None) 
     Notes
     -----
     Building it for the 4,025 AURA communes and computing ``dense()`` are
-    timed by ``benchmarks/bench_travel_time.py`` (see ``benchmarks/README.md``).
+    timed by ``benchmarks/bench_travel_time.py`` (see ``benchmarks/RESULTS.md``).
 
     Example
     -------

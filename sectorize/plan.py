@@ -11,7 +11,7 @@ import networkx as nx
 import pandas as pd
 
 if TYPE_CHECKING:  # pragma: no cover
-    from sectorize.scenario import Scenario
+    from sectorize.config.scenario import Scenario
 
 
 @dataclass
@@ -74,7 +74,7 @@ class Plan:
 
     @property
     def kpis(self) -> pd.DataFrame:
-        """Per-sector KPIs (then one subtotal row per group), see :func:`sectorize.kpi.kpi_table`.
+        """Per-sector KPIs (then one subtotal row per group), see :func:`sectorize.report.kpi.kpi_table`.
 
         Caseloads in the scenario's workload unit, travel in minutes, deviation in percent.
 
@@ -82,7 +82,7 @@ class Plan:
         -------
         >>> plan.kpis[["sector", "caseload", "deviation_pct", "travel_mean_min"]]  # doctest: +SKIP
         """
-        from sectorize.kpi import compute_kpis, kpi_table
+        from sectorize.report.kpi import compute_kpis, kpi_table
 
         return kpi_table(compute_kpis(self))
 
@@ -108,17 +108,17 @@ class Plan:
         return gpd.GeoDataFrame(table, geometry=units.geometry.to_numpy(), crs=units.crs)
 
     def map(self, **kw: Any):
-        """The offline Folium map of the plan (:func:`sectorize.maps.sector_map`).
+        """The offline Folium map of the plan (:func:`sectorize.report.maps.sector_map`).
 
         Keywords default to the scenario's ``[map]`` section (``tiles``,
         ``simplify_m``, ``suppress_below``). Save it with
-        :func:`sectorize.maps.save_map`.
+        :func:`sectorize.report.maps.save_map`.
 
         Example
         -------
         >>> save_map(plan.map(simplify_m=200), "out/plan.html")  # doctest: +SKIP
         """
-        from sectorize.maps import sector_map
+        from sectorize.report.maps import sector_map
 
         if self.scenario is not None:
             cfg = self.scenario.map
@@ -128,7 +128,7 @@ class Plan:
     def export(self, out_dir: str | Path) -> Path:
         """Write a new run folder under ``out_dir`` (tables, KPIs, map) and return it.
 
-        Same files as ``sectorize run`` (:func:`sectorize.export.write_outputs`),
+        Same files as ``sectorize run`` (:func:`sectorize.store.export.write_outputs`),
         written atomically; earlier runs are never overwritten.
 
         Example
@@ -137,6 +137,6 @@ class Plan:
         >>> (folder / "sectors.csv").is_file()        # doctest: +SKIP
         True
         """
-        from sectorize.export import write_outputs
+        from sectorize.store.export import write_outputs
 
         return write_outputs(self, out_dir, map_html=self.map().get_root().render())

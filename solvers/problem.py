@@ -10,20 +10,17 @@ about communes, files or maps; :mod:`sectorize` translates a territory into a
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Literal, Protocol
+from typing import Callable, Literal, NamedTuple, Protocol
 
 import networkx as nx
 import numpy as np
-
-if TYPE_CHECKING:
-    from solvers.cut_edges import TieBreak
 
 Objective = Literal["pmedian", "base", "cut_edges"]
 """``"pmedian"``: sum over units of workload x travel minutes to the sector's
 centre unit (the centre is chosen by the solver, one unit of the sector).
 ``"base"``: the same, but measured from each sector's worker base.
 ``"cut_edges"``: the number of contiguity edges between different sectors
-(:mod:`solvers.cut_edges`); travel minutes only shape the starting plans and
+(:func:`cut_edges`, searched by :mod:`solvers.cut_edges`); travel minutes only shape the starting plans and
 place the reported centres."""
 
 Status = Literal["optimal", "feasible", "infeasible", "unknown"]
@@ -287,8 +284,6 @@ class Problem:
         ``"cut_edges"``, the number of edges between different sectors (``centres`` unused)."""
         a = np.asarray(assignment)
         if self.objective == "cut_edges":
-            from solvers.cut_edges import cut_edges
-
             return float(cut_edges(self.graph, a))
         return float(self.cost_rows(centres)[a, np.arange(self.n)].sum())
 
@@ -297,6 +292,65 @@ class Problem:
 
     def sector_label(self, sector: int) -> str:
         return self.sector_labels[sector] if self.sector_labels else f"sector {sector}"
+
+
+@dataclass
+class TieBreak:
+    """What :func:`solvers.cut_edges.tie_break.tie_break` returns.
+
+    Attributes
+    ----------
+    assignment, centres
+        The plan returned: the improved one, or the input plan itself
+        (``changed`` False) when nothing better was found or the result
+        failed its verification.
+    objective
+        Its primary objective, :meth:`Problem.objective_value`.
+    objective_before
+        The input plan's.
+    limit
+        ``objective_before + slack x |objective_before|``: the ceiling kept.
+    cut_before, cut_after
+        The measure lowered: cut edges, or the summed ``weight`` attribute.
+    edges_before, edges_after
+        Cut edges counted (the same as the cut without ``weight``).
+    slack, weight
+        As given.
+    changed
+        Whether the returned plan differs from the input one.
+    time_s, log
+        Seconds spent; one summary line (and the reason when the input plan was kept).
+    """
+
+    assignment: np.ndarray
+    centres: np.ndarray
+    objective: float
+    objective_before: float
+    limit: float
+    cut_before: float
+    cut_after: float
+    edges_before: int
+    edges_after: int
+    slack: float
+    weight: str | None
+    changed: bool
+    time_s: float
+    log: list[str] = field(default_factory=list)
+
+    @property
+    def objective_change(self) -> float:
+        """Relative change of the primary objective (``0.002``: +0.2 %)."""
+        return (self.objective - self.objective_before) / abs(self.objective_before) if self.objective_before else 0.0
+
+    def summary(self) -> dict:
+        """JSON-ready figures (for ``summary.json``)."""
+        out = {"slack": self.slack, "objective_before": self.objective_before, "objective_after": self.objective,
+               "objective_change_pct": 100 * self.objective_change, "cut_edges_before": self.edges_before,
+               "cut_edges_after": self.edges_after, "changed": self.changed, "time_s": self.time_s}
+        if self.weight is not None:
+            out.update(edge_weight=self.weight, boundary_before=self.cut_before, boundary_after=self.cut_after)
+        return out
+
 
 
 @dataclass
@@ -311,7 +365,7 @@ class Solution:
     bound on the objective when the backend has one (else ``None``), and
     ``gap = (objective - bound) / objective``. ``log`` holds the backend's
     progress lines, for display. ``tie_break`` is the
-    :class:`solvers.cut_edges.TieBreak` report (cut edges before and after)
+    :class:`TieBreak` report (cut edges before and after)
     when :func:`solvers.engine.solve` ran the compactness tie-break, else ``None``.
     """
 
@@ -338,3 +392,59 @@ ProgressCallback = Callable[[str], None]
 
 class InfeasibleError(ValueError):
     """No plan satisfies the constraints; the message says which and why."""
+
+
+class NoPlanFoundError(InfeasibleError):
+    """The time ran out before the exact MIP found a plan (infeasibility not proven)."""
+
+
+class Incumbent(NamedTuple):
+    """The best plan a search holds: what the engine, the location-allocation loop and
+    LNS pass to each other (a named tuple, so ``assign, centres, objective, backend =
+    plan`` still reads it).
+
+    ``assignment[i]`` is the sector of unit ``i``, ``centres[s]`` the centre unit of
+    sector ``s``, ``objective`` :meth:`Problem.objective_value` of the plan (or ``inf``
+    when no balanced plan is known yet), ``backend`` the name of the step that found it
+    (``"heuristic"``, ``"mip"``, ``"lns"``, ...).
+    """
+
+    assignment: np.ndarray
+    centres: np.ndarray
+    objective: float
+    backend: str
+
+
+def cut_edges(graph: nx.Graph, assignment, *, weight: str | None = None) -> float:
+    """Number of edges of ``graph`` whose ends are in different sectors.
+
+    Parameters
+    ----------
+    graph
+        Contiguity graph over ``0..n-1``.
+    assignment
+        ``(n,)`` sector of each unit.
+    weight
+        Edge attribute to sum instead of counting (e.g. ``"length"``, shared
+        boundary in km: then the result is the boundary length between
+        sectors); an edge without it counts 1, as in networkx.
+
+    Returns
+    -------
+    int or float
+        The count (``int``) without ``weight``, else the summed attribute.
+
+    Examples
+    --------
+    >>> g = nx.cycle_graph(4)
+    >>> cut_edges(g, [0, 0, 1, 1])
+    2
+    >>> nx.set_edge_attributes(g, {(1, 2): 2.5}, "length")
+    >>> cut_edges(g, [0, 0, 1, 1], weight="length")
+    3.5
+    """
+    a = np.asarray(assignment)
+    if weight is None:
+        return sum(1 for u, v in graph.edges if a[u] != a[v])
+    return float(sum(d.get(weight, 1) for u, v, d in graph.edges(data=True) if a[u] != a[v]))
+

@@ -4,7 +4,7 @@ as few units as possible.
 Used by the annual re-run: demand and team change, and each unit that changes
 sector changes the referent of the patients who live there. The nested plan
 is solved groups first, each level started from the previous plan
-(:func:`solvers.heuristic.repair_start`) and charged a disruption cost per
+(:func:`solvers.construct.heuristic.repair_start`) and charged a disruption cost per
 unit of move weight (e.g. per patient in active follow-up) that leaves its
 previous group or sector (:attr:`solvers.problem.Problem.move_cost`):
 
@@ -31,8 +31,9 @@ import networkx as nx
 import numpy as np
 
 from solvers.engine import Backend, solve
-from solvers.hierarchy import NestedSolution, SubsetTravelTimes
+from solvers.nested import NestedSolution
 from solvers.problem import InfeasibleError, Objective, ProgressCallback, Problem, TravelTimes
+from solvers.travel import SubsetTravelTimes
 
 #: Weight of travel in the group-level objective of a re-run (disruption dominates).
 GROUP_TRAVEL_WEIGHT = 1e-6
@@ -64,13 +65,15 @@ def resolve_nested(
     time_limit_s: float = 30.0,
     seed: int = 0,
     progress: ProgressCallback | None = None,
+    tie_break_slack: float | None = None,
+    tie_break_weight: str | None = None,
 ) -> NestedSolution:
     """One contiguous sector per worker in fixed groups, starting from a previous plan.
 
     Parameters
     ----------
     graph, workload, travel, cost_weight, labels, objective, base_travel
-        As in :func:`solvers.hierarchy.solve_nested` (units ``0..n-1``).
+        As in :func:`solvers.nested.solve_nested` (units ``0..n-1``).
     fte
         ``(W,)`` FTE of each worker of the new team.
     worker_group
@@ -100,6 +103,9 @@ def resolve_nested(
     backend, time_limit_s, seed, progress
         As in :func:`solvers.engine.solve`; 20 % of the time goes to the
         groups, the rest to the sectors in proportion to each group's size.
+    tie_break_slack, tie_break_weight
+        As in :func:`solvers.engine.solve`, for each group's sectors (the
+        tie-break keeps the locks and the cap on moves).
 
     Returns
     -------
@@ -125,6 +131,7 @@ def resolve_nested(
     >>> bool((sol.sector == before).all())
     True
     """
+    # stays whole: step 1 (groups) sets the cap and move shares that step 2's loop over the groups consumes in order
     start = time.monotonic()
     say = progress or (lambda line: None)
     workload = np.asarray(workload, dtype=float)
@@ -215,7 +222,8 @@ def resolve_nested(
         say(f"{glabels[g]}: {len(units):,} units into {len(workers)} sectors from the previous plan ({budget:.0f} s)")
         try:
             sol = solve(problem, backend=backend, time_limit_s=budget, seed=seed, start=start_local,
-                        progress=lambda line, g=g: say(f"{glabels[g]}: {line}"))
+                        progress=lambda line, g=g: say(f"{glabels[g]}: {line}"),
+                        tie_break_slack=tie_break_slack, tie_break_weight=tie_break_weight)
         except InfeasibleError as err:
             raise InfeasibleError(f"{glabels[g]}: {err}") from err
         sector[units] = workers[sol.assignment]

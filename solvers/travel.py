@@ -1,7 +1,8 @@
 """Travel costs between units for problems that bring their own geometry.
 
-Two implementations of the :class:`~solvers.problem.TravelTimes` protocol
-(``.n`` and ``.rows(sources) -> (len(sources), n)``):
+Implementations of the :class:`~solvers.problem.TravelTimes` protocol
+(``.n`` and ``.rows(sources) -> (len(sources), n)``) beside
+:class:`~solvers.problem.DenseTravelTimes`:
 
 :class:`PlanarDistances`
     Euclidean (or squared Euclidean) distances between points, computed row
@@ -10,6 +11,9 @@ Two implementations of the :class:`~solvers.problem.TravelTimes` protocol
 :class:`PairDistances`
     Distances given explicitly as a long table of ``(a, b, distance)`` pairs
     (e.g. road kilometres or minutes from another tool), stored densely.
+:class:`SubsetTravelTimes`
+    Another travel-time object restricted to some of its units (a group of
+    the nested solve, a pair of sectors in LNS).
 
 With ``squared=True`` the ``"pmedian"`` objective of a
 :class:`~solvers.problem.Problem` (``sum_i weight_i x travel[centre, i]``)
@@ -23,6 +27,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+
+from solvers.problem import TravelTimes
 
 #: Largest number of units :class:`PairDistances` accepts (dense float64
 #: storage: 20,000 units take 3.2 GB).
@@ -220,3 +226,15 @@ class PairDistances:
     def rows(self, sources: np.ndarray) -> np.ndarray:
         """``(len(sources), n)`` distances (squared if asked) from each source unit to every unit."""
         return self.matrix[np.asarray(sources, dtype=np.intp).reshape(-1)]
+
+
+class SubsetTravelTimes:
+    """Travel times restricted to ``units`` (renumbered ``0..len(units)-1``)."""
+
+    def __init__(self, travel: TravelTimes, units: np.ndarray):
+        self.travel = travel
+        self.units = np.asarray(units, dtype=np.intp)
+        self.n = len(self.units)
+
+    def rows(self, sources: np.ndarray) -> np.ndarray:
+        return self.travel.rows(self.units[np.asarray(sources, dtype=np.intp)])[:, self.units]

@@ -29,8 +29,8 @@ def aura_run(tmp_path_factory):
     """A real AURA plan (packaged default scenario, 8 s heuristic solve) and its
     run folder: ``(folder, plan)``. Shared by the tests of the registry, the
     routing lookup and the re-run; do not modify either: copy first."""
-    from sectorize.pipeline import run_and_write
-    from sectorize.scenario import default_scenario
+    from sectorize.pipeline.run import run_and_write
+    from sectorize.config.scenario import default_scenario
 
     scenario = default_scenario()
     model = scenario.model.model_copy(update={"backend": "heuristic", "time_limit_s": 8})

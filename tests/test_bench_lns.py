@@ -33,7 +33,7 @@ def test_fixing_and_triples_on_a_grid_give_the_rows_the_benchmark_reads(monkeypa
     """The benchmark's loop on a small grid problem (the AURA case replaced): one row per
     variant, the same objective with and without fixing, and triples never worse."""
     from test_lns import grid_problem
-    from solvers.heuristic import heuristic_solve
+    from solvers.construct.heuristic import heuristic_solve
 
     p = grid_problem(8, 8, 5, 0.05, seed=2)
     assign, centres, _, _ = heuristic_solve(p, time_limit_s=10, seed=0, restarts=1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 
 import networkx as nx
 import numpy as np
@@ -9,11 +10,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from solvers.bound import cost_matrix, fixable_pairs, lower_bound, strong_relaxation
+from solvers.bound.fixing import fixable_pairs
+from solvers.bound.lagrangian import cost_matrix, lower_bound
+from solvers.bound.relaxation import strong_relaxation
 from solvers.engine import solve
-from solvers.exact import exact_solve
+from solvers.exact.model import exact_solve
 from solvers.problem import DenseTravelTimes, InfeasibleError, Problem
-from tiny import brute_force, grid_problems, mip_only
+from tiny import MIP_ONLY, brute_force, grid_problems
 
 #: Tiny problems, some with zero workloads, squared minutes or objective weights above the workload.
 BOUND_PROBLEMS = grid_problems(squared=True, zero_workloads=True, tolerances=(0.0, 0.1, 0.25, 0.4), cost_weight=True)
@@ -129,8 +132,7 @@ def test_fixing_drops_far_pairs_and_the_exact_backend_still_proves_the_optimum()
     xy = np.array([(i // 6, i % 6) for i in range(36)], dtype=float)
     t = DenseTravelTimes(((xy[:, None] - xy[None]) ** 2).sum(-1))
     p = Problem(g, np.ones(36), np.full(4, 9.0), 0.0, t)
-    with mip_only():
-        sol = solve(p, backend="exact", time_limit_s=30)
+    sol = solve(p, backend="exact", time_limit_s=30, settings=MIP_ONLY)
     assert sol.status == "optimal" and sol.gap is not None and sol.gap <= 1e-6
     assert any("Lagrangian fixing" in line for line in sol.log)
     assert any(line.startswith("strong LP relaxation") for line in sol.log)  # 36 units: LP multipliers
@@ -141,17 +143,10 @@ def test_fixing_drops_far_pairs_and_the_exact_backend_still_proves_the_optimum()
     # the model restricted to those pairs, started from the optimum, proves it again
     again = exact_solve(p, time_limit_s=30, hint=sol.assignment, allowed=fix.allowed)
     assert again.status == "optimal" and abs(again.objective - sol.objective) <= 1e-6 * sol.objective
-    # growing kernels (solvers.engine._kernels), as on census tracts, prove the same optimum
-    import solvers.engine as engine
-
+    # growing kernels (solvers.exact.backend._kernels), as on census tracts, prove the same optimum
     # (subgradient multipliers as on tracts: the strong LP is only used up to 150 units)
-    saved = engine.EXACT_KERNEL_PAIRS, engine.EXACT_STRONG_LP_MAX_UNITS
-    engine.EXACT_KERNEL_PAIRS, engine.EXACT_STRONG_LP_MAX_UNITS = fix.pairs // 3, 0
-    try:
-        with mip_only():
-            kernels = solve(p, backend="exact", time_limit_s=60)
-    finally:
-        engine.EXACT_KERNEL_PAIRS, engine.EXACT_STRONG_LP_MAX_UNITS = saved
+    kernels = solve(p, backend="exact", time_limit_s=60,
+                    settings=replace(MIP_ONLY, exact_kernel_pairs=fix.pairs // 3, exact_strong_lp_max_units=0))
     assert any(line.startswith("kernel below") for line in kernels.log)
     assert kernels.status == "optimal" and abs(kernels.objective - sol.objective) <= 1e-6 * sol.objective
 

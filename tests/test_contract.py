@@ -15,15 +15,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sectorize.contract import (
+from sectorize.store.contract import (
     CONTRACT_VERSION,
     POSTCODE_COLUMNS,
     SECTOR_COLUMNS,
     export_contract,
     load_schema,
 )
-from sectorize.privacy import suppress_small
-from sectorize.registry import Registry
+from sectorize.report.privacy import suppress_small
+from sectorize.store.registry import Registry
 
 FORMATS = ("csv", "parquet", "geojson", "gpkg")
 
@@ -77,7 +77,7 @@ def exported(stored, tmp_path_factory):
 
 
 def test_schemas_are_shipped_valid_and_versioned():
-    folder = resources.files("sectorize").joinpath("contract")
+    folder = resources.files("sectorize").joinpath("store", "schemas")
     for name in ("sector_table", "postcode_table", "plan_metadata"):
         schema = json.loads(folder.joinpath(f"{name}.schema.json").read_text(encoding="utf-8"))
         jsonschema.Draft202012Validator.check_schema(schema)

@@ -16,14 +16,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import solvers.cut_edges as cut_module
-from solvers.bound import lower_bound
+import solvers.cut_edges.backend as cut_module
+import solvers.problem as problem_module
+from solvers.bound.lagrangian import lower_bound
 from solvers.check import check_plan
-from solvers.cut_edges import (cut_edges, exact_cut_edges, heuristic_cut_edges, improve_cut, solve_cut_edges,
-                               start_plan)
+from solvers.cut_edges.backend import solve_cut_edges
+from solvers.cut_edges.exact import exact_cut_edges
+from solvers.cut_edges.search import heuristic_cut_edges, improve_cut, start_plan
 from solvers.engine import solve
-from solvers.exact import NoPlanFoundError
-from solvers.problem import DenseTravelTimes, InfeasibleError, Problem
+from solvers.problem import DenseTravelTimes, InfeasibleError, NoPlanFoundError, Problem, cut_edges
 from tiny import brute_force_cut_edges, grid_problems
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,6 +42,7 @@ def grid_problem(rows: int, cols: int, k: int, tolerance: float, seed: int = 0, 
 
 def test_doctests():
     assert doctest.testmod(cut_module).failed == 0
+    assert doctest.testmod(problem_module).failed == 0  # cut_edges, the measure, lives there
 
 
 def test_cut_edges_counts_and_weights():

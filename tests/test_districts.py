@@ -18,12 +18,7 @@ from hypothesis import strategies as st
 from scipy.spatial import Delaunay
 
 from solvers.check import check_partition
-from solvers.districts import (
-    EnumerationTimeoutError,
-    TooManyDistrictsError,
-    enumerate_districts,
-    partition,
-)
+from solvers.exact.districts import EnumerationTimeoutError, TooManyDistrictsError, enumerate_districts, partition
 
 VALIDI = Path(__file__).resolve().parents[1].parent / "shared/benchmarks/validi"
 
@@ -87,7 +82,7 @@ def plans(g: nx.Graph, sets: list[tuple[int, ...]], k: int) -> list[list[tuple[i
 
 def complement_passes(g: nx.Graph, w: np.ndarray, d: tuple[int, ...], lower: float, upper: float,
                       k: int | None) -> bool:
-    """The complement test of :mod:`solvers.districts`, written independently."""
+    """The complement test of :mod:`solvers.exact.districts`, written independently."""
     rest = g.subgraph(set(g.nodes) - set(d))
     ranges = []
     for comp in nx.connected_components(rest):

@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 
 from solvers.check import check_plan
 from solvers.engine import solve
-from solvers.exact import exact_solve, sector_classes, separators
+from solvers.exact.model import exact_solve, sector_classes, separators
 from solvers.problem import DenseTravelTimes, InfeasibleError, Problem
-from tiny import brute_force, grid_problems, mip_only
+from tiny import MIP_ONLY, brute_force, grid_problems
 
 
 def contiguous_optimum(problem: Problem) -> float:
@@ -45,14 +45,14 @@ def test_exact_matches_brute_force(problem, contiguity):
     assert sol.bound is not None and sol.bound <= sol.objective + 1e-9 and sol.gap < 1e-5
 
 
-def solve_exact_or_infeasible(problem, expected: float, match: str | None = None):
-    """The exact backend's solution, or None after checking it raises InfeasibleError (with
-    ``match``) when brute force found no contiguous plan (``expected`` infinite)."""
+def solve_exact_or_infeasible(problem, expected: float, match: str | None = None, settings=None):
+    """The exact backend's solution (with engine ``settings``), or None after checking it raises
+    InfeasibleError (with ``match``) when brute force found no contiguous plan (``expected`` infinite)."""
     if np.isinf(expected):
         with pytest.raises(InfeasibleError, match=match):
-            solve(problem, backend="exact", time_limit_s=10)
+            solve(problem, backend="exact", time_limit_s=10, settings=settings)
         return None
-    return solve(problem, backend="exact", time_limit_s=10)
+    return solve(problem, backend="exact", time_limit_s=10, settings=settings)
 
 
 @settings(max_examples=20, deadline=None)
@@ -60,8 +60,7 @@ def solve_exact_or_infeasible(problem, expected: float, match: str | None = None
 def test_engine_exact_backend_with_fixing_matches_brute_force(problem):
     """The engine's exact backend leaves out the pairs Lagrangian fixing rules out: same optimum."""
     expected = contiguous_optimum(problem)
-    with mip_only():
-        sol = solve_exact_or_infeasible(problem, expected)
+    sol = solve_exact_or_infeasible(problem, expected, settings=MIP_ONLY)
     if sol is None:
         return
     assert sol.status == "optimal" and check_plan(problem, sol.assignment) == []
@@ -90,18 +89,11 @@ def test_engine_exact_backend_by_district_enumeration_matches_brute_force(proble
 @settings(max_examples=12, deadline=None)
 @given(problem=grid_problems(diagonal=True, squared=True), kernel=st.sampled_from([3, 8, 20]))
 def test_engine_exact_backend_by_kernels_matches_brute_force(problem, kernel):
-    """With tiny kernels the exact backend grows kernels (solvers.engine._kernels): same optimum,
-    and its bound, built from kernels proven optimal, never exceeds it."""
-    import solvers.engine as engine
-
+    """With tiny kernels the exact backend grows kernels (solvers.exact.backend._kernels): same
+    optimum, and its bound, built from kernels proven optimal, never exceeds it."""
     expected = contiguous_optimum(problem)
-    saved = engine.EXACT_KERNEL_PAIRS
-    engine.EXACT_KERNEL_PAIRS = kernel
-    try:
-        with mip_only():
-            sol = solve_exact_or_infeasible(problem, expected)
-    finally:
-        engine.EXACT_KERNEL_PAIRS = saved
+    sol = solve_exact_or_infeasible(problem, expected,
+                                    settings=dataclasses.replace(MIP_ONLY, exact_kernel_pairs=kernel))
     if sol is None:
         return
     assert check_plan(problem, sol.assignment) == []
@@ -175,8 +167,7 @@ def test_engine_exact_backend_proves_its_plan():
     xy = np.array([(i // 4, i % 4) for i in range(16)], dtype=float)
     w = np.random.default_rng(5).integers(1, 10, 16).astype(float)
     p = Problem(g, w, np.full(2, w.sum() / 2), 0.1, DenseTravelTimes(np.abs(xy[:, None] - xy[None]).sum(-1) * 10))
-    with mip_only():
-        sol = solve(p, backend="exact", time_limit_s=20)
+    sol = solve(p, backend="exact", time_limit_s=20, settings=MIP_ONLY)
     heuristic = solve(p, backend="heuristic", time_limit_s=2)
     assert sol.status == "optimal" and sol.backend == "exact" and sol.gap < 1e-5
     listed = solve(p, backend="exact", time_limit_s=20)  # 16 units: by district enumeration

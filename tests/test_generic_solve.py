@@ -17,7 +17,7 @@ import shapely
 from scipy.spatial.distance import cdist
 
 from sectorize.cli import main
-from sectorize.generic import InputError, sector_bounds
+from sectorize.pipeline.instance import InputError, sector_bounds
 from solvers.travel import MAX_PAIR_UNITS, PairDistances, PlanarDistances
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 import shapely
 
-from sectorize import export
-from sectorize.atomic import (
+from sectorize.store import export
+from sectorize.store.atomic import (
     LATEST,
     atomic_path,
     atomic_write_text,
@@ -23,10 +23,10 @@ from sectorize.atomic import (
     latest_run,
     new_run_dir,
 )
-from sectorize.export import postcode_table, sector_table, write_outputs
-from sectorize.kpi import compute_kpis, kpi_html, kpi_table, kpi_text, travel_stats
+from sectorize.store.export import postcode_table, sector_table, write_outputs
+from sectorize.report.kpi import compute_kpis, kpi_html, kpi_table, kpi_text, travel_stats
 from sectorize.plan import Plan
-from sectorize.scenario import default_scenario, load_scenario
+from sectorize.config.scenario import default_scenario, load_scenario
 
 DATA = Path(__file__).resolve().parents[1] / "geodata" / "data"
 

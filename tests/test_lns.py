@@ -11,14 +11,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from solvers import engine
-from solvers.bound import background_available
+from solvers.bound.background import background_available
 from solvers.check import check_plan
-from solvers.engine import BACKGROUND_BOUND_MIN_S, solve
-from solvers.heuristic import heuristic_solve
-from solvers.lns import (adjacent_pairs, adjacent_triples, edge_array, improve_lns, kick_centres, kicks, lns_rounds,
-                         pair_fixings, split_centres, split_floors, split_pair, sub_problem)
+from solvers.construct.heuristic import heuristic_solve
+from solvers.engine import solve
+from solvers.lns.kicks import kick_centres, kicks, lns_rounds, split_centres
+from solvers.lns.search import (adjacent_pairs, adjacent_triples, edge_array, improve_lns, pair_fixings, split_floors,
+                                split_pair, sub_problem)
+from solvers.options import EngineSettings
 from solvers.problem import DenseTravelTimes, Problem
+
+BACKGROUND_BOUND_MIN_S = EngineSettings().background_bound_min_s
 
 
 def grid_problem(rows: int, cols: int, k: int, tolerance: float, seed: int = 0) -> Problem:
@@ -239,7 +242,7 @@ def test_engine_lns_backend_with_a_previous_plan():
 
 
 def _exact_optimum(p: Problem) -> float:
-    from solvers.exact import exact_solve
+    from solvers.exact.model import exact_solve
 
     return exact_solve(p, time_limit_s=60, contiguity="flow").objective
 
@@ -258,34 +261,35 @@ def test_engine_lns_bound_in_a_second_process():
 
 def test_engine_lns_bound_when_the_second_process_fails(monkeypatch):
     """A failing bound process costs the bound, never the plan, and the log says why."""
-    import solvers.bound as bound
+    import sys
+
+    import solvers.bound.lagrangian as lagrangian
 
     def broken(*args, **kwargs):
         raise MemoryError("no room for the cost matrix")
 
-    monkeypatch.setattr(bound, "lower_bound", broken)  # the forked child sees the patched module
-    monkeypatch.setattr(engine, "background_available", lambda: True)
+    monkeypatch.setattr(lagrangian, "lower_bound", broken)  # the forked child sees the patched module
     p = grid_problem(5, 5, 3, 0.1, seed=2)
-    if not bound.sys.platform.startswith("linux"):
+    if not sys.platform.startswith("linux"):
         pytest.skip("fork is Linux-only here")
-    sol = solve(p, backend="lns", time_limit_s=BACKGROUND_BOUND_MIN_S, seed=0)
+    sol = solve(p, backend="lns", time_limit_s=BACKGROUND_BOUND_MIN_S, seed=0,
+                settings=EngineSettings(background_bound=True))
     assert check_plan(p, sol.assignment) == []
     assert sol.bound is None and sol.status == "feasible"
     assert any("background process failed (MemoryError: no room for the cost matrix)" in line for line in sol.log)
 
 
-def test_engine_lns_bound_without_a_second_cpu(monkeypatch):
-    """One CPU: the bound takes the last LNS_BOUND_SHARE of the time, as before."""
-    monkeypatch.setattr(engine, "background_available", lambda: False)
+def test_engine_lns_bound_without_a_second_cpu():
+    """One CPU: the bound takes the last ``lns_bound_share`` of the time, as before."""
     p = grid_problem(5, 5, 3, 0.1, seed=2)
-    sol = solve(p, backend="lns", time_limit_s=BACKGROUND_BOUND_MIN_S, seed=0)
+    sol = solve(p, backend="lns", time_limit_s=BACKGROUND_BOUND_MIN_S, seed=0,
+                settings=EngineSettings(background_bound=False))
     assert sol.bound is not None and sol.bound <= _exact_optimum(p) * (1 + 1e-9)
 
 
-def test_engine_lns_no_bound_above_the_size_limit(monkeypatch):
-    monkeypatch.setattr(engine, "BOUND_MAX_UNITS", 10)
+def test_engine_lns_no_bound_above_the_size_limit():
     p = grid_problem(5, 5, 3, 0.1, seed=2)
-    sol = solve(p, backend="lns", time_limit_s=4, seed=0)
+    sol = solve(p, backend="lns", time_limit_s=4, seed=0, settings=EngineSettings(bound_max_units=10))
     assert sol.bound is None and any("none above 10 units" in line for line in sol.log)
 
 
@@ -353,8 +357,7 @@ def test_lns_rounds_keeps_only_kicks_that_improve():
         calls.append(1)
         return c, np.argmin(problem.cost_rows(c), axis=0), (0.0 if len(calls) == 1 else -1.0)
 
-    a, c, obj, name = lns_rounds(p, start, seed=0, heuristic_share=0.5, deadline=time.monotonic() + 8,
-                                 location_allocation=engine._location_allocation, log=log,
+    a, c, obj, name = lns_rounds(p, start, seed=0, heuristic_share=0.5, deadline=time.monotonic() + 8, log=log,
                                  say=lambda line: None, screen=every_kick_passes)
     assert check_plan(p, a) == []
     assert obj == pytest.approx(p.objective_value(a, c))

@@ -16,10 +16,10 @@ import pytest
 import shapely
 
 from browser import find_chromium, open_offline, read_png
-from sectorize.maps import GROUP_PALETTES, external_resources, save_map, sector_colours, sector_map
+from sectorize.report.maps import GROUP_PALETTES, external_resources, save_map, sector_colours, sector_map
 from sectorize.plan import Plan
 
-#: Background colour of the map (``.leaflet-container`` in sectorize/maps.py).
+#: Background colour of the map (``.leaflet-container`` in sectorize/report/maps.py).
 BACKGROUND = (0xF4, 0xF3, 0xEF)
 
 needs_chromium = pytest.mark.skipif(

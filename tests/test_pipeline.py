@@ -2,7 +2,7 @@
 
 The checks on the written files re-derive contiguity and caseload balance
 from ``sectors.csv`` and the shipped adjacency alone, independently of the
-solver and of :func:`sectorize.pipeline.check`.
+solver and of :func:`sectorize.pipeline.assemble.check`.
 """
 
 from __future__ import annotations
@@ -17,9 +17,11 @@ import pandas as pd
 import pytest
 
 from geodata.regions import load_aura
-from sectorize import pipeline
-from sectorize.maps import external_resources
-from sectorize.scenario import ScenarioError, default_scenario, scenario_from_dict
+import sectorize
+from sectorize.pipeline.assemble import check
+from sectorize.pipeline.inputs import load_demand
+from sectorize.report.maps import external_resources
+from sectorize.config.scenario import ScenarioError, default_scenario, scenario_from_dict
 from solvers.problem import InfeasibleError
 
 
@@ -31,7 +33,7 @@ def quick(scenario, **model):
 
 @pytest.fixture(scope="module")
 def quick_plan():
-    return pipeline.run(quick(default_scenario()))
+    return sectorize.run(quick(default_scenario()))
 
 
 def check_files(run_dir: Path, region, tolerance: float, group_tolerance: float) -> None:
@@ -80,7 +82,7 @@ def test_checker_catches_a_broken_plan(quick_plan):
     other = far["sector"].iloc[len(far) // 2]
     broken.loc[victim, ["sector", "group"]] = [other, far["group"].iloc[len(far) // 2]]
     bad = type(plan)(plan.scenario, broken, plan.workers, plan.graph)
-    msgs = pipeline.check(bad)
+    msgs = check(bad)
     assert any("not connected" in m for m in msgs), msgs
 
 
@@ -88,20 +90,20 @@ def test_communes_variant_says_why_lyon_does_not_fit():
     s = default_scenario()
     s = s.model_copy(update={"region": s.region.model_copy(update={"variant": "communes"})})
     with pytest.raises(InfeasibleError, match=r"69123 Lyon alone has a caseload .*Lyon-arrondissements"):
-        pipeline.run(quick(s))
+        sectorize.run(quick(s))
 
 
 def test_unknown_base_names_the_key():
     d = default_scenario().model_dump(exclude={"source"})
     d["team"]["workers"][2]["base"] = "99999"
     with pytest.raises(ScenarioError, match=r"team\.workers\[2\]\.base: base '99999'"):
-        pipeline.run(quick(scenario_from_dict(d)))
+        sectorize.run(quick(scenario_from_dict(d)))
 
 
 def test_boundary_tie_break_from_the_scenario():
     """``model.tie_break_slack``: shorter borders between sectors, travel within the slack,
     and the reported figures match the border recomputed from the plan's own tables."""
-    plan = pipeline.run(quick(default_scenario(), tie_break_slack=0.01))
+    plan = sectorize.run(quick(default_scenario(), tie_break_slack=0.01))
     assert plan.valid, plan.violations
     tb = plan.solve["tie_break"]
     assert tb["measure"] == "boundary" and tb["solves"] >= 1
@@ -112,7 +114,7 @@ def test_boundary_tie_break_from_the_scenario():
     cut = sum(1 for a, b in plan.graph.edges if sector[a] != sector[b])
     assert border / 1000 == pytest.approx(tb["boundary_km_after"], abs=1e-3)
     assert cut == tb["cut_edges_after"]
-    assert "tie_break" not in pipeline.run(quick(default_scenario(), time_limit_s=2)).solve
+    assert "tie_break" not in sectorize.run(quick(default_scenario(), time_limit_s=2)).solve
 
 
 def test_tie_break_settings_are_checked():
@@ -129,7 +131,7 @@ def test_tie_break_settings_are_checked():
 def test_user_demand_file_and_base_objective(tmp_path):
     """A French-Excel demand file (``;``, BOM, decimal comma) and the base objective."""
     region = load_aura("lyon_arrondissements")
-    synthetic = pipeline.load_demand(default_scenario(), region).table
+    synthetic = load_demand(default_scenario(), region).table
     lines = ["code_insee;nouveaux_signalements;suivis_domicile"]
     for key, row in synthetic.iterrows():
         if row["referrals"] or row["home_care"]:
@@ -141,7 +143,7 @@ def test_user_demand_file_and_base_objective(tmp_path):
                    "weights": {"nouveaux_signalements": 1.0, "suivis_domicile": 0.5}}
     d["model"].update(objective="base")
     s = quick(scenario_from_dict(d))
-    plan = pipeline.run(s)
+    plan = sectorize.run(s)
     assert plan.valid, plan.violations
     assert plan.units["workload"].sum() == pytest.approx(1650)
     base = plan.workers["base_key"].iloc[0]

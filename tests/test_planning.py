@@ -11,10 +11,10 @@ import pytest
 import shapely
 from matplotlib.figure import Figure
 
-from sectorize.compare import compare, compare_maps, disruption, partner_counts, plot_tradeoffs
-from sectorize.maps import external_resources
-from sectorize.pareto import non_dominated, pareto, plot_pareto
-from sectorize.pathology import (
+from sectorize.report.compare import compare, compare_maps, disruption, partner_counts, plot_tradeoffs
+from sectorize.report.maps import external_resources
+from sectorize.report.pareto import non_dominated, pareto, plot_pareto
+from sectorize.report.pathology import (
     TUMOUR_SHARES,
     assign_tumour_types,
     compare_organisations,
@@ -22,7 +22,7 @@ from sectorize.pathology import (
     split_by_tumour,
 )
 from sectorize.plan import Plan
-from sectorize.scenario import ScenarioError, default_scenario
+from sectorize.config.scenario import ScenarioError, default_scenario
 
 KEYS = ["01001", "01002", "01003", "01004"]
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from solvers.check import check_plan
 from solvers.problem import Problem
 from solvers.quiet import quiet_stdout
-from solvers.reassign import adjacency, cut_off, reassign
+from solvers.lns.reassign import adjacency, cut_off, reassign
 from test_lns import grid_problem
 
 

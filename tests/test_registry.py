@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 
 from sectorize.cli import main
-from sectorize.registry import (
+from sectorize.store.registry import (
     DB_NAME,
     RUN_FILES,
     PlanNotFoundError,
@@ -277,7 +277,7 @@ def test_stored_plans_cannot_be_changed(from_plan):
 
 CHILD = textwrap.dedent("""
     import os, pickle, sys, time
-    import sectorize.registry as registry
+    import sectorize.store.registry as registry
 
     folder, plan_file, mode = sys.argv[1:4]
     plan = pickle.load(open(plan_file, "rb"))
@@ -359,7 +359,7 @@ def test_concurrent_adds_are_serialised(aura_run, tmp_path):
 def test_plans_cli(aura_run, tmp_path, capsys):
     run, plan = aura_run
     reg = str(tmp_path / "reg")
-    assert main(["plans", "list", "--registry", reg]) == 3
+    assert main(["plans", "list", "--registry", reg]) == 4  # not found (sectorize.cli.exit_codes)
     assert "no plan registry" in capsys.readouterr().err
 
     assert main(["plans", "add", str(run), "--registry", reg, "--effective-from", "2027-01-01",
@@ -397,10 +397,10 @@ def test_plans_cli(aura_run, tmp_path, capsys):
     assert main(["plans", "export", second, "--registry", reg, "--out", str(exports), "--format", "xlsx"]) == 2
     assert "xlsx" in capsys.readouterr().err
 
-    assert main(["plans", "show", "P20261201-deadbeef", "--registry", reg]) == 3
+    assert main(["plans", "show", "P20261201-deadbeef", "--registry", reg]) == 4
     err = capsys.readouterr().err
     assert "P20261201-deadbeef" in err and "not found" in err
-    assert main(["plans", "export", "nope", "--registry", reg, "--out", str(exports)]) == 3
+    assert main(["plans", "export", "nope", "--registry", reg, "--out", str(exports)]) == 4
     assert main(["plans", "add", str(tmp_path), "--registry", reg]) == 2
     assert "not a complete run folder" in capsys.readouterr().err
     assert main(["plans", "add", str(run), "--registry", reg, "--effective-from", "2029-01-01"]) == 2

@@ -6,11 +6,11 @@ import pandas as pd
 import pytest
 
 from sectorize.cli import main
-from sectorize.export import sector_table
-from sectorize.maps import external_resources, sector_colours
-from sectorize.registry import Registry
-from sectorize.reopen import plan_from_stored
-from sectorize.rerun import load_previous
+from sectorize.store.export import sector_table
+from sectorize.report.maps import external_resources, sector_colours
+from sectorize.store.registry import Registry
+from sectorize.store.reopen import plan_from_stored
+from sectorize.pipeline.rerun import load_previous
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,7 @@ def test_cli_plans_map_is_offline_and_never_overwrites(stored, tmp_path):
     page = out.read_text(encoding="utf-8")
     assert external_resources(page) == [] and "Sector borders" in page
     assert main(["plans", "map", plan_id, "--registry", str(registry), "--out", str(out)]) == 2
-    assert main(["plans", "map", "P20990101-deadbeef", "--registry", str(registry), "--out", str(tmp_path / "x.html")]) == 3
+    assert main(["plans", "map", "P20990101-deadbeef", "--registry", str(registry), "--out", str(tmp_path / "x.html")]) == 4
 
 
 def test_rerun_reads_a_registry_plan(aura_run, stored):
@@ -61,7 +61,7 @@ def test_map_for_outside_the_team_suppresses_small_counts(aura_run):
     import re
 
     _, plan = aura_run
-    from sectorize.maps import sector_map
+    from sectorize.report.maps import sector_map
 
     page = sector_map(plan, suppress_below=5).get_root().render()
     # the tooltip values are the GeoJSON properties of the commune layers

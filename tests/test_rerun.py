@@ -18,13 +18,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sectorize.cli import main
-from sectorize.maps import external_resources
-from sectorize.rerun import load_previous, rerun
-from sectorize.scenario import ScenarioError, scenario_from_dict
-from sectorize.transition import drained_month, simulate_transition
+from sectorize.report.maps import external_resources
+from sectorize.pipeline.rerun import load_previous, rerun
+from sectorize.config.scenario import ScenarioError, scenario_from_dict
+from sectorize.report.transition import drained_month, simulate_transition
 from solvers.check import check_plan
 from solvers.engine import solve
-from solvers.mip import allocate
+from solvers.allocation.mip import allocate
 from solvers.problem import DenseTravelTimes, InfeasibleError, Problem
 from solvers.rerun import resolve_nested
 
@@ -331,7 +331,7 @@ def test_locked_communes_stay_with_their_worker():
 def test_previous_plan_of_an_older_geography_is_mapped(aura):
     """A previous plan with an old commune code (merged since) gives its worker to the merged commune."""
     from geodata.codes import load_code_changes
-    from sectorize.rerun import PreviousPlan, previous_worker_of_units
+    from sectorize.pipeline.rerun import PreviousPlan, previous_worker_of_units
 
     changes = load_code_changes()
     row = changes[changes["current_code"].isin(aura.units.index)].iloc[0]

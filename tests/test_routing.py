@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from geodata.codes import CODE_CHANGE_COLUMNS, current_code, load_code_changes
 from geodata.reference import load_arrondissements
-from sectorize.routing import OutsideRule, Router
+from sectorize.serve.routing import OutsideRule, Router
 
 STATUSES = {"routed", "ambiguous", "outside_region", "invalid", "not_found"}
 
@@ -339,7 +339,7 @@ def test_any_point_gives_an_answer(router, lat, lon):
 
 
 def test_router_from_registry(tmp_path, folder, table):
-    registry = pytest.importorskip("sectorize.registry")
+    registry = pytest.importorskip("sectorize.store.registry")
     reg = registry.Registry(tmp_path / "plans")
     plan_id = reg.add(folder, effective_from=date(2027, 1, 1))
     router = Router.from_registry(tmp_path / "plans", on=date(2027, 3, 1))
@@ -368,9 +368,9 @@ def test_cli_route(folder, table, tmp_path, monkeypatch, capsys):
     code, text = run_cli(["route", "--run", str(folder), "--lat", "45.74", "--lon", "4.88"])
     assert code == 0 and "status: routed" in text and "rule: point inside commune" in text
     assert run_cli(["route", "--run", str(folder), "--insee", "1234"])[0] == 2
-    assert run_cli(["route", "--run", str(folder), "--insee", "01999"])[0] == 3
+    assert run_cli(["route", "--run", str(folder), "--insee", "01999"])[0] == 4  # not found (sectorize.cli.exit_codes)
     assert run_cli(["route", "--run", str(folder), "--insee", "75056"])[0] == 0
     monkeypatch.chdir(tmp_path)
-    assert run_cli(["route", "--insee", "69388"])[0] == 3  # no sectorize-output/LATEST here
+    assert run_cli(["route", "--insee", "69388"])[0] == 4  # no sectorize-output/LATEST here
     assert "sectorize run" in capsys.readouterr().err
-    assert run_cli(["route", "--run", str(tmp_path / "missing"), "--insee", "69388"])[0] == 3
+    assert run_cli(["route", "--run", str(tmp_path / "missing"), "--insee", "69388"])[0] == 4

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from sectorize.scenario import (
+from sectorize.config.scenario import (
     Scenario,
     ScenarioError,
     default_scenario,

@@ -20,8 +20,8 @@ import pytest
 uvicorn = pytest.importorskip("uvicorn")
 pytest.importorskip("fastapi")
 
-from sectorize.routing import PlanInfo, Router  # noqa: E402
-from sectorize.service import create_app  # noqa: E402
+from sectorize.serve.routing import PlanInfo, Router  # noqa: E402
+from sectorize.serve.service import create_app  # noqa: E402
 
 
 class Server:

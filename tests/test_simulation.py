@@ -11,7 +11,7 @@ import pytest
 from scipy import stats
 
 from sectorize.cli import main
-from sectorize.simulation import (
+from sectorize.report.simulation import (
     SimulationError,
     compare_plans,
     input_from_plan,
@@ -226,8 +226,8 @@ def test_bad_options_exit_2(tiny_run, capsys, options, message):
     assert message in capsys.readouterr().err
 
 
-def test_missing_run_folder_exits_3(tmp_path, capsys):
-    assert main(["simulate", "--run", str(tmp_path / "nowhere")]) == 3
+def test_missing_run_folder_exits_not_found(tmp_path, capsys):
+    assert main(["simulate", "--run", str(tmp_path / "nowhere")]) == 4
     assert "no sectors.csv" in capsys.readouterr().err
 
 

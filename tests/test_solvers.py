@@ -10,12 +10,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from solvers.allocation.mip import allocate
 from solvers.check import check_partition, check_plan, diagnose
+from solvers.construct.heuristic import heuristic_solve
 from solvers.engine import solve
-from solvers.heuristic import heuristic_solve
-from solvers.hierarchy import SubsetTravelTimes, group_sectors, solve_nested, split_workers
-from solvers.mip import allocate
+from solvers.nested import group_sectors, solve_nested, split_workers
+from solvers.options import EngineSettings
 from solvers.problem import DenseTravelTimes, InfeasibleError, Problem
+from solvers.travel import SubsetTravelTimes
 
 
 def grid_problem(rows: int, cols: int, k: int, tolerance: float, seed: int = 0) -> Problem:
@@ -105,7 +107,7 @@ def test_staged_allocation_reports_infeasibility():
 def test_lp_allocation_is_below_the_mip(seed):
     """The rounded LP of the allocation model: one sector per unit, and a value no
     higher than the MIP optimum for the same centres (it is its relaxation)."""
-    from solvers.mip import lp_allocation
+    from solvers.allocation.mip import lp_allocation
 
     p = grid_problem(12, 12, 4, 0.05, seed=seed)
     centres = np.random.default_rng(seed).choice(p.n, 4, replace=False)
@@ -137,15 +139,12 @@ def test_solve_returns_a_checked_plan(backend):
 
 
 @pytest.mark.parametrize("limit, uses_mip", [(2.0, False), (8.0, True)])
-def test_auto_on_large_graphs_runs_the_mip_only_with_enough_time(monkeypatch, limit, uses_mip):
-    import solvers.engine as engine
-
+def test_auto_on_large_graphs_runs_the_mip_only_with_enough_time(limit, uses_mip):
     # scaled down: "large" is above 50 units, and location-allocation needs 0.05 s per unit
-    monkeypatch.setattr(engine, "AUTO_MIP_MAX_UNITS", 50)
-    monkeypatch.setattr(engine, "AUTO_MIP_SECONDS_PER_1000_UNITS", 50.0)
+    scaled = EngineSettings(auto_mip_max_units=50, auto_mip_seconds_per_1000_units=50.0)
     p = grid_problem(10, 10, 4, 0.05, seed=3)  # 100 units: needs 5 s
     lines: list[str] = []
-    sol = solve(p, backend="auto", time_limit_s=limit, seed=0, progress=lines.append)
+    sol = solve(p, backend="auto", time_limit_s=limit, seed=0, progress=lines.append, settings=scaled)
     assert check_plan(p, sol.assignment) == []
     skipped = any("heuristic only" in line for line in lines)
     assert skipped is not uses_mip
@@ -276,8 +275,8 @@ def test_same_seed_and_starts_give_the_same_plan():
     and the allocation MIP return the same plan for the same seed."""
     import networkx as nx
 
-    from solvers.heuristic import heuristic_solve
-    from solvers.mip import allocate
+    from solvers.construct.heuristic import heuristic_solve
+    from solvers.allocation.mip import allocate
     from solvers.problem import DenseTravelTimes, Problem
 
     g = nx.convert_node_labels_to_integers(nx.grid_2d_graph(9, 9), ordering="sorted")

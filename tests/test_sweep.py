@@ -9,16 +9,9 @@ import pandas as pd
 import pytest
 
 from sectorize.cli import main
-from sectorize.scenario import ScenarioError, default_scenario
-from sectorize.sweep import (
-    SweepError,
-    apply_changes,
-    base_scenario,
-    expand,
-    load_sweep,
-    run_sweep,
-    sweep_from_dict,
-)
+from sectorize.config.scenario import ScenarioError, default_scenario
+from sectorize.config.sweep import SweepError, apply_changes, base_scenario, load_sweep, sweep_from_dict
+from sectorize.pipeline.sweep import expand, run_sweep
 
 FAST = {"model.backend": "heuristic", "model.time_limit_s": 2}
 
@@ -36,12 +29,12 @@ def _write(tmp_path: Path, text: str, name: str = "sweep.toml") -> Path:
     ({"variations": [{"name": "a", "chnages": {}}]}, "unknown key 'variations[0].chnages' (did you mean 'changes'?)"),
     ({"variations": [{"name": "a"}], "seed": [1]}, "unknown key 'seed' (did you mean 'seeds'?)"),
     ({}, "variations: missing (required)"),
-    ({"variations": []}, "variations: List should have at least 1 item"),
+    ({"variations": []}, "variations: must have at least 1 item"),
     ({"variations": [{"name": "a"}, {"name": "a"}]}, "variations: names must be unique, ['a']"),
     ({"variations": [{"name": "a"}], "seeds": [1, 1]}, "seeds: each seed once"),
-    ({"variations": [{"name": "a"}], "seeds": []}, "seeds: List should have at least 1 item"),
-    ({"variations": [{"name": "a"}], "seeds": ["x"]}, "seeds[0]: Input should be a valid integer"),
-    ({"variations": [{"name": ""}]}, "variations[0].name: String should have at least 1 character"),
+    ({"variations": [{"name": "a"}], "seeds": []}, "seeds: must have at least 1 item"),
+    ({"variations": [{"name": "a"}], "seeds": ["x"]}, "seeds[0]: must be a valid integer"),
+    ({"variations": [{"name": ""}]}, "variations[0].name: must have at least 1 character"),
     ({"variations": [{"name": "a", "changes": {"model..tolerance": 1}}]}, "variations[0].changes: keys ['model..tolerance']"),
     ({"variations": [{"name": "a"}], "base": 3}, "base: give the path of a scenario TOML file"),
 ])
@@ -65,7 +58,7 @@ def test_load_sweep_file_errors(tmp_path):
 
 def test_load_sweep_with_base_file_and_inline_changes(tmp_path):
     scenario = tmp_path / "scenario.toml"
-    from sectorize.scenario import dump_scenario
+    from sectorize.config.scenario import dump_scenario
 
     scenario.write_text(dump_scenario(default_scenario()).replace('name = "AURA default"', 'name = "my team"'))
     path = _write(tmp_path, """
@@ -229,7 +222,7 @@ def test_sweep_on_dask_local_cluster_keeps_results_of_other_tasks():
 
 @pytest.mark.slow
 def test_sweep_in_local_processes_stores_valid_plans(tmp_path):
-    from sectorize.registry import Registry
+    from sectorize.store.registry import Registry
 
     sweep = sweep_from_dict({"name": "pool", "seeds": [0, 1], "variations": [
         {"name": "reference", "changes": dict(FAST)},

@@ -17,10 +17,11 @@ from scipy.spatial import Delaunay
 
 from sectorize.cli import main
 from solvers.check import check_plan
-from solvers.cut_edges import TIE_BREAK_RTOL, cut_edges, tie_break, tie_break_solution
+from solvers.construct.heuristic import (grow_sectors, heuristic_solve, initial_centres, neighbour_lists, rebalance,
+                                         recentre)
+from solvers.cut_edges.tie_break import TIE_BREAK_RTOL, tie_break, tie_break_solution
 from solvers.engine import solve
-from solvers.heuristic import grow_sectors, heuristic_solve, initial_centres, neighbour_lists, rebalance, recentre
-from solvers.problem import DenseTravelTimes, Problem, Solution
+from solvers.problem import DenseTravelTimes, Problem, Solution, cut_edges
 
 
 def grid(rows: int, cols: int) -> nx.Graph:

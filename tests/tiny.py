@@ -6,13 +6,13 @@ Shared by the tests of the exact backend, of the lower bound and of the cut-edge
 from __future__ import annotations
 
 import itertools
-from contextlib import contextmanager
 
 import networkx as nx
 import numpy as np
 from hypothesis import strategies as st
 
 from solvers.check import check_plan
+from solvers.options import EngineSettings
 from solvers.problem import DenseTravelTimes, Problem
 
 
@@ -93,15 +93,6 @@ def grid_problems(draw, *, diagonal: bool = False, squared: bool = False, zero_w
                    cost_weight=weights)
 
 
-@contextmanager
-def mip_only():
-    """The engine's ``"exact"`` backend without its district enumeration (which answers
-    every problem of at most 50 units first), so that its MIP path is what runs."""
-    import solvers.engine as engine
-
-    saved = engine.EXACT_ENUMERATION_MAX_UNITS
-    engine.EXACT_ENUMERATION_MAX_UNITS = 0
-    try:
-        yield
-    finally:
-        engine.EXACT_ENUMERATION_MAX_UNITS = saved
+MIP_ONLY = EngineSettings(exact_enumeration_max_units=0)
+"""The engine's ``"exact"`` backend without its district enumeration (which answers
+every problem of at most 50 units first), so that its MIP path is what runs."""

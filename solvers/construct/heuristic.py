@@ -1,0 +1,558 @@
+"""Fast constructive heuristic and local search that keep every sector contiguous.
+
+The pieces, each a plain function over a :class:`~solvers.problem.Problem`:
+
+1. :func:`initial_centres` — weighted k-medoids++ seeding on travel times;
+2. :func:`grow_sectors` — simultaneous region growing from the centres, the
+   least-loaded sector (relative to its target) growing first, each taking
+   the unassigned neighbour nearest to its centre: contiguous by construction;
+3. :func:`rebalance` — boundary moves that reduce the squared relative
+   deviation from the targets until every caseload is within tolerance;
+4. :func:`improve` — boundary moves that lower the objective while keeping
+   balance and contiguity, alternated with :func:`recentre` (weighted medoid).
+
+Every move keeps the losing sector connected (checked by a bounded search
+around the moved unit), so the plan stays contiguous throughout.
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from collections import deque
+from typing import NamedTuple
+
+import networkx as nx
+import numpy as np
+
+from solvers.problem import InfeasibleError, ProgressCallback, Problem
+
+
+def neighbour_lists(problem: Problem) -> list[list[int]]:
+    """Adjacency as plain lists (fast to iterate in the inner loops)."""
+    g = problem.graph
+    return [list(g.adj[u]) for u in range(problem.n)]
+
+
+def initial_centres(problem: Problem, rng: np.random.Generator) -> np.ndarray:
+    """Choose ``k`` distinct centre units by weighted k-medoids++ seeding.
+
+    The first centre is drawn with probability proportional to the unit's
+    weight; each next one proportionally to ``weight x (minutes to the nearest
+    chosen centre)^2``, which spreads centres over the demand. A sector with
+    locked units starts from its first locked unit. With the ``"base"``
+    objective, half of the calls (at random) start each sector near its
+    worker's base instead (:func:`_centres_near_bases`).
+    """
+    w = problem.weights + 1e-9
+    n, k = problem.n, problem.k
+    # a sector with locked units starts from one of them
+    fixed: dict[int, int] = {}
+    for u, s in sorted(problem.locked.items()):
+        fixed.setdefault(s, u)
+    if problem.objective == "base" and rng.random() < 0.5:
+        # half of the starts grow each sector around its worker's base (the other half spread
+        # the centres over the demand: workers sharing a base cannot all start there)
+        return _centres_near_bases(problem, fixed, rng)
+    chosen = list(fixed.values())
+    if chosen:
+        nearest = problem.travel.rows(np.array(chosen)).min(axis=0)
+    else:
+        first = int(rng.choice(n, p=w / w.sum()))
+        chosen = [first]
+        nearest = problem.travel.rows(np.array([first]))[0]
+    while len(chosen) < k:
+        score = w * nearest**2
+        score[chosen] = 0.0
+        if score.sum() <= 0:
+            free = np.setdiff1d(np.arange(n), chosen)
+            nxt = int(rng.choice(free))
+        else:
+            nxt = int(rng.choice(n, p=score / score.sum()))
+        chosen.append(nxt)
+        nearest = np.minimum(nearest, problem.travel.rows(np.array([nxt]))[0])
+    free_sectors = iter(s for s in range(k) if s not in fixed)
+    centres = [0] * k
+    for s, u in fixed.items():
+        centres[s] = u
+    for u in chosen[len(fixed):]:
+        centres[next(free_sectors)] = u
+    return np.array(centres, dtype=np.intp)
+
+
+def _centres_near_bases(problem: Problem, fixed: dict[int, int], rng: np.random.Generator) -> np.ndarray:
+    """Objective ``"base"``: each sector starts at a unit near its worker's base.
+
+    Sectors take, in a random order, one of the 3 free units nearest to their
+    base (minutes of ``base_travel``), so that a worker's sector grows around
+    where the worker starts from; workers sharing a base start side by side.
+    """
+    minutes = np.asarray(problem.base_travel, dtype=float)
+    centres = np.full(problem.k, -1, dtype=np.intp)
+    taken: set[int] = set()
+    for s, u in fixed.items():
+        centres[s] = u
+        taken.add(u)
+    for s in rng.permutation(problem.k):
+        if centres[s] >= 0:
+            continue
+        order = [int(u) for u in np.argsort(minutes[s], kind="stable")[: len(taken) + 3] if int(u) not in taken]
+        u = order[int(rng.integers(min(3, len(order))))]
+        centres[s] = u
+        taken.add(u)
+    return centres
+
+
+def grow_sectors(
+    problem: Problem, centres: np.ndarray, nbrs: list[list[int]], prefer: np.ndarray | None = None
+) -> np.ndarray | None:
+    """Grow one connected sector from each centre until every unit is taken.
+
+    At each step the sector whose caseload is lowest relative to its target
+    (among those that can still grow) takes its unassigned neighbour unit
+    nearest to its centre. Units locked to a sector are only taken by it;
+    returns ``None`` when a locked unit cannot be reached by its sector.
+    With ``prefer`` (``(n,)`` sector of each unit in a previous plan, ``-1``
+    for none), a sector takes its previous units before any other, so the
+    regrown plan follows the previous one where balance allows.
+    """
+    n, k = problem.n, problem.k
+    w = np.asarray(problem.workload, dtype=float)
+    targets = np.asarray(problem.targets, dtype=float)
+    minutes = (
+        np.asarray(problem.base_travel, dtype=float)
+        if problem.objective == "base"
+        else problem.travel.rows(centres)
+    )
+    locked = problem.locked
+    assign = np.full(n, -1, dtype=np.intp)
+    loads = np.zeros(k)
+    heaps: list[list[tuple[float, int]]] = [[] for _ in range(k)]
+
+    def take(s: int, u: int) -> None:
+        assign[u] = s
+        loads[s] += w[u]
+        for v in nbrs[u]:
+            if assign[v] < 0 and locked.get(v, s) == s:
+                key = minutes[s, v] - (1e12 if prefer is not None and prefer[v] == s else 0.0)
+                heapq.heappush(heaps[s], (key, v))
+
+    for s, c in enumerate(centres):
+        take(s, int(c))
+    remaining = n - k
+    while remaining > 0:
+        order = np.argsort(loads / targets, kind="stable")
+        grew = False
+        for s in order:
+            h = heaps[s]
+            while h and assign[h[0][1]] >= 0:
+                heapq.heappop(h)
+            if h:
+                _, u = heapq.heappop(h)
+                take(int(s), u)
+                remaining -= 1
+                grew = True
+                break
+        if not grew:  # locked units cut off from their sector by other sectors
+            return None
+    return assign
+
+
+#: Largest ``members x n`` block of travel rows :func:`recentre` reads to find an exact medoid.
+MEDOID_ENTRIES = 50_000_000
+
+
+def recentre(problem: Problem, assign: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """Move each sector's centre to its weighted medoid (the unit minimising
+    the sector's summed weighted travel minutes). ``"base"`` plans keep theirs.
+
+    The medoid is exact while a sector's rows fit in :data:`MEDOID_ENTRIES`
+    (e.g. any sector of the 4,033 AURA units); beyond, it is the best of the
+    300 heaviest members and the current centre."""
+    if problem.objective == "base":
+        return centres
+    w = problem.weights
+    new = centres.copy()
+    for s in range(problem.k):
+        members = np.flatnonzero(assign == s)
+        if members.size == 0:
+            continue
+        # candidate centres: every member while the rows stay small (about 50 M entries),
+        # else the heaviest members and the current centre
+        cand = members
+        if members.size * problem.n > MEDOID_ENTRIES:
+            top = members[np.argsort(-w[members], kind="stable")[:300]]
+            cand = np.union1d(top, [centres[s]])
+        rows = problem.travel.rows(cand)[:, members]
+        cost = rows @ w[members]
+        new[s] = cand[int(np.argmin(cost))]
+    return new
+
+
+class Moves:
+    """Shared state of the local search: assignment, loads, and the
+    contiguity test for removing one unit from its sector."""
+
+    def __init__(self, problem: Problem, assign: np.ndarray, nbrs: list[list[int]]):
+        self.p = problem
+        self.a = assign
+        self.nbrs = nbrs
+        self.w = np.asarray(problem.workload, dtype=float)
+        self.loads = np.bincount(assign, weights=self.w, minlength=problem.k)
+        self.size = np.bincount(assign, minlength=problem.k)
+        # disruption budget (annual re-run): summed move weight of units away from their previous sector
+        self.prev = None if problem.previous is None else np.asarray(problem.previous)
+        self.mw = problem.disruption
+        self.cap = problem.max_moved
+        self.moved = problem.moved(assign)
+
+    def move_delta(self, u: int, t: int) -> float:
+        """Change of the moved weight if ``u`` goes to sector ``t``."""
+        if self.prev is None or self.prev[u] < 0:
+            return 0.0
+        p = self.prev[u]
+        return self.mw[u] * (float(t != p) - float(self.a[u] != p))
+
+    def within_cap(self, u: int, t: int) -> bool:
+        """True when moving ``u`` to ``t`` keeps the moved weight within the cap (or lowers it)."""
+        if self.cap is None:
+            return True
+        d = self.move_delta(u, t)
+        return d <= 0 or self.moved + d <= self.cap + 1e-9
+
+    def can_leave(self, u: int, centres: np.ndarray) -> bool:
+        """True when ``u`` may leave its sector without disconnecting it."""
+        s = self.a[u]
+        if u in self.p.locked or centres[s] == u or self.size[s] <= 1:
+            return False
+        same = [v for v in self.nbrs[u] if self.a[v] == s]
+        if len(same) <= 1:
+            return True
+        # bounded BFS inside the sector without u, from one same-sector
+        # neighbour until all others are reached
+        targets = set(same[1:])
+        seen = {u, same[0]}
+        queue = deque([same[0]])
+        a, nbrs = self.a, self.nbrs
+        while queue:
+            x = queue.popleft()
+            for y in nbrs[x]:
+                if y not in seen and a[y] == s:
+                    if y in targets:
+                        targets.discard(y)
+                        if not targets:
+                            return True
+                    seen.add(y)
+                    queue.append(y)
+        return False
+
+    def move(self, u: int, t: int) -> None:
+        self.moved += self.move_delta(u, t)
+        s = self.a[u]
+        self.loads[s] -= self.w[u]
+        self.loads[t] += self.w[u]
+        self.size[s] -= 1
+        self.size[t] += 1
+        self.a[u] = t
+
+    def boundary(self) -> np.ndarray:
+        """Units with at least one neighbour in another sector."""
+        a = self.a
+        return np.array(
+            [u for u in range(self.p.n) if any(a[v] != a[u] for v in self.nbrs[u])], dtype=np.intp
+        )
+
+
+def rebalance(
+    problem: Problem,
+    assign: np.ndarray,
+    centres: np.ndarray,
+    nbrs: list[list[int]],
+    rng: np.random.Generator,
+    deadline: float,
+) -> bool:
+    """Move boundary units until every caseload is within tolerance.
+
+    Each accepted move lowers ``sum_s ((load_s - target_s) / target_s)^2``
+    (ties broken by the objective), which lets surplus flow through
+    intermediate sectors. Returns True when all sectors end within bounds.
+    """
+    m = Moves(problem, assign, nbrs)
+    targets = np.asarray(problem.targets, dtype=float)
+    lower, upper = problem.lower, problem.upper
+    cost = problem.cost_rows(centres)
+    scale = max(cost.sum(), 1e-9)
+
+    def dev(load: float, s: int) -> float:
+        return ((load - targets[s]) / targets[s]) ** 2
+
+    while time.monotonic() < deadline:
+        if np.all((m.loads >= lower - 1e-9) & (m.loads <= upper + 1e-9)):
+            return True
+        improved = False
+        units = m.boundary()
+        rng.shuffle(units)
+        for u in units:
+            s = assign[u]
+            wu = m.w[u]
+            if wu == 0:
+                continue
+            best, best_t = -1e-12, -1
+            for t in {assign[v] for v in nbrs[u]} - {s}:
+                if u in problem.locked:
+                    break
+                if not m.within_cap(u, t):
+                    continue
+                d = dev(m.loads[s] - wu, s) + dev(m.loads[t] + wu, t) - dev(m.loads[s], s) - dev(m.loads[t], t)
+                d += 1e-6 * (cost[t, u] - cost[s, u]) / scale
+                if d < best:
+                    best, best_t = d, t
+            if best_t >= 0 and m.can_leave(u, centres):
+                m.move(u, best_t)
+                improved = True
+        if not improved:
+            break
+    return bool(np.all((m.loads >= lower - 1e-9) & (m.loads <= upper + 1e-9)))
+
+
+def improve(
+    problem: Problem,
+    assign: np.ndarray,
+    centres: np.ndarray,
+    nbrs: list[list[int]],
+    rng: np.random.Generator,
+    deadline: float,
+) -> tuple[np.ndarray, float]:
+    """Local search: boundary moves that lower the objective, keeping every
+    sector within its bounds and connected, alternated with :func:`recentre`.
+
+    ``assign`` is modified in place. Returns the final centres and objective.
+    """
+    m = Moves(problem, assign, nbrs)
+    lower, upper = problem.lower, problem.upper
+    objective = problem.objective_value(assign, centres)
+    while time.monotonic() < deadline:
+        cost = problem.cost_rows(centres)
+        moved = 0
+        units = m.boundary()
+        rng.shuffle(units)
+        for u in units:
+            if time.monotonic() >= deadline:
+                break
+            s = assign[u]
+            wu = m.w[u]
+            if m.loads[s] - wu < lower[s] - 1e-9:
+                continue
+            best, best_t = -1e-9, -1
+            for t in {assign[v] for v in nbrs[u]} - {s}:
+                if m.loads[t] + wu > upper[t] + 1e-9 or not m.within_cap(u, t):
+                    continue
+                d = cost[t, u] - cost[s, u]
+                if d < best:
+                    best, best_t = d, t
+            if best_t >= 0 and m.can_leave(u, centres):
+                m.move(u, best_t)
+                moved += 1
+        new_centres = recentre(problem, assign, centres)
+        new_obj = problem.objective_value(assign, new_centres)
+        if moved == 0 and new_obj >= objective - 1e-9:
+            break
+        centres, objective = new_centres, min(new_obj, objective) if moved == 0 else new_obj
+    return centres, problem.objective_value(assign, centres)
+
+
+def repair_start(problem: Problem, start: np.ndarray, nbrs: list[list[int]]) -> tuple[np.ndarray, list[str]]:
+    """Turn a given assignment (e.g. last year's plan) into a contiguous starting plan.
+
+    Changes as little as possible: each sector keeps its largest connected
+    piece (by move weight, then workload, then size); units without a sector
+    (``-1``) or in a cut-off piece join an adjacent sector, preferring their
+    previous one; a sector left empty (a new worker) is seeded with one unit
+    of the most loaded sector (relative to its target) that can leave it
+    without disconnecting it, the one farthest from that sector's medoid. The
+    caller's rebalancing then grows it. Returns ``(assignment, notes)``.
+
+    Examples
+    --------
+    >>> import networkx as nx
+    >>> from solvers.problem import DenseTravelTimes
+    >>> g = nx.path_graph(5)
+    >>> t = DenseTravelTimes(np.abs(np.subtract.outer(np.arange(5), np.arange(5))) * 1.0)
+    >>> p = Problem(g, np.ones(5), np.array([2.5, 2.5]), 0.2, t)
+    >>> repair_start(p, np.array([0, 0, -1, 1, 1]), neighbour_lists(p))[0].tolist()
+    [0, 0, 0, 1, 1]
+    """
+    n, k = problem.n, problem.k
+    a = np.asarray(start, dtype=np.intp).copy()
+    if a.shape != (n,):
+        raise ValueError(f"start must be an (n,) array of sectors, got shape {a.shape}")
+    a[(a < 0) | (a >= k)] = -1
+    notes: list[str] = []
+    mw, w = problem.disruption, np.asarray(problem.workload, dtype=float)
+    prev = np.asarray(problem.previous) if problem.previous is not None else a.copy()
+    for u, s in problem.locked.items():
+        a[u] = s
+    for s in range(k):
+        members = np.flatnonzero(a == s)
+        if members.size == 0:
+            continue
+        pieces = [np.fromiter(c, dtype=np.intp) for c in nx.connected_components(problem.graph.subgraph(members.tolist()))]
+        if len(pieces) > 1:
+            pieces.sort(key=lambda c: (-mw[c].sum(), -w[c].sum(), -c.size, int(c.min())))
+            for piece in pieces[1:]:
+                a[piece] = -1
+            notes.append(f"{problem.sector_label(s)}: kept its largest piece, {sum(c.size for c in pieces[1:])} "
+                         "cut-off unit(s) re-attached to a neighbour")
+    # attach unassigned units to an adjacent sector, breadth first from the assigned ones
+    frontier = deque(u for u in range(n) if a[u] < 0 and any(a[v] >= 0 for v in nbrs[u]))
+    while frontier:
+        u = frontier.popleft()
+        if a[u] >= 0:
+            continue
+        near = sorted({int(a[v]) for v in nbrs[u] if a[v] >= 0})
+        if not near:
+            continue
+        a[u] = prev[u] if prev[u] in near else near[0]
+        frontier.extend(v for v in nbrs[u] if a[v] < 0)
+    if (a < 0).any():  # a component with no sector at all: leave it to the multi-start
+        raise InfeasibleError(f"{int((a < 0).sum())} unit(s) cannot be attached to any sector of the start plan")
+    loads = np.bincount(a, weights=w, minlength=k)
+    targets = np.asarray(problem.targets, dtype=float)
+    for s in np.flatnonzero(np.bincount(a, minlength=k) == 0):
+        m = Moves(problem, a, nbrs)
+        donors = np.argsort(-(loads / targets), kind="stable")
+        for d in donors:
+            members = np.flatnonzero(a == d)
+            if members.size <= 1:
+                continue
+            medoid = members[int(np.argmin(problem.travel.rows(members)[:, members] @ (w[members] + 1e-9)))]
+            far = members[np.argsort(-problem.travel.rows(np.array([medoid]))[0][members], kind="stable")]
+            centres = np.full(k, -1)
+            centres[d] = medoid
+            seed_unit = next((int(u) for u in far if u not in problem.locked and m.can_leave(int(u), centres)), None)
+            if seed_unit is not None:
+                a[seed_unit] = s
+                loads = np.bincount(a, weights=w, minlength=k)
+                notes.append(f"{problem.sector_label(int(s))}: new sector seeded at {problem.label(seed_unit)}, "
+                             f"taken from {problem.sector_label(int(d))}")
+                break
+        else:
+            raise InfeasibleError(f"{problem.sector_label(int(s))}: no unit can seed this new sector")
+    return a, notes
+
+
+class HeuristicPlan(NamedTuple):
+    """What :func:`heuristic_solve` returns (a named tuple: ``assign, centres, objective, log =
+    heuristic_solve(...)`` still reads it): the plan, its objective and the log lines."""
+
+    assignment: np.ndarray
+    centres: np.ndarray
+    objective: float
+    log: list[str]
+
+
+def heuristic_solve(
+    problem: Problem,
+    *,
+    time_limit_s: float = 10.0,
+    seed: int = 0,
+    restarts: int | None = None,
+    progress: ProgressCallback | None = None,
+    start: np.ndarray | None = None,
+) -> HeuristicPlan:
+    """Multi-start construct + rebalance + improve within ``time_limit_s`` seconds.
+
+    Returns ``(assignment, centres, objective, log)`` of the best balanced
+    plan found; if none is balanced, the least unbalanced one (the caller's
+    checker reports it). Deterministic for a given ``seed`` and enough time.
+
+    With ``start`` (an ``(n,)`` assignment, e.g. last year's plan), the first
+    attempt repairs it (:func:`repair_start`), rebalances and improves it
+    rather than growing sectors from scratch; random starts follow only when
+    no cap on moves is set (:attr:`Problem.max_moved`), as they could not
+    respect one.
+    """
+    # stays whole: the multi-start loop (construct, rebalance, improve each start) under one clock
+    begin = time.monotonic()
+    deadline = begin + time_limit_s
+    rng = np.random.default_rng(seed)
+    nbrs = neighbour_lists(problem)
+    log: list[str] = []
+    best: tuple[float, np.ndarray, np.ndarray] | None = None
+    best_unbalanced: tuple[float, np.ndarray, np.ndarray] | None = None
+    attempt = 0
+    while time.monotonic() < deadline and (restarts is None or attempt < restarts):
+        attempt += 1
+        if start is not None and attempt == 1:
+            try:
+                assign, notes = repair_start(problem, start, nbrs)
+            except InfeasibleError as err:
+                assign, notes = None, [f"start plan unusable: {err}"]
+            log.extend(notes)
+            if assign is not None:
+                first = np.array([int(np.flatnonzero(assign == s)[0]) for s in range(problem.k)])
+                centres = recentre(problem, assign, first)
+        elif start is not None and problem.max_moved is not None:
+            break
+        else:
+            centres = initial_centres(problem, rng)
+            assign = grow_sectors(problem, centres, nbrs)
+            for _ in range(3):  # a few growth/recentre rounds settle the centres
+                if assign is None:
+                    break
+                moved = recentre(problem, assign, centres)
+                regrown = grow_sectors(problem, moved, nbrs)
+                if regrown is None:
+                    break
+                centres, assign = moved, regrown
+        if assign is None:
+            if len(log) < 50:
+                log.append(f"start {attempt}: locked units unreachable from their sector's start")
+            continue
+        # each start gets at most a fair share of the remaining time
+        left = deadline - time.monotonic()
+        share = left if restarts is None and attempt > 1 and best is not None else left / 2
+        local_deadline = time.monotonic() + max(share, 0.0)
+        ok = rebalance(problem, assign, centres, nbrs, rng, local_deadline)
+        if not ok and start is not None and attempt == 1:
+            # local moves could not absorb the change (e.g. a departed worker's communes):
+            # regrow every sector from its centre, each taking its previous units first
+            # (then, if that is still unbalanced, plainly: the improvement steps and the
+            # allocation MIP bring units back to their previous sector where balance allows)
+            prefer = np.asarray(problem.previous) if problem.previous is not None else np.asarray(start)
+            for how, favour in (("previous units first", prefer), ("nearest units first", None)):
+                regrown = grow_sectors(problem, centres, nbrs, prefer=favour)
+                if regrown is None:
+                    continue
+                assign = regrown
+                ok = rebalance(problem, assign, centres, nbrs, rng, local_deadline)
+                log.append(f"start {attempt}: start plan regrown from its centres, {how} "
+                           f"({'balanced' if ok else 'still unbalanced'})")
+                if ok:
+                    break
+        if not ok:
+            spread = np.bincount(assign, weights=problem.workload, minlength=problem.k) / problem.targets - 1
+            dev = float(np.abs(spread).max())
+            if len(log) < 50:
+                log.append(f"start {attempt}: could not rebalance (max deviation {dev:+.1%})")
+            if best_unbalanced is None or dev < best_unbalanced[0]:
+                best_unbalanced = (dev, assign.copy(), centres.copy())
+            continue
+        centres, obj = improve(problem, assign, centres, nbrs, rng, local_deadline)
+        line = f"start {attempt}: balanced plan, objective {obj:,.0f} ({time.monotonic() - begin:.1f} s)"
+        if best is None or obj < best[0]:
+            log.append(line)
+            if progress:
+                progress(line)
+            best = (obj, assign.copy(), centres.copy())
+    if best is not None:
+        return HeuristicPlan(best[1], best[2], best[0], log)
+    if attempt == 0 or (best_unbalanced is None and not problem.locked):
+        raise InfeasibleError(f"no start completed in {time_limit_s:g} s; give more time")
+    if best_unbalanced is None:
+        raise InfeasibleError(
+            "no start could grow every sector to its locked units in the time limit; "
+            "check that each sector's locked units can be joined, or give more time"
+        )
+    _, a, c = best_unbalanced
+    return HeuristicPlan(a, c, problem.objective_value(a, c), log)
