@@ -382,6 +382,7 @@ def read_demand(
 
     >>> demand = read_demand("referrals.csv", load_aura())  # doctest: +SKIP
     """
+    # stays whole: read, pick the key and count columns, map codes to units, one report of every fault
     path = pathlib.Path(path)
     if on_unknown not in ("error", "report"):
         raise ValueError(f"on_unknown must be 'error' or 'report', got {on_unknown!r}")

@@ -644,6 +644,7 @@ def read_travel_matrix(
     >>> travel = read_travel_matrix("osrm_table.csv", region.units.index,  # doctest: +SKIP
     ...                             fallback=estimate_travel_times(region))
     """
+    # stays whole: the checks of one file in the order its messages report them (columns, codes, values, pairs)
     path = pathlib.Path(path)
     keys = pd.Index([str(k) for k in keys])
     if not keys.is_unique:

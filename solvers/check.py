@@ -13,10 +13,10 @@ from collections.abc import Sequence
 import networkx as nx
 import numpy as np
 
-from solvers.problem import Problem
+from solvers.problem import BAND_RTOL, Problem, within_band
 
-#: Relative slack allowed on balance bounds, for floating-point sums only.
-EPS = 1e-9
+#: Relative slack allowed on balance bounds, for floating-point sums only (:data:`BAND_RTOL`).
+EPS = BAND_RTOL
 
 
 def check_partition(
@@ -70,8 +70,7 @@ def check_partition(
                 f"{part_label(s)} is not connected: {len(comps)} pieces "
                 f"(largest {len(comps[0])} units; e.g. {unit_label(stray)} is cut off)"
             )
-        tol = EPS * max(1.0, abs(upper[s]))
-        if loads[s] < lower[s] - tol or loads[s] > upper[s] + tol:
+        if not within_band(loads[s], lower[s], upper[s]):
             mid = (lower[s] + upper[s]) / 2
             dev = (loads[s] - mid) / mid * 100 if mid else float("inf")
             msgs.append(

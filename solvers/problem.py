@@ -26,6 +26,35 @@ place the reported centres."""
 Status = Literal["optimal", "feasible", "infeasible", "unknown"]
 
 
+#: Relative slack on the caseload bounds, for floating-point sums only (the one epsilon of
+#: every balance check: :func:`within_band`, :mod:`solvers.check`).
+BAND_RTOL = 1e-9
+
+
+def caseload_band(targets: np.ndarray, tolerance: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(lower, upper)``: the admissible caseload of each sector, ``targets x (1 -/+ tolerance)``.
+
+    The one definition of the balance band, used by :class:`Problem`, the
+    independent checks and the composition layer.
+
+    >>> caseload_band(np.array([100.0, 50.0]), 0.1)
+    (array([90., 45.]), array([110.,  55.]))
+    """
+    targets = np.asarray(targets, dtype=float)
+    return targets * (1 - tolerance), targets * (1 + tolerance)
+
+
+def within_band(load: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
+    """Whether each load lies in ``[lower, upper]``, up to :data:`BAND_RTOL` x ``max(1, |upper|)``.
+
+    >>> within_band(np.array([110.0 + 1e-8, 111.0]), np.array([90.0, 90.0]), np.array([110.0, 110.0]))
+    array([ True, False])
+    """
+    load, lower, upper = (np.asarray(x, dtype=float) for x in (load, lower, upper))
+    slack = BAND_RTOL * np.maximum(1.0, np.abs(upper))
+    return (load >= lower - slack) & (load <= upper + slack)
+
+
 class TravelTimes(Protocol):
     """Travel minutes between units, delivered row by row.
 
@@ -209,12 +238,12 @@ class Problem:
     @property
     def lower(self) -> np.ndarray:
         """``(k,)`` smallest admissible workload of each sector."""
-        return np.asarray(self.targets, dtype=float) * (1 - self.tolerance)
+        return caseload_band(self.targets, self.tolerance)[0]
 
     @property
     def upper(self) -> np.ndarray:
         """``(k,)`` largest admissible workload of each sector."""
-        return np.asarray(self.targets, dtype=float) * (1 + self.tolerance)
+        return caseload_band(self.targets, self.tolerance)[1]
 
     @property
     def weights(self) -> np.ndarray:

@@ -16,6 +16,7 @@ from sectorize.config.scenario import Scenario
 from sectorize.pipeline.inputs import Inputs, input_hashes, integer_graph
 from sectorize.plan import Plan
 from solvers import NestedSolution, check_partition
+from solvers.problem import caseload_band
 
 
 def sector_ids(worker_group: np.ndarray, group_names: tuple[str, ...]) -> list[str]:
@@ -181,8 +182,8 @@ def check(plan: Plan) -> list[str]:
             graph,
             part_of.to_numpy(dtype=int),
             load,
-            lower=targets.to_numpy() * (1 - t),
-            upper=targets.to_numpy() * (1 + t),
+            lower=caseload_band(targets.to_numpy(), t)[0],
+            upper=caseload_band(targets.to_numpy(), t)[1],
             unit_label=labels.__getitem__,
             part_label=lambda i, names=names, kind=kind: f"{kind} {names[i]}",
         )

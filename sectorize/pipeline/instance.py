@@ -65,7 +65,7 @@ import numpy as np
 import pandas as pd
 
 from geodata.tables import RawTable, as_number, read_csv_table
-from solvers.problem import ProgressCallback, Problem, TravelTimes
+from solvers.problem import ProgressCallback, Problem, TravelTimes, caseload_band
 
 Objective = Literal["inertia", "travel", "cut-edges"]
 OBJECTIVES: tuple[str, ...] = ("inertia", "travel", "cut-edges")
@@ -505,7 +505,8 @@ def sector_bounds(
         if total <= 0:
             raise InputError("the total weight is 0: no target workload per sector; check the --weight column")
         target = total / k
-        return Bounds(k, target, tolerance, target * (1 - tolerance), target * (1 + tolerance),
+        lower, upper = caseload_band(target, tolerance)
+        return Bounds(k, target, tolerance, float(lower), float(upper),
                       f"--tolerance {tolerance:g} around total / k = {target:,.6g}")
     if min_load is None or max_load is None:
         raise InputError("--min and --max go together (workload bounds per sector)")
@@ -707,6 +708,7 @@ def solve_units(request: SolveRequest, progress: ProgressCallback | None = None)
         ``"infeasible"`` (proven: by the up-front diagnosis or the exact
         MIP) or ``"unknown"`` (no plan found in the time), and a reason.
     """
+    # stays whole: read, check up front, solve, then the summary; the three outcomes return from here
     from solvers import InfeasibleError, NoPlanFoundError, check_plan, solve
     from solvers.problem import cut_edges
     from solvers.check import diagnose

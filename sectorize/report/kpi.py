@@ -27,6 +27,8 @@ import networkx as nx
 import numpy as np
 import pandas as pd
 
+from solvers.problem import caseload_band, within_band
+
 if TYPE_CHECKING:  # pragma: no cover
     from sectorize.plan import Plan
 
@@ -97,7 +99,8 @@ def _deviation_pct(caseload: float, target: float) -> float | None:
 
 
 def _within(caseload: float, target: float, tolerance: float) -> bool:
-    return abs(caseload - target) <= tolerance * target + 1e-9 * max(1.0, target)
+    lower, upper = caseload_band(target, tolerance)
+    return bool(within_band(caseload, lower, upper))
 
 
 def _aggregate(units: pd.DataFrame, graph: nx.Graph, demand: list[str]) -> dict[str, Any]:

@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from sectorize.report.compare import partner_codes, partner_counts, territory_load
+from solvers.problem import caseload_band
 
 if TYPE_CHECKING:  # pragma: no cover
     from sectorize.plan import Plan
@@ -193,10 +194,11 @@ def assign_tumour_types(by_type: pd.DataFrame, fte: pd.Series, *, tolerance: flo
         model.add_linear_constraint(mathopt.fast_sum(x[t, w] for w in workers) == 1)
         for w in workers:
             model.add_linear_constraint(x[t, w] <= y[t, w])
+    lower, upper = caseload_band(np.asarray(target, dtype=float), tolerance)
     for j, w in enumerate(workers):
         load = mathopt.fast_sum(float(totals[t]) * x[t, w] for t in types)
-        model.add_linear_constraint(load >= (1 - tolerance) * float(target[j]))
-        model.add_linear_constraint(load <= (1 + tolerance) * float(target[j]))
+        model.add_linear_constraint(load >= float(lower[j]))
+        model.add_linear_constraint(load <= float(upper[j]))
         model.add_linear_constraint(load - float(target[j]) <= float(target[j]) * spread)
         model.add_linear_constraint(float(target[j]) - load <= float(target[j]) * spread)
         model.add_linear_constraint(mathopt.fast_sum(y[t, w] for t in types) <= busiest)

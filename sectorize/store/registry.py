@@ -599,6 +599,7 @@ class Registry:
 
     def _write(self, conn: sqlite3.Connection, c: _Candidate, content: str, geography: pd.DataFrame | None,
                effective: date | None, parent_id: str | None, note: str) -> str:
+        # stays whole: one SQLite transaction (the duplicate check, then the inserts it guards)
         existing = conn.execute(
             "SELECT id, effective_from, parent_id, note FROM plans WHERE content_hash = ?", (content,)
         ).fetchone()

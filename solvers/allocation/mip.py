@@ -364,6 +364,7 @@ def _allocation_proto(problem: Problem, centres: np.ndarray, lengths: csr_matrix
     one Python call per constraint): constraints (1)-(5) of the module docstring.
     Variables are the allowed pairs in row-major order; returns ``(proto, sector, unit)``
     of each variable."""
+    # stays whole: the proto's variable and constraint arrays are filled in one pass and share their offsets
     n, k = problem.n, problem.k
     sec, unit = np.nonzero(allowed)
     m = len(sec)

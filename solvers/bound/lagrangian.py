@@ -405,6 +405,7 @@ def _bundle(c: np.ndarray, lam: np.ndarray, problem: Problem, scale: np.ndarray,
     :data:`BUNDLE_SERIOUS` of the predicted gain becomes the centre and ``t`` grows (x 1.5);
     otherwise its cut refines the model and ``t`` shrinks (x 0.7). Returns the evaluations made.
     """
+    # stays whole: one bundle loop (serious and null steps) whose cuts, centre and step size are its locals
     it = 1
     f_hat, g, chosen = _evaluate(c, lam, problem)
     track.see(f_hat, lam, chosen)
