@@ -384,7 +384,7 @@ def _dask(tasks: list[SweepTask], client: Any) -> Iterable[tuple[SweepTask, Outc
 
 def _store(outcome: Outcome, registry: Registry, sweep: SweepConfig, regions: dict[str, Any]) -> str:
     """Rebuild and store the plan of a valid outcome; return its plan id."""
-    from sectorize.pipeline.run import load_region
+    from sectorize.pipeline.inputs import load_region
 
     scenario = outcome.plan_parts["scenario"]
     key = scenario.region.model_dump_json()
