@@ -69,9 +69,17 @@ _EXPORTS: dict[str, str] = {
     "DemandError": "geodata.demand",
     "InfeasibleError": "solvers",
     "NoPlanFoundError": "solvers",
+    "NoPlanError": "solvers",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = [
+    "__version__", "Scenario", "ScenarioError", "load_scenario", "default_scenario",
+    "scenario_from_dict", "run", "run_and_write", "load_inputs", "Plan", "rerun",
+    "rerun_and_write", "load_previous", "RerunResult", "run_sweep", "load_sweep", "SweepError",
+    "compute_kpis", "compare", "compare_maps", "pareto", "simulate", "SimulationError",
+    "sector_map", "Registry", "RegistryError", "PlanNotFoundError", "Router", "DemandError",
+    "InfeasibleError", "NoPlanFoundError", "NoPlanError",
+]
 
 
 def __getattr__(name: str) -> Any:
@@ -103,4 +111,4 @@ if TYPE_CHECKING:  # static type checkers and IDEs see the real names
     from sectorize.report.simulation import SimulationError, simulate
     from sectorize.serve.routing import Router
     from sectorize.store.registry import PlanNotFoundError, Registry, RegistryError
-    from solvers import InfeasibleError, NoPlanFoundError
+    from solvers import InfeasibleError, NoPlanError, NoPlanFoundError

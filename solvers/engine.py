@@ -90,7 +90,7 @@ from solvers.cut_edges.tie_break import check_tie_break, tie_break_seconds, tie_
 from solvers.exact.backend import exact_backend
 from solvers.lns.kicks import lns_rounds
 from solvers.options import EngineSettings
-from solvers.problem import Incumbent, InfeasibleError, ProgressCallback, Problem, Solution
+from solvers.problem import Incumbent, InfeasibleError, NoPlanError, NoPlanFoundError, ProgressCallback, Problem, Solution
 
 Backend = Literal["auto", "heuristic", "mip", "lns", "exact"]
 BACKENDS: tuple[str, ...] = ("auto", "heuristic", "mip", "lns", "exact")
@@ -148,8 +148,9 @@ def solve(
     ------
     InfeasibleError
         When a quick analysis proves that no plan can meet the constraints
-        (the message says which and why), when the exact MIP proves it, or
-        when no balanced plan was found.
+        (the message says which and why), or when the exact MIP proves it.
+    NoPlanFoundError
+        When no balanced plan was found in the time given (nothing proven).
 
     Examples
     --------
@@ -276,7 +277,7 @@ def _search(problem: Problem, backend: Backend, time_limit_s: float, seed: int, 
         advice = "widen the tolerance, give more time, or split heavy units"
         if problem.max_moved is not None:
             advice = "raise the cap on moves, widen the tolerance, or give more time"
-        raise InfeasibleError(
+        raise NoPlanFoundError(
             f"no plan within tolerance ±{problem.tolerance * 100:.3g} % found in {time_limit_s:g} s ({detail}); {advice}"
         )
     bound = _collect_bound(problem, background, wants_bound, float(objective), deadline, time_limit_s, log, say,
@@ -341,7 +342,7 @@ def _price_moves(problem: Problem, start: np.ndarray, backend: str, deadline: fl
         try:
             sol = solve(priced, backend=backend, time_limit_s=min(left, max(left / 2, 1.0)), seed=seed, start=start,
                         settings=settings)
-        except InfeasibleError:
+        except NoPlanError:
             return None
         moved = problem.moved(sol.assignment)
         line = f"cap on moves: price {price:,.3g} per unit moved gives {moved:,.1f} moved (cap {problem.max_moved:,.1f})"

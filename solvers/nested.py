@@ -24,7 +24,7 @@ import numpy as np
 
 from solvers.check import diagnose
 from solvers.engine import Backend, solve
-from solvers.problem import InfeasibleError, Objective, ProgressCallback, Problem, Solution, TravelTimes
+from solvers.problem import InfeasibleError, NoPlanError, Objective, ProgressCallback, Problem, Solution, TravelTimes
 from solvers.travel import SubsetTravelTimes
 
 
@@ -252,6 +252,8 @@ def solve_nested(
     ------
     InfeasibleError
         When no plan can meet the tolerances (the message says why).
+    NoPlanFoundError
+        When a stage found no plan in its time (nothing proven).
     """
     # stays whole: sectors first, then the grouping or the groups-first fallback; mostly docstring
     start = time.monotonic()
@@ -332,8 +334,8 @@ def _groups_first(graph, workload, travel, fte, worker_group, *, tolerance, grou
             sol = solve(problem, backend=backend, time_limit_s=budget, seed=seed,
                         progress=lambda line, g=g: say(f"{glabels[g]}: {line}"),
                         tie_break_slack=tie_break_slack, tie_break_weight=tie_break_weight)
-        except InfeasibleError as err:
-            raise InfeasibleError(f"{glabels[g]}: {err}") from err
+        except NoPlanError as err:
+            raise type(err)(f"{glabels[g]}: {err}") from err
         sector[units] = workers[sol.assignment]
         centre[workers] = units[sol.centres]
         total += sol.objective

@@ -419,12 +419,20 @@ ProgressCallback = Callable[[str], None]
 """Receives one human-readable progress line (incumbent, bound, phase)."""
 
 
-class InfeasibleError(ValueError):
-    """No plan satisfies the constraints; the message says which and why."""
+class NoPlanError(ValueError):
+    """No plan to return: :class:`InfeasibleError` (proven) or :class:`NoPlanFoundError` (not found in time).
+
+    Catch this to handle both; catch one of the two to tell a proof from a
+    search that ran out of time.
+    """
 
 
-class NoPlanFoundError(InfeasibleError):
-    """The time ran out before the exact MIP found a plan (infeasibility not proven)."""
+class InfeasibleError(NoPlanError):
+    """No plan satisfies the constraints, and that is proven; the message says which and why."""
+
+
+class NoPlanFoundError(NoPlanError):
+    """No plan was found in the time given; infeasibility is not proven (more time may find one)."""
 
 
 class Incumbent(NamedTuple):

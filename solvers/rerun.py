@@ -32,7 +32,7 @@ import numpy as np
 
 from solvers.engine import Backend, solve
 from solvers.nested import NestedSolution
-from solvers.problem import InfeasibleError, Objective, ProgressCallback, Problem, TravelTimes
+from solvers.problem import NoPlanError, Objective, ProgressCallback, Problem, TravelTimes
 from solvers.travel import SubsetTravelTimes
 
 #: Weight of travel in the group-level objective of a re-run (disruption dominates).
@@ -115,9 +115,10 @@ def resolve_nested(
 
     Raises
     ------
-    InfeasibleError
-        When no plan meets the tolerances (and the cap): the message names
-        the level (groups or a group's sectors) and why.
+    InfeasibleError, NoPlanFoundError
+        When no plan meets the tolerances (and the cap), proven or not found
+        in the time given: the message names the level (groups or a group's
+        sectors) and why.
 
     Examples
     --------
@@ -171,8 +172,8 @@ def resolve_nested(
     try:
         gsol = solve(gproblem, backend="heuristic", time_limit_s=max(0.2 * time_limit_s, 0.5), seed=seed,
                      start=start_group, progress=lambda line: say(f"groups: {line}"))
-    except InfeasibleError as err:
-        raise InfeasibleError(f"groups: {err}") from err
+    except NoPlanError as err:
+        raise type(err)(f"groups: {err}") from err
     group = gsol.assignment
     group_moved = gproblem.moved(group)
     line = f"groups: {int(((previous_group >= 0) & (group != previous_group)).sum())} unit(s) changed group, move weight {group_moved:,.1f}"
@@ -224,8 +225,8 @@ def resolve_nested(
             sol = solve(problem, backend=backend, time_limit_s=budget, seed=seed, start=start_local,
                         progress=lambda line, g=g: say(f"{glabels[g]}: {line}"),
                         tie_break_slack=tie_break_slack, tie_break_weight=tie_break_weight)
-        except InfeasibleError as err:
-            raise InfeasibleError(f"{glabels[g]}: {err}") from err
+        except NoPlanError as err:
+            raise type(err)(f"{glabels[g]}: {err}") from err
         sector[units] = workers[sol.assignment]
         centre[workers] = units[sol.centres]
         used += problem.moved(sol.assignment)

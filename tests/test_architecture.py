@@ -70,3 +70,23 @@ def test_not_found_is_the_same_code_for_every_command(tmp_path, capsys):
     assert main(["plans", "list", "--registry", str(nowhere)]) == ExitCode.NOT_FOUND
     assert main(["simulate", "--run", str(nowhere)]) == ExitCode.NOT_FOUND
     assert "not found" in capsys.readouterr().err
+
+
+def test_front_door_lists_every_export_once():
+    from sectorize import _EXPORTS
+
+    assert sorted(sectorize.__all__) == sorted({"__version__", *_EXPORTS})
+    assert len(sectorize.__all__) == len(set(sectorize.__all__))
+
+
+def test_report_tells_a_proof_from_a_search_out_of_time():
+    import io
+
+    from sectorize.cli.exit_codes import ExitCode, report
+    from solvers import InfeasibleError, NoPlanFoundError
+
+    out = io.StringIO()
+    assert report(NoPlanFoundError("none in 2 s"), out) == ExitCode.NO_PLAN
+    assert report(InfeasibleError("69123 alone is too heavy"), out) == ExitCode.NO_PLAN
+    assert out.getvalue().splitlines() == ["no plan found in the time given: none in 2 s",
+                                           "no plan: 69123 alone is too heavy"]

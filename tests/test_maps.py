@@ -337,3 +337,29 @@ def test_full_aura_map_draws_offline(aura_html):
     run = open_offline(aura_html[0], budget_ms=20_000)
     assert drawn_paths(run.dom) == (4025 + 12 + 12 + 2, 4025 + 12)
     assert run.requests == [] and run.console == []
+
+
+@needs_chromium
+def test_diff_map_outlines_every_changed_commune_in_the_browser(small_plan, tmp_path):
+    """The re-run's difference map runs without a script error and outlines each changed commune.
+
+    The layer control must come after the changed-communes layer in the page:
+    before, Chromium threw ``Cannot read properties of undefined (reading
+    'setZIndex')`` and drew no outline.
+    """
+    from sectorize.report.maps import CHANGED_COLOUR, diff_map
+
+    changed = small_plan.units.head(7)
+    changes = pd.DataFrame({
+        "insee": changed.index, "name": changed["name"].to_numpy(),
+        "from_sector": "S0", "from_worker": ["W99"] * 6 + [""], "to_sector": changed["sector"].to_numpy(),
+        "to_worker": changed["worker_id"].to_numpy(), "follow_up": np.arange(7, dtype=float),
+        "reason": ["moved"] * 5 + ["handover", "new"],
+    })
+    page = save_map(diff_map(small_plan, changes), tmp_path / "diff_map.html")
+    run = open_offline(page, screenshot=tmp_path / "diff_map.png", window=(800, 600))
+    assert run.console == [] and run.requests == []
+    outlined = [p for p in re.findall(r"<path\b[^>]*>", run.dom) if f'stroke="{CHANGED_COLOUR}"' in p]
+    assert len(outlined) == len(changes)
+    assert sum('stroke-dasharray="6 4"' in p for p in outlined) == 1  # the handover is dashed
+    assert "Communes whose referent changes (7)" in run.dom and "leaflet-control-layers" in run.dom

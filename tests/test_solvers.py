@@ -288,3 +288,19 @@ def test_same_seed_and_starts_give_the_same_plan():
     assert (runs[0][0] == runs[1][0]).all() and runs[0][2] == runs[1][2]
     first, second = (allocate(p, runs[0][1], time_limit_s=30) for _ in range(2))
     assert (first.assignment == second.assignment).all()
+
+
+def test_running_out_of_time_is_not_a_proof():
+    """A search that finds no balanced plan raises NoPlanFoundError, never InfeasibleError."""
+    from solvers import NoPlanError, NoPlanFoundError
+
+    assert not issubclass(NoPlanFoundError, InfeasibleError) and not issubclass(InfeasibleError, NoPlanFoundError)
+    assert issubclass(NoPlanFoundError, NoPlanError) and issubclass(InfeasibleError, NoPlanError)
+    g = nx.convert_node_labels_to_integers(nx.grid_2d_graph(12, 12), ordering="sorted")
+    xy = np.array(sorted(nx.grid_2d_graph(12, 12).nodes), dtype=float)
+    travel = DenseTravelTimes(np.abs(xy[:, None] - xy[None]).sum(-1))
+    # balanced plans exist (e.g. columns of the grid), but no time is left to find one
+    p = Problem(g, np.ones(144), np.full(12, 12.0), 0.0, travel)
+    with pytest.raises(NoPlanFoundError) as failure:
+        solve(p, backend="heuristic", time_limit_s=1e-6)
+    assert not isinstance(failure.value, InfeasibleError)

@@ -243,3 +243,21 @@ def test_sweep_in_local_processes_stores_valid_plans(tmp_path):
     theirs = stored.sectors.set_index("insee")
     assert mine.index.equals(theirs.index)
     assert (mine["sector"] == theirs["sector"]).all() and (mine["worker_id"] == theirs["worker_id"]).all()
+
+
+def test_no_plan_found_in_time_is_not_called_infeasible(monkeypatch):
+    """A solve that ran out of time is ``no_plan_found``; ``infeasible`` needs a proof."""
+    import sectorize.pipeline.run as run_module
+    from sectorize.pipeline.sweep import STATUSES, solve_task
+    from solvers import InfeasibleError, NoPlanFoundError
+
+    task = expand(sweep_from_dict({"variations": [{"name": "base", "changes": FAST}]}))[0]
+    for error, status in ((NoPlanFoundError("no plan within tolerance found in 2 s"), "no_plan_found"),
+                          (InfeasibleError("the exact MIP proves that no plan ..."), "infeasible")):
+        def fail(scenario, progress=None, error=error):
+            raise error
+
+        monkeypatch.setattr(run_module, "run", fail)
+        outcome = solve_task(task)
+        assert outcome.status == status and status in STATUSES
+        assert str(error) in outcome.error

@@ -44,14 +44,14 @@ def _not_found_types() -> tuple[type[BaseException], ...]:
 def classify(err: BaseException) -> ExitCode:
     """The exit code of an exception, by the table: first match wins.
 
-    ``InfeasibleError`` (and ``NoPlanFoundError``) -> ``NO_PLAN``; a missing
+    ``InfeasibleError`` and ``NoPlanFoundError`` (``NoPlanError``) -> ``NO_PLAN``; a missing
     plan or registry -> ``NOT_FOUND``; any other ``ValueError``, ``KeyError``,
     ``OSError`` (a missing input file included) or SQLite error -> ``BAD_INPUT``.
     Anything else is a bug and is not classified (re-raise it).
     """
-    from solvers import InfeasibleError
+    from solvers import NoPlanError
 
-    if isinstance(err, InfeasibleError):
+    if isinstance(err, NoPlanError):
         return ExitCode.NO_PLAN
     if isinstance(err, _not_found_types()):
         return ExitCode.NOT_FOUND
@@ -66,9 +66,12 @@ PREFIX = {ExitCode.NO_PLAN: "no plan", ExitCode.NOT_FOUND: "not found", ExitCode
 
 def report(err: BaseException, stream: TextIO | None = None) -> int:
     """Print ``"<prefix>: <message>"`` on ``stream`` (standard error) and return the exit code."""
+    from solvers import NoPlanFoundError
+
     code = classify(err)
     text = err.args[0] if isinstance(err, KeyError) and err.args else err
-    print(f"{PREFIX[code]}: {text}", file=stream or sys.stderr)
+    prefix = "no plan found in the time given" if isinstance(err, NoPlanFoundError) else PREFIX[code]
+    print(f"{prefix}: {text}", file=stream or sys.stderr)
     return int(code)
 
 

@@ -559,7 +559,7 @@ class GenericResult:
     """Outcome of :func:`solve_units`.
 
     ``sector[i]`` is the sector (1..k) of unit ``keys[i]``, or ``None`` when
-    no plan was found (``status`` ``"infeasible"`` or ``"unknown"``, with the
+    no plan was found (``status`` ``"infeasible"`` or ``"no_plan_found"``, with the
     ``reason`` in ``summary``). ``summary`` is what ``summary.json`` holds.
     """
 
@@ -662,7 +662,7 @@ def _summary_start(request: SolveRequest, units: Units, bounds: Bounds, total: f
     """The ``summary.json`` of a solve before solving: inputs, bounds and empty results."""
     slack = request.tie_break_slack
     summary: dict = {
-        "status": "unknown",
+        "status": "no_plan_found",
         "reason": None,
         "objective": None,
         "bound": None,
@@ -706,7 +706,7 @@ def solve_units(request: SolveRequest, progress: ProgressCallback | None = None)
         When an input is unusable (file, line, column or option named).
         An infeasible problem is not an error: the result has status
         ``"infeasible"`` (proven: by the up-front diagnosis or the exact
-        MIP) or ``"unknown"`` (no plan found in the time), and a reason.
+        MIP) or ``"no_plan_found"`` (no plan found in the time given), and a reason.
     """
     # stays whole: read, check up front, solve, then the summary; the three outcomes return from here
     from solvers import InfeasibleError, NoPlanFoundError, check_plan, solve
@@ -742,15 +742,11 @@ def solve_units(request: SolveRequest, progress: ProgressCallback | None = None)
             sol = solve(problem, backend=request.backend, time_limit_s=request.time_limit_s, seed=request.seed,
                         progress=progress, tie_break_slack=slack,
                         tie_break_weight=request.edge_weight if slack is not None else None)
-    except NoPlanFoundError as err:
-        summary.update(status="unknown", reason=str(err), time_s=time.monotonic() - began)
+    except NoPlanFoundError as err:  # the time ran out: nothing proven
+        summary.update(status="no_plan_found", reason=str(err), time_s=time.monotonic() - began)
         return GenericResult(units.keys, request.key, None, summary)
-    except InfeasibleError as err:
-        # the exact MIP proves infeasibility; the other backends only report that they found no plan
-        # (for cut edges every backend raises NoPlanFoundError, caught above, unless it is proven)
-        proven = request.backend == "exact" or request.objective == "cut-edges"
-        summary.update(status="infeasible" if proven else "unknown", reason=str(err),
-                       time_s=time.monotonic() - began)
+    except InfeasibleError as err:  # proven: by a diagnosis, an enumeration or an exact MIP
+        summary.update(status="infeasible", reason=str(err), time_s=time.monotonic() - began)
         return GenericResult(units.keys, request.key, None, summary)
     problems = check_plan(problem, sol.assignment)
     loads = np.bincount(sol.assignment, weights=units.weight, minlength=bounds.k)

@@ -42,7 +42,7 @@ from sectorize.pipeline.run import timed
 from sectorize.plan import Plan
 from sectorize.report.transition import drained_month, simulate_transition, transition_summary
 from sectorize.store.run_folder import RunFolder, RunFolderError
-from solvers import InfeasibleError, resolve_nested, solve_nested
+from solvers import InfeasibleError, NoPlanError, resolve_nested, solve_nested
 
 #: Columns a previous plan's sector table must have.
 PREVIOUS_COLUMNS = ("insee", "group", "sector", "worker_id")
@@ -290,7 +290,9 @@ def rerun(
     ScenarioError
         Bad handover, locked code or follow-up column (the key is named).
     solvers.InfeasibleError
-        No plan meets the tolerances within the caps (the message says which).
+        No plan can meet the tolerances within the caps, proven (the message says which).
+    solvers.NoPlanFoundError
+        No such plan was found in the time given (nothing proven).
     """
     step = timed(progress)
     cfg = scenario.rerun
@@ -588,9 +590,8 @@ def frontier(inputs: Inputs, worker_group: np.ndarray, previous_sector: np.ndarr
                 **common,
             )
             rows.append(row(f"at most {pct:g} % moved", pct, sol.sector, sol.centre))
-        except InfeasibleError as err:
-            rows.append(row(f"at most {pct:g} % moved", pct, None, None,
-                            f"none found in {cfg.frontier_time_limit_s:g} s: {err}"[:300]))
+        except NoPlanError as err:
+            rows.append(row(f"at most {pct:g} % moved", pct, None, None, _no_plan_note(err, cfg.frontier_time_limit_s)))
     for factor in cfg.frontier_penalties:
         price = factor * cfg.move_penalty_min
         step(f"trade-off: move penalty x{factor:g} ({price:g} caseload-minutes per patient, "
@@ -603,9 +604,8 @@ def frontier(inputs: Inputs, worker_group: np.ndarray, previous_sector: np.ndarr
             )
             rows.append(row(f"penalty x{factor:g}", np.nan, sol.sector, sol.centre,
                             f"{price:g} caseload-minutes per patient moved, no cap"))
-        except InfeasibleError as err:
-            rows.append(row(f"penalty x{factor:g}", np.nan, None, None,
-                            f"none found in {cfg.frontier_time_limit_s:g} s: {err}"[:300]))
+        except NoPlanError as err:
+            rows.append(row(f"penalty x{factor:g}", np.nan, None, None, _no_plan_note(err, cfg.frontier_time_limit_s)))
     # the comparison a manager would otherwise make: `sectorize run` anew, with its full time limit
     step(f"trade-off: unconstrained re-solve from scratch ({scenario.model.time_limit_s:g} s)")
     try:
@@ -614,9 +614,16 @@ def frontier(inputs: Inputs, worker_group: np.ndarray, previous_sector: np.ndarr
         relabel, inverse = _match_workers(fresh.sector, previous_sector, mw, team.fte)
         rows.append(row("re-solve from scratch", 100.0, relabel[fresh.sector], fresh.centre[inverse],
                         "sectors matched to workers of equal FTE to move the fewest patients"))
-    except InfeasibleError as err:
-        rows.append(row("re-solve from scratch", 100.0, None, None, f"no plan: {err}"[:300]))
+    except NoPlanError as err:
+        rows.append(row("re-solve from scratch", 100.0, None, None,
+                        _no_plan_note(err, scenario.model.time_limit_s)))
     return pd.DataFrame(rows)
+
+
+def _no_plan_note(err: NoPlanError, seconds: float) -> str:
+    """A trade-off row's note: a proof that no plan exists, or a search that ran out of time."""
+    kind = "no plan exists" if isinstance(err, InfeasibleError) else f"none found in {seconds:g} s"
+    return f"{kind}: {err}"[:300]
 
 
 def _frontier_row(inputs: Inputs, previous_sector: np.ndarray, patients: np.ndarray, option: str,

@@ -49,8 +49,10 @@ def run(scenario: Scenario, progress: Progress | None = None) -> Plan:
     Raises
     ------
     solvers.InfeasibleError
-        When no plan meets the caseload tolerance; the message names the
-        group or sector and the reason.
+        When no plan can meet the caseload tolerance, proven; the message
+        names the group or sector and the reason.
+    solvers.NoPlanFoundError
+        When no plan was found in the time given (nothing proven).
     """
     step = timed(progress)
     inputs = load_inputs(scenario, step)

@@ -94,7 +94,7 @@ RESULT_COLUMNS = (
 
 #: Status of a row: a valid plan; a plan whose independent checks failed; no plan meets the
 #: constraints; the solve stopped on bad input or crashed; the variation is not a valid scenario.
-STATUSES = ("ok", "violations", "infeasible", "error", "invalid")
+STATUSES = ("ok", "violations", "infeasible", "no_plan_found", "error", "invalid")
 
 
 @dataclass(frozen=True)
@@ -252,7 +252,7 @@ def solve_task(task: SweepTask) -> Outcome:
     from geodata.demand import DemandError
     from sectorize.store.export import sector_table
     from sectorize.pipeline.run import run
-    from solvers.problem import InfeasibleError
+    from solvers import InfeasibleError, NoPlanFoundError
 
     clock = time.monotonic()
     out = Outcome(task.variation, task.seed, "invalid", error=task.error, index=task.index)
@@ -260,8 +260,10 @@ def solve_task(task: SweepTask) -> Outcome:
         return out
     try:
         plan = run(task.scenario)
-    except InfeasibleError as err:
+    except InfeasibleError as err:  # proven
         out.status, out.error = "infeasible", f"no plan: {err}"
+    except NoPlanFoundError as err:  # the time ran out: nothing proven
+        out.status, out.error = "no_plan_found", f"no plan found in the time given: {err}"
     except (ScenarioError, DemandError, FileNotFoundError, ValueError) as err:
         out.status, out.error = "error", f"{type(err).__name__}: {err}"
     except Exception as err:  # a bug, not bad input: keep the place for the report

@@ -120,7 +120,20 @@ class _Legend(folium.MacroElement):
 def sector_map(
     plan: Plan, *, tiles: str | None = None, simplify_m: float = 50.0, suppress_below: int | None = None
 ) -> folium.Map:
-    """Map of a plan that draws without internet.
+    """Map of a plan that draws without internet: :func:`sector_layers` and the layer control."""
+    m = sector_layers(plan, tiles=tiles, simplify_m=simplify_m, suppress_below=suppress_below)
+    folium.LayerControl(collapsed=False).add_to(m)
+    return m
+
+
+def sector_layers(
+    plan: Plan, *, tiles: str | None = None, simplify_m: float = 50.0, suppress_below: int | None = None
+) -> folium.Map:
+    """Map of a plan that draws without internet, without its layer control.
+
+    The layer control must come after every layer in the page (it refers to
+    each layer's script variable), so a map that adds layers of its own
+    (:func:`diff_map`) starts from here and adds the control last.
 
     Layers (each can be switched on and off in the layer control):
 
@@ -219,7 +232,6 @@ def sector_map(
         base.add_to(bases)
 
     _Legend(_legend_html(plan, workers, colours, online=tiles is not None)).add_to(m)
-    folium.LayerControl(collapsed=False).add_to(m)
     m.fit_bounds([[y0, x0], [y1, x1]])
     return m
 
@@ -612,7 +624,7 @@ def diff_map(plan: Plan, changes: pd.DataFrame, *, tiles: str | None = None, sim
         raise ValueError(f"changes names communes that are not in the plan: {sorted(unknown)[:5]}")
     from sectorize.report.privacy import suppress_small
 
-    m = sector_map(plan, tiles=tiles, simplify_m=simplify_m, suppress_below=suppress_below)
+    m = sector_layers(plan, tiles=tiles, simplify_m=simplify_m, suppress_below=suppress_below)
     folium.map.CustomPane("changed_communes", z_index=425).add_to(m)
     if len(changes):
         geometry = plan.units.geometry.loc[changes["insee"]].to_crs(4326)
@@ -639,4 +651,5 @@ def diff_map(plan: Plan, changes: pd.DataFrame, *, tiles: str | None = None, sim
                 fields=["commune", "before", "after", "patients", "reason"],
                 aliases=["Commune", "Before", "After", "Patients in follow-up", "Reason"], sticky=True),
         ).add_to(m)
+    folium.LayerControl(collapsed=False).add_to(m)  # last: it refers to every layer above
     return m

@@ -119,7 +119,7 @@ def pareto(
     """
     from sectorize.pipeline import run as pipeline
     from sectorize.pipeline.rerun import rerun
-    from solvers.problem import InfeasibleError
+    from solvers import NoPlanError
 
     say = progress or (lambda line: None)
     weights = list(sparse_weights) if sparse_weights is not None else [scenario.model.sparse_weight]
@@ -141,7 +141,7 @@ def pareto(
                 try:
                     plan = (pipeline.run(variant) if prev is None
                             else rerun(variant, prev, with_frontier=False).plan)
-                except InfeasibleError as err:
+                except NoPlanError as err:
                     rows.append({**setting, "feasible": False, "note": str(err)[:300]})
                     continue
                 rows.append({**setting, "feasible": True, **plan_figures(plan, before), "note": ""})

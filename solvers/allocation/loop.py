@@ -20,7 +20,7 @@ from solvers.allocation.mip import STAGED_MIN_UNITS, allocate, edge_minutes, lp_
 from solvers.check import check_plan
 from solvers.construct.heuristic import heuristic_solve, recentre
 from solvers.options import EngineSettings
-from solvers.problem import Incumbent, InfeasibleError, ProgressCallback, Problem
+from solvers.problem import Incumbent, NoPlanError, ProgressCallback, Problem
 
 
 def nearest_centres(problem: Problem) -> int | None:
@@ -132,7 +132,7 @@ def more_rounds(problem: Problem, best: Incumbent, heuristic_share: float, seed:
         try:
             assign, centres, objective, more = heuristic_solve(
                 problem, time_limit_s=min(heuristic_share, 0.5 * left), seed=seed + rounds - 1, progress=None)
-        except InfeasibleError:
+        except NoPlanError:
             break
         balanced = not check_plan(problem, assign)
         assign, centres, objective, name = location_allocation(

@@ -25,7 +25,7 @@ from typing import NamedTuple
 import networkx as nx
 import numpy as np
 
-from solvers.problem import InfeasibleError, ProgressCallback, Problem
+from solvers.problem import NoPlanError, NoPlanFoundError, ProgressCallback, Problem
 
 
 def neighbour_lists(problem: Problem) -> list[list[int]]:
@@ -415,7 +415,7 @@ def repair_start(problem: Problem, start: np.ndarray, nbrs: list[list[int]]) -> 
         a[u] = prev[u] if prev[u] in near else near[0]
         frontier.extend(v for v in nbrs[u] if a[v] < 0)
     if (a < 0).any():  # a component with no sector at all: leave it to the multi-start
-        raise InfeasibleError(f"{int((a < 0).sum())} unit(s) cannot be attached to any sector of the start plan")
+        raise NoPlanFoundError(f"{int((a < 0).sum())} unit(s) cannot be attached to any sector of the start plan")
     loads = np.bincount(a, weights=w, minlength=k)
     targets = np.asarray(problem.targets, dtype=float)
     for s in np.flatnonzero(np.bincount(a, minlength=k) == 0):
@@ -437,7 +437,7 @@ def repair_start(problem: Problem, start: np.ndarray, nbrs: list[list[int]]) -> 
                              f"taken from {problem.sector_label(int(d))}")
                 break
         else:
-            raise InfeasibleError(f"{problem.sector_label(int(s))}: no unit can seed this new sector")
+            raise NoPlanFoundError(f"{problem.sector_label(int(s))}: no unit can seed this new sector")
     return a, notes
 
 
@@ -486,7 +486,7 @@ def heuristic_solve(
         if start is not None and attempt == 1:
             try:
                 assign, notes = repair_start(problem, start, nbrs)
-            except InfeasibleError as err:
+            except NoPlanError as err:
                 assign, notes = None, [f"start plan unusable: {err}"]
             log.extend(notes)
             if assign is not None:
@@ -548,9 +548,9 @@ def heuristic_solve(
     if best is not None:
         return HeuristicPlan(best[1], best[2], best[0], log)
     if attempt == 0 or (best_unbalanced is None and not problem.locked):
-        raise InfeasibleError(f"no start completed in {time_limit_s:g} s; give more time")
+        raise NoPlanFoundError(f"no start completed in {time_limit_s:g} s; give more time")
     if best_unbalanced is None:
-        raise InfeasibleError(
+        raise NoPlanFoundError(
             "no start could grow every sector to its locked units in the time limit; "
             "check that each sector's locked units can be joined, or give more time"
         )

@@ -26,7 +26,7 @@ from solvers.exact.districts import partition
 from solvers.exact.model import best_centres, exact_solve
 from solvers.lns.kicks import lns_rounds
 from solvers.options import EngineSettings
-from solvers.problem import InfeasibleError, NoPlanFoundError, ProgressCallback, Problem, Solution
+from solvers.problem import InfeasibleError, NoPlanError, NoPlanFoundError, ProgressCallback, Problem, Solution
 
 
 def exact_backend(problem: Problem, time_limit_s: float, seed: int, progress: ProgressCallback | None,
@@ -123,7 +123,7 @@ def _starting_plan(problem: Problem, time_limit_s: float, seed: int, began: floa
         assign, centres, objective = plan.assignment, plan.centres, plan.objective
         balanced = not check_plan(problem, assign)
         line = f"starting plan: {'balanced' if balanced else 'UNBALANCED'}, objective {objective:,.2f}"
-    except InfeasibleError as err:  # no start reached the locked units: the MIP decides alone
+    except NoPlanError as err:  # no start reached the locked units: the MIP decides alone
         assign, balanced, log, line = None, False, [], f"starting plan: none ({err})"
     log.append(line)
     say(line)
@@ -290,7 +290,7 @@ def _kernels(
         try:
             sol = exact_solve(problem, time_limit_s=deadline - time.monotonic(), contiguity="cuts", hint=assign,
                               allowed=kernel.allowed | _pairs_of(assign, centres, problem.n))
-        except InfeasibleError as err:
+        except NoPlanError as err:
             log.append(f"kernel: {err}")
             break
         if sol.objective < objective - 1e-9 and not check_plan(problem, sol.assignment):

@@ -19,7 +19,7 @@ from solvers.check import check_plan
 from solvers.construct.heuristic import heuristic_solve
 from solvers.lns.search import improve_lns
 from solvers.options import EngineSettings
-from solvers.problem import Incumbent, InfeasibleError, ProgressCallback, Problem
+from solvers.problem import Incumbent, NoPlanError, ProgressCallback, Problem
 
 #: A kick goes on to LNS when the LP value it reaches is at least this fraction below the
 #: LP value of the plan's own centres (:func:`lns_rounds`).
@@ -172,7 +172,7 @@ def lns_rounds(
             start, start_centres, start_objective, _ = heuristic_solve(
                 problem, time_limit_s=min(KICK_REPAIR_S, deadline - time.monotonic()), seed=seed, start=rounded,
                 restarts=1)
-        except InfeasibleError:
+        except NoPlanError:
             return None
         if check_plan(problem, start):  # not repaired: the allocation MIP rebalances it
             return polish(location_allocation(problem, start, centres, float("inf"), False,
@@ -226,7 +226,7 @@ def lns_rounds(
         try:
             assign, centres, objective, _ = heuristic_solve(
                 problem, time_limit_s=heuristic_share, seed=seed + rounds - 1, progress=None)
-        except InfeasibleError:
+        except NoPlanError:
             break
         found = kick_and_polish(location_allocation(problem, assign, centres, objective,
                                                     not check_plan(problem, assign), deadline, log, say,
