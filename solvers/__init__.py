@@ -30,6 +30,18 @@ one frozen :class:`EngineSettings` passed to :func:`solve`, not in module global
 or a study changes them without touching the engine. Plans passed between the search steps
 are :class:`Incumbent` named tuples (fields instead of ``plan[2]``; still unpackable as
 ``assign, centres, objective, backend = plan``).
+
+Time budgets are still wall-clock seconds cut into the shares that :class:`EngineSettings`
+documents (heuristic share, bound share, exact shares...). They were not wrapped in a
+wall-clock deadline object on purpose: the next step is a budget counted in work (passes,
+MIP work units, rounds) so that a plan does not depend on the machine's load, and that
+replaces the shares rather than re-packaging them. Known consequence until then: when no
+grouping of the sectors drawn first is contiguous and balanced, ``solve_nested`` falls back
+to drawing the groups first with a second full time limit (its progress line says so).
+
+Failures: :class:`NoPlanError` is raised as :class:`InfeasibleError` only with a proof (an
+up-front diagnosis, a complete enumeration or an exact MIP) and as :class:`NoPlanFoundError`
+when the time ran out first.
 """
 
 from solvers.check import check_partition, check_plan
