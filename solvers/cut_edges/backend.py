@@ -119,7 +119,7 @@ def solve_cut_edges(
     ------
     InfeasibleError
         When the up-front diagnosis or the MIP proves that no plan exists;
-        :class:`~solvers.problem.NoPlanFoundError` (a subclass) when no plan was
+        :class:`~solvers.problem.NoPlanFoundError` (nothing proven) when no plan was
         found in the time without such a proof.
     """
     # stays whole: the dispatch over the cut-edges backends; mostly docstring

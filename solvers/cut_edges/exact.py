@@ -96,7 +96,7 @@ def exact_cut_edges(
     InfeasibleError
         When :func:`solvers.check.diagnose` or the MIP proves that no
         contiguous plan meets the bounds; :class:`~solvers.problem.NoPlanFoundError`
-        (a subclass) when time ran out before any plan was found.
+        (nothing proven) when time ran out before any plan was found.
     """
     # stays whole: one model built then solved: the variables, numbered constraint families and warm start share its locals
     start = time.monotonic()

@@ -487,8 +487,8 @@ def exact_solve(
     ------
     InfeasibleError
         When :func:`solvers.check.diagnose` or the MIP proves that no
-        contiguous plan meets the bounds; :class:`NoPlanFoundError` (a
-        subclass) when time ran out before any plan was found.
+        contiguous plan meets the bounds; :class:`NoPlanFoundError` (nothing
+        proven) when time ran out before any plan was found.
 
     Examples
     --------
