@@ -125,7 +125,7 @@ def test_both_solvers_accept_every_option(solver):
 def test_rerun_runs_the_tie_break_for_real(aura_run):
     """No stand-in: a re-run with ``model.tie_break_slack`` reports the tie-break of its sector solves."""
     folder, _ = aura_run
-    scenario = default_scenario().with_(**{"model.backend": "heuristic", "model.time_limit_s": 8,
+    scenario = default_scenario().with_(**{"model.backend": "heuristic", "model.time_limit_s": 4,
                                            "model.tie_break_slack": 0.01, "rerun.frontier": []})
     result = rerun_module.rerun(scenario, load_previous(folder), with_frontier=False)
     tie_break = result.plan.solve["tie_break"]
