@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import pathlib
+import warnings
 
 import pytest
 
@@ -47,3 +49,33 @@ def aura_run_tables(aura_run):
     folder = aura_run[0]
     read = lambda name: pd.read_csv(folder / name, sep=";", dtype=str, encoding="utf-8-sig")  # noqa: E731
     return read("sectors.csv").set_index("insee"), read("postcodes.csv").set_index("postcode")
+
+
+#: The repository root: the working directory every test starts in.
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _working_directory_is_the_repository(request):
+    """Start and leave every test in the repository root, and say which test moved it.
+
+    Package data and the notebooks are found relative to the repository when
+    the tests run from a checkout; a test (or a library it calls) that leaves
+    the process in another folder, perhaps one deleted since, would make
+    every later test fail for a reason of its own.
+    """
+    if _cwd() != str(ROOT):
+        os.chdir(ROOT)
+    yield
+    moved = _cwd()
+    if moved != str(ROOT):
+        os.chdir(ROOT)
+        warnings.warn(f"{request.node.nodeid} left the working directory in {moved or 'a deleted folder'}",
+                      stacklevel=1)
+
+
+def _cwd() -> str | None:
+    try:
+        return os.getcwd()
+    except FileNotFoundError:  # the folder was deleted under the process
+        return None
