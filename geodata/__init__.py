@@ -8,6 +8,7 @@ from geodata.demand import (
     DemandError,
     HuffModel,
     demand_summary,
+    excluded_by_department,
     read_demand,
     synthetic_demand,
 )
@@ -15,7 +16,7 @@ from geodata.reference import data_path, load_arrondissements, load_hospitals, l
 from geodata.regions import Region, load_aura, load_units, region_from_units
 
 __all__ = [
-    "Demand", "DemandError", "HuffModel", "demand_summary", "read_demand", "synthetic_demand",
+    "Demand", "DemandError", "HuffModel", "demand_summary", "excluded_by_department", "read_demand", "synthetic_demand",
     "data_path", "load_arrondissements", "load_hospitals", "load_postcodes",
     "Region", "load_aura", "load_units", "region_from_units",
 ]

@@ -35,6 +35,12 @@ from geodata.reference import data_path, load_arrondissements
 #: Departments of Auvergne-Rhône-Alpes.
 AURA_DEPARTMENTS = ("01", "03", "07", "15", "26", "38", "42", "43", "63", "69", "73", "74")
 
+#: Departments of France as written in INSEE commune codes: metropolitan 01..95 with
+#: Corsica as 2A and 2B (no 20), and the overseas departments 971..974 and 976.
+FRENCH_DEPARTMENTS = (
+    *(f"{i:02d}" for i in range(1, 96) if i != 20), "2A", "2B", "971", "972", "973", "974", "976",
+)
+
 #: File name of the shipped table.
 CODE_CHANGES_FILE = "commune_code_changes.csv"
 
@@ -152,6 +158,39 @@ def _when(row: dict[str, str]) -> str:
     if row["last_cog"] and row["first_cog_without"]:
         return f"between COG {row['last_cog']} and COG {row['first_cog_without']}"
     return "(date not in the packaged history)"
+
+
+def department_of(code: str, kind: Literal["insee", "postcode"] = "insee") -> str:
+    """The department a 5-character INSEE code or postcode belongs to, as its prefix says.
+
+    Parameters
+    ----------
+    code
+        A 5-character code (``"69123"``, ``"2A004"``, ``"97105"``, ``"20000"``).
+    kind
+        ``"insee"``: INSEE commune code; ``"postcode"``: French postcode.
+
+    Returns
+    -------
+    str
+        Two characters (``"71"``, ``"2A"``), three for overseas (``"971"``):
+        the first two characters, or three when they are ``"97"``. For a
+        postcode of Corsica (``20xxx``), ``"2A"`` when it starts with 200 or
+        201, else ``"2B"`` (La Poste's split; an approximation at the
+        border). A prefix that is no department (e.g. ``"99"``) is returned
+        as it is: check it against :data:`FRENCH_DEPARTMENTS`.
+
+    Example
+    -------
+    >>> department_of("71270"), department_of("97105"), department_of("20200", "postcode")
+    ('71', '971', '2B')
+    """
+    code = str(code).strip().upper()
+    if code.startswith("97"):
+        return code[:3]
+    if kind == "postcode" and code.startswith("20"):
+        return "2A" if code[:3] in ("200", "201") else "2B"
+    return code[:2]
 
 
 def current_code(code: str) -> CodeMatch:

@@ -31,7 +31,10 @@ class Plan:
         weighted by the scenario), ``group``, ``sector``, ``worker_id``,
         ``worker_name``, ``travel_min`` (minutes from the sector's reference
         point — its centre commune or the worker's base — to the commune) and
-        ``geometry``.
+        ``geometry``; plans built by the pipeline also have
+        ``centre_travel_min`` and ``base_travel_min`` (minutes from the
+        sector's centre commune and from its worker's base, whatever the
+        objective; a plan re-opened from a registry or run folder may lack them).
     workers
         One row per worker/sector: ``worker_id``, ``worker_name``, ``fte``,
         ``group``, ``sector``, ``target`` (caseload target, same unit as
@@ -54,6 +57,18 @@ class Plan:
         Messages from the independent plan checker; empty when the plan is
         valid (every commune once, every sector and group connected, every
         caseload within tolerance).
+    notes
+        Human-readable reports of the inputs (data repairs, postcode splits, ...).
+    demand_source
+        Where the demand came from (:attr:`geodata.demand.Demand.source`: the
+        file path, or ``"synthetic ..."`` for the synthetic model: expected
+        values, not counts); ``""`` when unknown (the scenario's
+        ``demand.source`` then tells synthetic from file).
+    excluded
+        Demand rows left out of the plan (e.g. referrals from outside the
+        region), aggregated counts: ``code`` (str), ``department`` (str),
+        ``reason`` (str) and one float column per demand column; ``None``
+        when unknown (e.g. a re-opened plan) or nothing was left out.
     """
 
     scenario: "Scenario"
@@ -65,6 +80,8 @@ class Plan:
     notes: list[str] = field(default_factory=list)
     inputs: dict[str, str] = field(default_factory=dict)
     vintage: str = ""
+    demand_source: str = ""
+    excluded: pd.DataFrame | None = None
 
     @property
     def valid(self) -> bool:
@@ -76,11 +93,15 @@ class Plan:
     def kpis(self) -> pd.DataFrame:
         """Per-sector KPIs (then one subtotal row per group), see :func:`sectorize.report.kpi.kpi_table`.
 
-        Caseloads in the scenario's workload unit, travel in minutes, deviation in percent.
+        New referrals in patients/year (``referrals_per_year``) and patients/week
+        (``referrals_per_week`` = per year / 52.18), home-care and follow-up patients,
+        caseload as a share of the target (``target_share_pct``, %); caseloads and targets
+        in the scenario's weighted units; travel in minutes (``travel_base_*``: from the
+        worker's base, ``travel_centre_*``: from the sector's centre); deviation in percent.
 
         Example
         -------
-        >>> plan.kpis[["sector", "caseload", "deviation_pct", "travel_mean_min"]]  # doctest: +SKIP
+        >>> plan.kpis[["sector", "referrals_per_week", "target_share_pct", "travel_base_mean_min"]]  # doctest: +SKIP
         """
         from sectorize.report.kpi import compute_kpis, kpi_table
 

@@ -2,7 +2,7 @@
 
 Map of the package (one line per module or sub-package; read in this order):
 
-- ``problem``     the data: Problem, Solution, TravelTimes, Incumbent, TieBreak, the errors, cut_edges count
+- ``problem``     the data: Problem (with optional territory caps), Solution, TravelTimes, Incumbent, TieBreak, the errors, cut_edges count
 - ``check``       the independent plan checker (contiguity, balance, locks) and quick infeasibility proofs
 - ``options``     EngineSettings: every tuning constant of the engine, with today's values as defaults
 - ``travel``      more TravelTimes: planar distances, a table of pairs, a subset of another one
@@ -38,6 +38,11 @@ MIP work units, rounds) so that a plan does not depend on the machine's load, an
 replaces the shares rather than re-packaging them. Known consequence until then: when no
 grouping of the sectors drawn first is contiguous and balanced, ``solve_nested`` falls back
 to drawing the groups first with a second full time limit (its progress line says so).
+
+Territory caps (:attr:`Problem.size` per unit, :attr:`Problem.max_size` per sector: at most so
+many communes or km² per sector) are constraints of every backend and every step that makes or
+changes a plan, and of :func:`check_plan`; the lower bounds ignore them, which keeps them valid
+(a relaxation). :func:`solve_nested` also keeps given sets of units in one group (``keep_together``).
 
 Failures: :class:`NoPlanError` is raised as :class:`InfeasibleError` only with a proof (an
 up-front diagnosis, a complete enumeration or an exact MIP) and as :class:`NoPlanFoundError`

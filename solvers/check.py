@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import networkx as nx
 import numpy as np
 
-from solvers.problem import BAND_RTOL, Problem, within_band
+from solvers.problem import BAND_RTOL, Problem, within_band, within_cap
 
 #: Relative slack allowed on balance bounds, for floating-point sums only (:data:`BAND_RTOL`).
 EPS = BAND_RTOL
@@ -29,13 +29,18 @@ def check_partition(
     unit_label=lambda u: f"unit {u}",
     part_label=lambda s: f"sector {s}",
     locked: dict[int, int] | None = None,
+    size: np.ndarray | None = None,
+    max_size: np.ndarray | None = None,
+    size_unit: str = "size units",
 ) -> list[str]:
     """Check a partition of ``graph`` into ``len(lower)`` parts.
 
     Returns one human-readable message per violated rule; an empty list means
     the plan is valid: every unit in exactly one part ``0..k-1``, every part
     non-empty and connected, every part's workload within ``[lower, upper]``,
-    locked units where they were locked.
+    locked units where they were locked, and, with ``size`` (``(n,)``, e.g. 1
+    per commune or km²) and ``max_size`` (``(k,)``, same unit), every part's
+    summed size at most its cap (``size_unit`` names the measure in messages).
 
     Examples
     --------
@@ -77,6 +82,14 @@ def check_partition(
                 f"{part_label(s)} caseload {loads[s]:.1f} is outside "
                 f"[{lower[s]:.1f}, {upper[s]:.1f}] ({dev:+.1f}% from target)"
             )
+    if size is not None and max_size is not None:
+        territory = np.bincount(a, weights=np.asarray(size, dtype=float), minlength=k)
+        cap = np.asarray(max_size, dtype=float)
+        for s in np.flatnonzero(~within_cap(territory, cap)):
+            msgs.append(
+                f"{part_label(int(s))} territory {territory[s]:,.6g} {size_unit} is above its cap of "
+                f"{cap[s]:,.6g} {size_unit} (+{(territory[s] / cap[s] - 1) * 100 if cap[s] > 0 else float('inf'):.1f}%)"
+            )
     for u, s in (locked or {}).items():
         if a[u] != s:
             msgs.append(f"{unit_label(u)} is locked to {part_label(s)} but was put in {part_label(int(a[u]))}")
@@ -84,8 +97,18 @@ def check_partition(
 
 
 def check_plan(problem: Problem, assignment: Sequence[int] | np.ndarray) -> list[str]:
-    """:func:`check_partition` with the problem's graph, bounds and labels,
-    plus the cap on moves from the previous plan (:attr:`Problem.max_moved`)."""
+    """:func:`check_partition` with the problem's graph, bounds, labels and territory caps
+    (:attr:`Problem.max_size`), plus the cap on moves from the previous plan
+    (:attr:`Problem.max_moved`).
+
+    Examples
+    --------
+    >>> from solvers.problem import DenseTravelTimes
+    >>> p = Problem(nx.path_graph(4), np.ones(4), np.array([2.0, 2.0]), 0.5, DenseTravelTimes(np.zeros((4, 4))),
+    ...             size=np.ones(4), max_size=np.array([2.0, 2.0]), size_unit="communes")
+    >>> check_plan(p, [0, 0, 0, 1])
+    ['sector 0 territory 3 communes is above its cap of 2 communes (+50.0%)']
+    """
     problems = check_partition(
         problem.graph,
         assignment,
@@ -95,6 +118,9 @@ def check_plan(problem: Problem, assignment: Sequence[int] | np.ndarray) -> list
         unit_label=problem.label,
         part_label=problem.sector_label,
         locked=problem.locked,
+        size=problem.size,
+        max_size=problem.max_size,
+        size_unit=problem.size_unit,
     )
     if problem.max_moved is not None:
         moved = problem.moved(np.asarray(assignment))
@@ -108,9 +134,11 @@ def diagnose(problem: Problem) -> list[str]:
 
     Checks, in order: the graph is connected; the total workload fits between
     the sum of the lower and the sum of the upper bounds; no single unit is
-    heavier than the largest sector may be; locked units of one sector can
-    be joined without crossing a unit locked elsewhere. An empty list does
-    not prove feasibility; a non-empty one proves infeasibility.
+    heavier than the largest sector may be; with territory caps
+    (:attr:`Problem.max_size`), the region's territory fits in the summed caps
+    and no unit is larger than the largest cap; locked units of one sector can
+    be joined without crossing a unit locked elsewhere (and fit its cap). An
+    empty list does not prove feasibility; a non-empty one proves infeasibility.
 
     Examples
     --------
@@ -145,6 +173,20 @@ def diagnose(problem: Problem) -> list[str]:
             f"{problem.targets[s]:.1f}, tolerance ±{problem.tolerance:.0%}); split the unit "
             "(e.g. the Lyon-arrondissements variant) or widen the tolerance"
         )
+    size, cap = problem.sizes, problem.size_caps
+    unit = problem.size_unit
+    if size is not None:
+        if not within_cap(size.sum(), cap.sum()):
+            msgs.append(
+                f"the region's territory, {size.sum():,.6g} {unit}, is above the summed territory caps of the "
+                f"sectors ({cap.sum():,.6g} {unit}); raise the territory cap per FTE or add workers"
+            )
+        largest = int(np.argmax(size))
+        if not within_cap(size[largest], cap.max()):
+            msgs.append(
+                f"{problem.label(largest)} alone covers {size[largest]:,.6g} {unit}, above the largest sector's "
+                f"territory cap ({cap.max():,.6g} {unit}); raise the territory cap per FTE"
+            )
     by_sector: dict[int, list[int]] = {}
     for u, s in problem.locked.items():
         by_sector.setdefault(s, []).append(u)
@@ -163,5 +205,10 @@ def diagnose(problem: Problem) -> list[str]:
             msgs.append(
                 f"{problem.sector_label(s)}: its locked units already carry {w_locked:.1f}, "
                 f"above its maximum {problem.upper[s]:.1f}"
+            )
+        if size is not None and not within_cap(size[units].sum(), cap[s]):
+            msgs.append(
+                f"{problem.sector_label(s)}: its locked units already cover {size[units].sum():,.6g} {unit}, "
+                f"above its territory cap {cap[s]:,.6g} {unit}"
             )
     return msgs

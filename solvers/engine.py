@@ -57,6 +57,13 @@ Backends
     units its multipliers come from the strong LP relaxation
     (:func:`solvers.bound.relaxation.strong_relaxation`).
 
+Territory caps (:attr:`solvers.problem.Problem.max_size`: at most so many
+communes or km² per sector) are constraints of every backend and of every step
+that makes or changes a plan: growth and local moves, the allocation MIP and
+LP, LNS pairs and triples, kicks, the exact MIP and district list, the
+cut-edges search and MIP, and the tie-break; :func:`solvers.check.check_plan`
+checks them. The lower bounds ignore them (a relaxation: still valid bounds).
+
 With ``tie_break_slack``, any backend's plan of a ``"pmedian"`` or ``"base"``
 problem then gets fewer cut edges (or a shorter boundary) without its
 objective rising by more than that fraction
@@ -275,6 +282,8 @@ def _search(problem: Problem, backend: Backend, time_limit_s: float, seed: int, 
     if violations:
         detail = "; ".join(violations[:5])
         advice = "widen the tolerance, give more time, or split heavy units"
+        if problem.size is not None:
+            advice = "widen the tolerance, raise the territory cap per FTE, or give more time"
         if problem.max_moved is not None:
             advice = "raise the cap on moves, widen the tolerance, or give more time"
         raise NoPlanFoundError(

@@ -55,6 +55,17 @@ def within_band(load: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.nd
     return (load >= lower - slack) & (load <= upper + slack)
 
 
+def within_cap(territory: np.ndarray, cap: np.ndarray) -> np.ndarray:
+    """Whether each territory is at most its cap, up to :data:`BAND_RTOL` x ``max(1, cap)``
+    (the one epsilon of every territory-cap test: the checks, the heuristics' moves).
+
+    >>> within_cap(np.array([400.0 + 1e-8, 401.0]), np.array([400.0, 400.0]))
+    array([ True, False])
+    """
+    territory, cap = np.asarray(territory, dtype=float), np.asarray(cap, dtype=float)
+    return territory <= cap + BAND_RTOL * np.maximum(1.0, np.abs(np.where(np.isfinite(cap), cap, 0.0)))
+
+
 class TravelTimes(Protocol):
     """Travel minutes between units, delivered row by row.
 
@@ -148,6 +159,21 @@ class Problem:
         Objective cost of each unit moved, whatever its weight (a commune
         without patients still changes worker and local partners); not
         counted in ``moved``.
+    size
+        ``(n,)`` territory of each unit in an additive measure, e.g. ``1.0``
+        per unit (a count of communes) or its area in km². Needs
+        ``max_size``; ``None`` (default): no territory cap.
+    max_size
+        ``(k,)`` cap on each sector's territory, ``sum(size[i])`` over its
+        units, in the unit of ``size`` (e.g. at most 400 communes, or
+        7,000 km²): a hard constraint of every backend and of
+        :func:`solvers.check.check_plan`. A measure that is not a sum over
+        units (distinct EPCI or cantons) cannot be expressed this way.
+        Lower bounds computed without the cap (the Lagrangian and LP bounds of
+        :mod:`solvers.bound`) stay valid: the cap only removes plans, so a
+        bound of the problem without it is a relaxation's.
+    size_unit
+        Name of the measure in messages, e.g. ``"communes"`` or ``"km²"``.
 
     Examples
     --------
@@ -176,6 +202,9 @@ class Problem:
     move_cost: float = 0.0
     max_moved: float | None = None
     move_unit_cost: float = 0.0
+    size: np.ndarray | None = None
+    max_size: np.ndarray | None = None
+    size_unit: str = "size units"
 
     def __post_init__(self) -> None:
         n = self.n
@@ -224,6 +253,15 @@ class Problem:
             raise ValueError(f"max_moved must be >= 0, got {self.max_moved}")
         if (self.move_cost > 0 or self.move_unit_cost > 0 or self.max_moved is not None) and self.previous is None:
             raise ValueError("move_cost, move_unit_cost and max_moved need a previous plan (previous=...)")
+        if (self.size is None) != (self.max_size is None):
+            raise ValueError("give size (per unit) and max_size (per sector) together, or neither")
+        if self.size is not None:
+            sz = np.asarray(self.size, dtype=np.float64)
+            if sz.shape != (n,) or not np.all(np.isfinite(sz)) or (sz < 0).any():
+                raise ValueError("size must be a finite, non-negative (n,) array (e.g. 1 per unit, or km²)")
+            cap = np.asarray(self.max_size, dtype=np.float64)
+            if cap.shape != (len(t),) or np.isnan(cap).any() or (cap < 0).any():
+                raise ValueError(f"max_size must be a (k,) = ({len(t)},) array of caps >= 0 (inf: no cap)")
 
     @property
     def n(self) -> int:
@@ -250,6 +288,22 @@ class Problem:
         """``(n,)`` objective weight of each unit (``cost_weight`` or ``workload``)."""
         w = self.workload if self.cost_weight is None else self.cost_weight
         return np.asarray(w, dtype=np.float64)
+
+    @property
+    def sizes(self) -> np.ndarray | None:
+        """``(n,)`` territory of each unit as floats, or ``None`` without a territory cap."""
+        return None if self.size is None else np.asarray(self.size, dtype=np.float64)
+
+    @property
+    def size_caps(self) -> np.ndarray | None:
+        """``(k,)`` territory cap of each sector as floats, or ``None`` without one."""
+        return None if self.max_size is None else np.asarray(self.max_size, dtype=np.float64)
+
+    def territory(self, assignment: np.ndarray) -> np.ndarray | None:
+        """``(k,)`` territory of each sector of a plan (summed ``size``), or ``None`` without a cap."""
+        if self.size is None:
+            return None
+        return np.bincount(np.asarray(assignment), weights=self.sizes, minlength=self.k)
 
     @property
     def disruption(self) -> np.ndarray:

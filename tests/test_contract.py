@@ -100,7 +100,7 @@ def test_schemas_reject_bad_rows():
 def test_every_format_validates_and_keeps_codes(stored, exported):
     files = sorted(p.name for p in exported.iterdir())
     assert files == sorted([f"{t}.{f}" for t in ("sector_table", "postcode_table") for f in FORMATS]
-                           + ["plan_metadata.json"])
+                           + ["plan_metadata.json", "routing_service.openapi.json"])
     sector_check, postcode_check = validator("sector_table"), validator("postcode_table")
     expected = sorted(stored.sectors["insee"])
     for fmt in FORMATS:
@@ -185,8 +185,8 @@ def test_exports_never_overwrite_and_fail_cleanly(stored, tmp_path):
     first = export_contract(stored, tmp_path, "csv")
     second = export_contract(stored, tmp_path, "csv")
     assert first.name == stored.id and second.name == f"{stored.id}-2"
-    with pytest.raises(ValueError, match="xlsx"):
-        export_contract(stored, tmp_path / "bad", ("csv", "xlsx"))
+    with pytest.raises(ValueError, match="ods"):
+        export_contract(stored, tmp_path / "bad", ("csv", "ods"))
     with pytest.raises(ValueError, match="suppress_below"):
         export_contract(stored, tmp_path / "bad", "csv", suppress_below=0)
     assert not (tmp_path / "bad").exists() or not any((tmp_path / "bad").iterdir())

@@ -194,8 +194,8 @@ def test_bad_input_is_explained(aura, tmp_path, case):
 
 
 def test_unsupported_file_type(aura, tmp_path):
-    path = _write(tmp_path, "x", name="demand.xlsx")
-    with pytest.raises(DemandError, match=r"demand\.xlsx.*Save as CSV"):
+    path = _write(tmp_path, "x", name="demand.ods")
+    with pytest.raises(DemandError, match=r"demand\.ods.*save it as 'Excel workbook \(\.xlsx\)' or as 'CSV"):
         read_demand(path, aura)
 
 
@@ -203,9 +203,16 @@ def test_unknown_codes_reported_with_totals(aura, tmp_path):
     path = _write(tmp_path, "insee;referrals;home_care\n01001;1;0\n75056;4;1\n13055;2,5;0\n")
     demand = read_demand(path, aura, on_unknown="report")
     assert demand.table["referrals"].sum() == 1.0
-    [note] = [n for n in demand.notes if "excluded" in n]
-    assert "2 codes" in note and "referrals=6.5, home_care=1" in note
-    assert "75056 (line 3: referrals=4, home_care=1)" in note and "13055 (line 4" in note
+    [summary] = [n for n in demand.notes if n.startswith("excluded from the demand")]
+    assert "(outside the region): 2 code(s) (referrals=6.5, home_care=1)" in summary
+    assert "13: referrals=2.5, home_care=0; 75: referrals=4, home_care=1" in summary
+    [rows] = [n for n in demand.notes if n.startswith("rows outside the region")]
+    assert "75056 (line 3: referrals=4, home_care=1)" in rows and "13055 (line 4" in rows
+    excluded = demand.excluded
+    assert excluded["code"].tolist() == ["75056", "13055"]
+    assert excluded["department"].tolist() == ["75", "13"]
+    assert set(excluded["reason"]) == {"outside the region"}
+    assert excluded["referrals"].tolist() == [4.0, 2.5] and excluded["home_care"].tolist() == [1.0, 0.0]
 
 
 def test_blank_lines_keep_spreadsheet_numbering(aura, tmp_path):

@@ -117,7 +117,10 @@ def test_kpi_deviation_and_tolerance_by_hand():
     (group,) = kpis["groups"]
     assert (group["caseload"], group["target"], group["deviation_pct"]) == (100.0, 100.0, 0.0)
     assert kpis["totals"] == {"communes": 4, "population": 1000, "demand": {"referrals": 100.0, "home_care": 0.0},
-                              "workload": 100.0, "fte": 1.0, "unassigned": 0}
+                              "workload": 100.0, "fte": 1.0, "unassigned": 0,
+                              "referrals_per_year": 100.0, "referrals_per_week": pytest.approx(100 / 52.18),
+                              "home_care_patients": 0.0, "follow_up_patients": None}
+    assert (a1["referrals_per_year"], a1["home_care_patients"], a1["target_share_pct"]) == (30.0, 0.0, 120.0)
     assert kpis["solve"] == {"status": "optimal", "objective": 500.0, "gap": 0.0}
     assert kpis["valid"] is True
 
@@ -146,8 +149,11 @@ def test_kpi_table_text_html(ain_plan):
     assert "status=feasible, backend=hand" in text
     assert "  - sector B2: caseload 36.3 above 20.0" in text
     assert "All checks passed." in kpi_text(compute_kpis(tiny_plan(["A1", "A1", "A2", "A2"])))
+    for heading in ("Workload per worker", "Travel per worker"):
+        assert f"\n\n{heading} (" in text
     page = kpi_html(kpis)
-    assert page.startswith("<!DOCTYPE html>") and "<table>" in page
+    assert page.startswith("<!DOCTYPE html>") and '<table id="workload">' in page and '<table id="travel">' in page
+    assert page.count('<tr class="sector">') == 2 * 4 and page.count('<tr class="group">') == 2 * 2
     assert not any(token in page for token in ("<script", "<link", "src=", "href=", "http"))
 
 
@@ -190,7 +196,7 @@ def test_write_outputs_files(ain_plan, tmp_path):
     assert (tmp_path / LATEST).read_text(encoding="utf-8") == run.name + "\n"
     assert sorted(p.name for p in run.iterdir()) == [
         "kpi.html", "kpi.json", "kpi.txt", "map.html", "postcodes.csv", "run.json", "scenario.toml",
-        "sectors.csv", "sectors.geojson", "workers.csv"]
+        "sectors.csv", "sectors.geojson", "sectors.xlsx", "workers.csv"]
 
     raw = (run / "sectors.csv").read_bytes()
     assert raw.startswith(b"\xef\xbb\xbfinsee;name;dep;group;sector;")
@@ -209,6 +215,13 @@ def test_write_outputs_files(ain_plan, tmp_path):
     assert postcodes["postcode"].str.len().eq(5).all() and postcodes["postcode"].iloc[0].startswith("01")
     workers = pd.read_csv(run / "workers.csv", sep=";", decimal=",", encoding="utf-8-sig")
     assert workers["communes"].sum() == 391
+    assert list(workers.columns) == [
+        "worker_id", "worker_name", "fte", "group", "sector", "referrals_per_year", "referrals_per_week",
+        "home_care_patients", "demand_values", "target_share_pct", "within_tolerance", "caseload_formula",
+        "caseload", "target", "deviation_pct", "travel_base_mean_min", "travel_base_max_min",
+        "travel_centre_mean_min", "travel_centre_max_min", "base_key", "base_lon", "base_lat", "centre", "communes"]
+    assert workers["referrals_per_year"].sum() == pytest.approx(100, abs=0.2)   # one decimal: synthetic
+    assert (workers["target_share_pct"] - workers["caseload"] / workers["target"] * 100).abs().max() < 0.06
 
     kpis = json.loads((run / "kpi.json").read_text(encoding="utf-8"))
     assert [s["sector"] for s in kpis["sectors"]] == ["A1", "A2", "B1", "B2"]

@@ -32,6 +32,18 @@ def _sparse_weight(kwargs) -> bool:
     return np.allclose(kwargs["cost_weight"], w + 0.2 * w.mean())
 
 
+#: The default team's FTE, in scenario order (8 x 1.0, 2 x 0.8, 0.5): the caps are per worker.
+FTE = np.array([1.0] * 8 + [0.8] * 2 + [0.5])
+
+
+def _area_caps(kwargs) -> bool:
+    """``territory_measure = "area_km2"``: each unit's km² (AURA: 70,799 km² in all), caps of
+    2.5 x the region's km² per FTE x fte."""
+    size, caps = kwargs["size"], kwargs["max_size"]
+    return (kwargs["size_unit"] == "km²" and abs(size.sum() - 70_799) < 10 and size.min() > 0
+            and np.allclose(caps, 2.5 * size.sum() / FTE.sum() * FTE))
+
+
 #: ``{setting: (changes to the default scenario, check of the solver's keyword arguments)}``.
 SETTINGS = {
     "tolerance": ({"model.tolerance": 0.07}, _reached("tolerance", 0.07)),
@@ -45,6 +57,12 @@ SETTINGS = {
                         lambda kw: kw["tie_break_slack"] == 0.01 and kw["tie_break_weight"] == TIE_BREAK_WEIGHT),
     "tie_break_measure": ({"model.tie_break_slack": 0.0, "model.tie_break_measure": "cut_edges"},
                           lambda kw: kw["tie_break_slack"] == 0.0 and kw["tie_break_weight"] is None),
+    "territory_measure": ({"model.territory_measure": "area_km2"}, _area_caps),
+    "territory_per_fte": ({"model.territory_per_fte": 1200.0},
+                          lambda kw: kw["size_unit"] == "communes" and np.array_equal(kw["size"], np.ones(4033))
+                          and np.allclose(kw["max_size"], 1200.0 * FTE)),
+    "territory_factor": ({"model.territory_factor": 3.0},
+                         lambda kw: np.allclose(kw["max_size"], 3.0 * 4033 / FTE.sum() * FTE)),
 }
 
 
@@ -68,6 +86,41 @@ def test_every_model_setting_is_covered():
     assert set(SETTINGS) == set(ModelConfig.model_fields)
 
 
+#: Translations that are not one ``[model]`` field each: the defaults, ``"auto"`` and ``[groups]``.
+LYON = [f"6938{i}" for i in range(1, 10)]
+DERIVED = {
+    "defaults: communes capped at 2.5 x the mean per FTE, Lyon in one group, objective auto = pmedian": (
+        {}, lambda kw: (kw["objective"] == "pmedian" and np.allclose(kw["max_size"], 2.5 * 4033 / FTE.sum() * FTE)
+                        and kw["size_unit"] == "communes" and len(kw["keep_together"]) == 1
+                        and len(kw["keep_together"][0]) == 9)),
+    "territory_measure none: no cap": (
+        {"model.territory_measure": "none"}, lambda kw: kw["size"] is None and kw["max_size"] is None),
+    "keep_together off": ({"groups.keep_together": []}, lambda kw: kw["keep_together"] == []),
+    "keep_together given": ({"groups.keep_together": [["69123", "69266"]]},
+                            lambda kw: len(kw["keep_together"]) == 1 and len(kw["keep_together"][0]) == 10),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DERIVED))
+def test_run_hands_the_derived_settings_to_the_solver(case, monkeypatch):
+    changes, reached = DERIVED[case]
+    seen = _catch(monkeypatch, run_module, "solve_nested")
+    with pytest.raises(_Caught):
+        run_module.run(default_scenario().with_(**changes))
+    assert reached(seen), {k: seen.get(k) for k in ("objective", "size_unit", "keep_together")}
+
+
+def test_objective_auto_becomes_base_when_every_worker_has_her_own_base(monkeypatch):
+    scenario = default_scenario()
+    homes = ["69383", "69266", "69259", "69034", "69029", "69256", "38544", "38053", "69264", "42218", "38185"]
+    for worker, home in zip([w.id for w in scenario.team.workers], homes):
+        scenario = scenario.with_worker(worker, base=home)
+    seen = _catch(monkeypatch, run_module, "solve_nested")
+    with pytest.raises(_Caught):
+        run_module.run(scenario)
+    assert seen["objective"] == "base"
+
+
 @pytest.mark.parametrize("setting", sorted(SETTINGS))
 def test_run_hands_the_setting_to_the_solver(setting, monkeypatch):
     changes, reached = SETTINGS[setting]
@@ -82,7 +135,7 @@ def test_run_hands_the_setting_to_the_solver(setting, monkeypatch):
 def test_rerun_hands_the_setting_to_the_solver(setting, monkeypatch, aura_run):
     folder, _ = aura_run
     changes, reached = SETTINGS[setting]
-    seen = _catch(monkeypatch, rerun_module, "resolve_nested")
+    seen = _catch(monkeypatch, rerun_module, "resolve_or_widen")
     scenario = default_scenario().with_(**changes)
     with pytest.raises(_Caught):
         rerun_module.rerun(scenario, load_previous(folder))
@@ -97,14 +150,15 @@ def test_run_and_rerun_share_one_translation(monkeypatch, aura_run):
     from_run = _catch(monkeypatch, run_module, "solve_nested")
     with pytest.raises(_Caught):
         run_module.run(scenario)
-    from_rerun = _catch(monkeypatch, rerun_module, "resolve_nested")
+    from_rerun = _catch(monkeypatch, rerun_module, "resolve_or_widen")
     with pytest.raises(_Caught):
         rerun_module.rerun(scenario, load_previous(folder))
     shared = set(from_run) & set(from_rerun) - {"progress", "workload"}
-    assert {"tolerance", "backend", "time_limit_s", "seed", "tie_break_slack", "cost_weight"} <= shared
+    assert {"tolerance", "backend", "time_limit_s", "seed", "tie_break_slack", "cost_weight", "size", "max_size",
+            "keep_together"} <= shared
     for key in shared:
         a, b = from_run[key], from_rerun[key]
-        same = np.array_equal(a, b) if isinstance(a, np.ndarray) else a == b
+        same = np.array_equal(a, b) if isinstance(a, np.ndarray) or isinstance(b, np.ndarray) else a == b
         assert same, key
 
 

@@ -3,7 +3,6 @@ immutability, crash safety (a real process killed mid-transaction) and the ``sec
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import pickle
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from plan_variants import moved
 
 from sectorize.cli import main
 from sectorize.store.registry import (
@@ -42,21 +42,6 @@ def read_sectors_csv(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, sep=";", decimal=",", encoding="utf-8-sig", dtype=text)
 
 
-def moved(plan, count: int = 1, skip: int = 0):
-    """A copy of ``plan`` where ``count`` boundary communes join their neighbour's sector."""
-    units = plan.units.copy()
-    sector = units["sector"]
-    edges = sorted((min(u, v), max(u, v)) for u, v in plan.graph.edges if sector[u] != sector[v])
-    changed = []
-    for u, v in edges[skip:]:
-        if len(changed) == count:
-            break
-        if u in changed or v in changed:
-            continue
-        units.loc[u, ["group", "sector", "worker_id", "worker_name"]] = plan.units.loc[
-            v, ["group", "sector", "worker_id", "worker_name"]].to_numpy()
-        changed.append(u)
-    return dataclasses.replace(plan, units=units), changed
 
 
 def copy_run(folder: Path, dest: Path) -> Path:
@@ -86,7 +71,9 @@ def test_plan_and_run_folder_give_the_same_stored_plan(aura_run, from_plan, tmp_
     # the run folder alone, in a fresh registry: geography reloaded from its scenario
     fresh = Registry(tmp_path / "reg")
     folder_id = fresh.add(run)
-    assert folder_id == plan_id                       # content-addressed: same content, same id
+    # content-addressed: same content, same hash (the id's date is the day the plan was stored
+    # from a Plan object, or written to its run folder: the two differ across midnight)
+    assert folder_id.split("-")[1] == plan_id.split("-")[1]
     a, b = Registry(plan_folder).get(plan_id), fresh.get(folder_id)
 
     expected = read_sectors_csv(run / "sectors.csv")
@@ -149,8 +136,8 @@ def test_effective_dates_pick_the_plan_valid_on_a_day(aura_run, tmp_path):
     p2025 = reg.add(plan, effective_from=date(2025, 1, 1))
     p2027 = reg.add(moved(plan, 1, 0)[0], effective_from="2027-01-01", parent_id=p2025)
     # added later but taking effect in between: the earlier plan's end moves
-    p2026 = reg.add(moved(plan, 1, 5)[0], effective_from=date(2026, 1, 1), parent_id=p2025)
-    draft = reg.add(moved(plan, 1, 9)[0])
+    p2026 = reg.add(moved(plan, 2, 0)[0], effective_from=date(2026, 1, 1), parent_id=p2025)
+    draft = reg.add(moved(plan, 3, 0)[0])   # a count of moves each: distinct contents
     assert len({p2025, p2026, p2027, draft}) == 4
 
     assert reg.effective_on(date(2024, 12, 31)) is None
@@ -170,11 +157,16 @@ def test_effective_dates_pick_the_plan_valid_on_a_day(aura_run, tmp_path):
     assert {"geometry", "workers", "postcodes", "scenario_toml"}.isdisjoint(table.columns)   # no big tables
     assert table["sectors"].eq(11).all() and table["communes"].eq(len(plan.units)).all()
 
-    with pytest.raises(RegistryError, match=rf"2026-01-01.*{p2026}"):
-        reg.add(moved(plan, 2, 20)[0], effective_from=date(2026, 1, 1))
     with pytest.raises(PlanNotFoundError, match="P19990101"):
         reg.add(moved(plan, 2, 30)[0], parent_id="P19990101-00000000")
-    assert len(reg.list()) == 4                      # refused adds left nothing behind
+    assert len(reg.list()) == 4                      # a refused add leaves nothing behind
+
+    # a day already taken: the later publication supersedes the earlier one, which stays on record
+    p2026b = reg.add(moved(plan, 4, 0)[0], effective_from=date(2026, 1, 1))
+    assert reg.effective_on(date(2026, 6, 1)).id == p2026b
+    assert reg.get(p2026).effective_from is None and reg.get(p2026).periods == ()
+    history = reg.publications().set_index("plan_id")
+    assert history.loc[p2026, "status"] == f"superseded by #{history.loc[p2026b, 'seq']}"
 
 
 def test_identical_content_returns_the_existing_id(aura_run, tmp_path):
@@ -228,19 +220,44 @@ def test_incomplete_or_invalid_run_folders_are_refused(aura_run, tmp_path):
     with pytest.raises(RegistryError, match="no such run folder"):
         reg.add(tmp_path / "nowhere")
 
-    invalid = copy_run(run, tmp_path / "invalid")
-    facts = json.loads((invalid / "run.json").read_text(encoding="utf-8"))
-    facts.update(valid=False, violations=["sector A1: caseload 190.0 over the tolerance"])
-    (invalid / "run.json").write_text(json.dumps(facts), encoding="utf-8")
-    with pytest.raises(RegistryError, match="failed its checks.*A1.*allow_invalid"):
-        reg.add(invalid)
-    assert reg.list().empty
-    plan_id = reg.add(invalid, allow_invalid=True, note="kept for the record")
-    stored = reg.get(plan_id)
-    assert stored.valid is False and stored.violations == ("sector A1: caseload 190.0 over the tolerance",)
-
     with pytest.raises(RegistryError, match="effective_from.*YYYY-MM-DD"):
         reg.add(run, effective_from="01/01/2027")
+
+
+def test_every_plan_is_checked_again_from_its_tables(aura_run, tmp_path):
+    """The registry ignores the run's own verdict: valid tables flagged invalid are stored as valid;
+    a hand-edited sector table (Clermont-Ferrand moved into a Lyon sector) is refused with the reasons,
+    or stored marked invalid with --allow-invalid, never in service, never routed."""
+    from sectorize.serve.routing import Router
+
+    run, plan = aura_run
+    reg = Registry(tmp_path / "reg")
+    flagged = copy_run(run, tmp_path / "flagged")
+    facts = json.loads((flagged / "run.json").read_text(encoding="utf-8"))
+    facts.update(valid=False, violations=["sector A1: caseload 190.0 over the tolerance"])
+    (flagged / "run.json").write_text(json.dumps(facts), encoding="utf-8")
+    stored = reg.get(reg.add(flagged))
+    assert stored.valid is True and stored.violations == ()
+
+    edited = copy_run(run, tmp_path / "edited")
+    table = pd.read_csv(edited / "sectors.csv", sep=";", dtype=str, encoding="utf-8-sig", keep_default_na=False)
+    lyon = table.set_index("insee").loc["69388"]
+    clermont = table["insee"] == "63113"
+    assert table.loc[clermont, "sector"].item() != lyon["sector"]
+    table.loc[clermont, ["group", "sector", "worker_id", "worker_name"]] = (
+        lyon["group"], lyon["sector"], lyon["worker_id"], lyon["worker_name"])
+    table.to_csv(edited / "sectors.csv", sep=";", index=False, encoding="utf-8-sig")
+    assert json.loads((edited / "run.json").read_text(encoding="utf-8"))["valid"] is True
+    with pytest.raises(RegistryError, match=f"independent checks.*sector {lyon['sector']}.*allow_invalid") as err:
+        reg.add(edited)
+    assert "63113" in str(err.value) or "not connected" in str(err.value) or "contiguous" in str(err.value)
+    with pytest.raises(RegistryError, match="invalid plan cannot be put in service"):
+        reg.add(edited, allow_invalid=True, effective_from="2027-01-01")
+    plan_id = reg.add(edited, allow_invalid=True, note="kept for the record")
+    stored = reg.get(plan_id)
+    assert stored.valid is False and any(lyon["sector"] in v for v in stored.violations)
+    with pytest.raises(LookupError, match="never routed"):
+        Router.from_registry(tmp_path / "reg", plan_id)
 
 
 def test_newer_schema_and_foreign_files_are_refused(tmp_path):
@@ -366,7 +383,8 @@ def test_plans_cli(aura_run, tmp_path, capsys):
                  "--note", "CODIR 2026-11-30"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("stored: P")
-    first = out.split()[-1]
+    first = out.splitlines()[0].split()[-1]
+    assert f"published: {first} in force from 2027-01-01 (publication #1)" in out   # add + publish
     assert main(["plans", "add", str(run), "--registry", reg]) == 0
     assert capsys.readouterr().out.strip() == f"already stored: {first}"
 
@@ -392,10 +410,10 @@ def test_plans_cli(aura_run, tmp_path, capsys):
                  "--format", "csv,parquet", "--suppress-below", "5"]) == 0
     folder = Path(capsys.readouterr().out.split("written: ")[1].strip())
     assert sorted(p.name for p in folder.iterdir()) == [
-        "plan_metadata.json", "postcode_table.csv", "postcode_table.parquet", "sector_table.csv",
-        "sector_table.parquet"]
-    assert main(["plans", "export", second, "--registry", reg, "--out", str(exports), "--format", "xlsx"]) == 2
-    assert "xlsx" in capsys.readouterr().err
+        "plan_metadata.json", "postcode_table.csv", "postcode_table.parquet", "routing_service.openapi.json",
+        "sector_table.csv", "sector_table.parquet"]
+    assert main(["plans", "export", second, "--registry", reg, "--out", str(exports), "--format", "ods"]) == 2
+    assert "ods" in capsys.readouterr().err
 
     assert main(["plans", "show", "P20261201-deadbeef", "--registry", reg]) == 4
     err = capsys.readouterr().err

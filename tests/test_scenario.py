@@ -192,3 +192,50 @@ def test_dump_round_trip_of_default_keeps_meaning(tmp_path):
 def test_scenario_requires_team():
     with pytest.raises(ValidationError):
         Scenario()
+
+
+# --------------------------------------------------------------------------- demand columns by role (issue 18)
+
+
+def test_demand_columns_by_role(base, tmp_path):
+    base["demand"].update(source="file", file=str(tmp_path / "d.csv"), repair=True,
+                          columns={"referrals": "Nb signalements *", "home_care": "#4", "follow_up": "Suivis actifs 2025"},
+                          weights={"referrals": 1.0, "home_care": 0.5})
+    s = scenario_from_dict(copy.deepcopy(base))
+    assert s.demand.repair is True
+    assert s.demand.demand_columns == ["referrals", "home_care", "follow_up"]
+    written = tmp_path / "scenario.toml"
+    written.write_text(dump_scenario(s), encoding="utf-8")
+    assert load_scenario(written).model_dump(exclude={"output"}) == s.model_dump(exclude={"output"})
+    assert "columns = { referrals = \"Nb signalements *\", home_care = \"#4\"" in written.read_text(encoding="utf-8")
+
+
+def test_demand_columns_as_a_toml_table(tmp_path):
+    text = EXAMPLE.read_text(encoding="utf-8")
+    assert text.count('source = "synthetic"') == 1
+    text = text.replace('source = "synthetic"', 'source = "file"\nfile = "d.csv"\nrepair = true')
+    text += '\n[demand.columns]\nreferrals = "Nb signalements *"\nhome_care = "Patients HAD *"\n'
+    path = tmp_path / "s.toml"
+    path.write_text(text, encoding="utf-8")
+    s = load_scenario(path)
+    assert s.demand.columns == {"referrals": "Nb signalements *", "home_care": "Patients HAD *"}
+    assert s.demand.repair is True and s.demand.file == tmp_path / "d.csv"
+
+
+@pytest.mark.parametrize("columns, weights, expected", [
+    ({"Referrals": "x"}, {"Referrals": 1.0}, "role names ['Referrals'] must be lower-case words"),
+    ({"referrals": " "}, {"referrals": 1.0}, "columns: ['referrals'] give no column"),
+    ({"referrals": "#0"}, {"referrals": 1.0}, "positions start at #1"),
+    ({"referrals": "#1"}, {"referrals": 1.0, "home_care": 0.5}, "weights: ['home_care'] are not demand columns"),
+    ({}, {"referrals": 1.0}, "columns: name at least one demand column"),
+])
+def test_bad_demand_columns(base, columns, weights, expected):
+    base["demand"].update(source="file", file="d.csv", columns=columns, weights=weights)
+    with pytest.raises(ScenarioError) as err:
+        scenario_from_dict(base, source="s.toml")
+    assert expected in str(err.value)
+
+
+def test_repair_flag_through_with(base):
+    s = scenario_from_dict(base).with_(**{"demand.repair": True})
+    assert s.demand.repair is True and default_scenario().demand.repair is False

@@ -2,7 +2,8 @@
 
 ``sectorize run [--config scenario.toml] [--out DIR]`` runs the scenario (the
 packaged AURA default when no file is given) and writes a new run folder;
-``sectorize validate --config scenario.toml`` only checks the file.
+``sectorize validate --config scenario.toml [--repair]`` checks the file and the data it names
+(demand, travel matrix, bases) as ``run`` would, solving nothing.
 
 Exit codes: the table of :mod:`sectorize.cli.exit_codes`, the same for every
 sub-command (0 done, 1 a check failed, 2 bad input, 3 no plan, 4 not found).
@@ -12,10 +13,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import io
 import sys
 from pathlib import Path
 
 from sectorize import __version__
+from sectorize.cli.demand_notes import add_repair_flag, print_demand_notes
 from sectorize.cli.exit_codes import HANDLED, ExitCode, report
 
 
@@ -31,8 +34,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, help="output folder (default: output.dir of the scenario)")
     run.add_argument("--time-limit", type=float, help="override model.time_limit_s (seconds)")
     run.add_argument("--quiet", action="store_true", help="print only the run folder and the summary")
-    validate = sub.add_parser("validate", help="check a scenario file and print the effective scenario")
+    add_repair_flag(run)
+    validate = sub.add_parser("validate", help="check a scenario file and the data it names (nothing solved); "
+                              "print the effective scenario and the demand totals")
     validate.add_argument("--config", type=Path, help="scenario TOML file (default: the packaged one)")
+    add_repair_flag(validate)
     # other commands live in their own modules: each ``register(sub)`` adds its
     # sub-parser and sets ``handler`` (a function of the parsed arguments that
     # returns the exit code)
@@ -52,17 +58,17 @@ def main(argv: list[str] | None = None) -> int:
     if handler is not None:
         return int(handler(args))
     # imports after argument parsing keep `sectorize --help` instant
-    from sectorize.config.scenario import dump_scenario, load_scenario
+    from sectorize.config.scenario import load_scenario
     from sectorize.pipeline.run import run_and_write
 
     try:
         scenario = load_scenario(args.config)
+        if args.repair:
+            scenario = scenario.with_(**{"demand.repair": True})
     except HANDLED as err:
         return report(err)
     if args.command == "validate":
-        print(dump_scenario(scenario), end="")
-        print(f"# {args.config or 'packaged default'}: valid", file=sys.stderr)
-        return ExitCode.OK
+        return _validate(scenario, args.config)
 
     updates = {}
     if args.out is not None:
@@ -85,9 +91,56 @@ def main(argv: list[str] | None = None) -> int:
         return report(err)
     from sectorize.report.kpi import compute_kpis, kpi_text
 
-    print(kpi_text(compute_kpis(plan)))
-    print(f"written: {folder}")
+    kpis = compute_kpis(plan)
+    print(_printable(kpi_text(kpis)))
+    # repairs on stderr; the demand left out is on stdout already, by department, in the summary above
+    print_demand_notes(plan.notes, out=io.StringIO() if kpis["excluded"] else None)
+    print(f"written: {folder} (per worker: workers.csv, kpi.html)")
     return ExitCode.OK if plan.valid else ExitCode.CHECK_FAILED
+
+
+def _validate(scenario, config: Path | None) -> int:
+    """``sectorize validate``: the effective scenario, then every file it names opened and checked
+    as ``run`` would (nothing solved); the data report as TOML comments, so the output stays a
+    valid scenario file."""
+    from sectorize.config.scenario import dump_scenario
+    from sectorize.pipeline.validate import check_inputs
+
+    print(dump_scenario(scenario), end="")
+    check = check_inputs(scenario)
+    print("\n# data check (sectorize validate)")
+    for line in check.report_lines():
+        print(_printable(f"# {line}"))
+    label = config or "packaged default"
+    if not check.ok:
+        codes = [report(err) for err in check.errors]
+        print(f"# {label}: {len(check.errors)} input(s) cannot be used", file=sys.stderr)
+        return max(codes)
+    print(f"# {label}: valid (scenario and data)", file=sys.stderr)
+    return ExitCode.OK
+
+
+#: Plain stand-ins for the report's symbols, for a standard output that cannot encode them.
+_PLAIN = {"≈": "~", "×": "x", "±": "+/-", "Σ": "sum"}
+
+
+def _printable(text: str) -> str:
+    """``text`` as the standard output can encode it (a Windows console redirected to a file may use
+    cp1252, which has no ``≈``): symbols replaced by plain stand-ins, then anything else by ``?``."""
+    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+    try:
+        text.encode(encoding)
+        return text
+    except LookupError:
+        encoding = "ascii"
+    except UnicodeEncodeError:
+        pass
+    for symbol, plain in _PLAIN.items():
+        try:
+            symbol.encode(encoding)
+        except UnicodeEncodeError:
+            text = text.replace(symbol, plain)
+    return text.encode(encoding, errors="replace").decode(encoding)
 
 
 if __name__ == "__main__":  # pragma: no cover

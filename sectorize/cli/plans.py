@@ -3,15 +3,19 @@
 Sub-commands (each takes ``--registry DIR``, default ``sectorize-plans``)::
 
     sectorize plans add RUN_FOLDER --effective-from 2027-01-01 [--parent ID] [--note TEXT] [--allow-invalid]
+    sectorize plans publish ID --effective-from 2027-03-01 [--note TEXT]       (sectorize.cli.plans_cycle)
+    sectorize plans import TABLE --key insee --sector COL [--worker COL] [--team team.toml] [--config s.toml]
+    sectorize plans edit ID --move INSEE=SECTOR ... [--lock INSEE|SECTOR ...] [--rebalance]
     sectorize plans list
     sectorize plans show ID
     sectorize plans diff ID1 ID2 [--out moved.csv]
-    sectorize plans export ID --out DIR [--format csv,parquet,geojson,gpkg] [--suppress-below 5]
+    sectorize plans export ID --out DIR [--format csv,parquet,geojson,gpkg,xlsx] [--suppress-below 5]
     sectorize plans map ID --out plan.html
 
 A thin shell over :class:`sectorize.store.registry.Registry` and
-:func:`sectorize.store.contract.export_contract`. Exit codes: 0 ok, 2 invalid input,
-3 plan or registry not found.
+:func:`sectorize.store.contract.export_contract`. Exit codes: 0 ok, 2 invalid input
+(including a plan that fails the independent checks ``plans add`` runs again),
+4 plan or registry not found.
 """
 
 from __future__ import annotations
@@ -50,7 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--registry", type=Path, default=DEFAULT_REGISTRY,
                         help=f"registry folder (default: {DEFAULT_REGISTRY})")
-    plans = sub.add_parser("plans", help="plan registry: add, list, show, diff, export accepted plans")
+    plans = sub.add_parser("plans", help="plan registry: add, import, edit, publish, list, show, diff, export plans")
     actions = plans.add_subparsers(dest="plans_command", required=True)
 
     add = actions.add_parser("add", parents=[common], help="store a run folder as an accepted plan")
@@ -58,8 +62,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     add.add_argument("--effective-from", type=_day, help="first day the plan is valid (YYYY-MM-DD)")
     add.add_argument("--parent", help="id of the plan this one re-sectorizes")
     add.add_argument("--note", default="", help="free text: who accepted the plan, why")
-    add.add_argument("--allow-invalid", action="store_true", help="store a plan whose checks failed")
+    add.add_argument("--allow-invalid", action="store_true", help="store a plan that fails the checks, marked invalid "
+                     "(for the record: never put in service nor routed)")
     add.set_defaults(handler=_add)
+
+    from sectorize.cli import plans_cycle  # publish, import, edit: the annual cycle (own module)
+
+    plans_cycle.register(actions, common)
 
     listing = actions.add_parser("list", parents=[common], help="one line per stored plan")
     listing.set_defaults(handler=_list)
@@ -78,7 +87,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     export.add_argument("plan_id")
     export.add_argument("--out", type=Path, required=True, help="folder receiving the export folder")
     export.add_argument("--format", default="csv,parquet,geojson,gpkg",
-                        help="comma-separated: csv, parquet, geojson, gpkg (default: all)")
+                        help="comma-separated: csv, parquet, geojson, gpkg, xlsx (one Excel workbook, plan.xlsx, "
+                             "codes as text cells) (default: csv,parquet,geojson,gpkg)")
     export.add_argument("--suppress-below", type=_threshold,
                         help="export demand columns with counts below N written '<N' (default: no demand)")
     export.set_defaults(handler=_export)
@@ -132,6 +142,10 @@ def _add(args: argparse.Namespace) -> int:
         plan_id = registry.add(args.run_folder, effective_from=args.effective_from, parent_id=args.parent,
                                note=args.note, allow_invalid=args.allow_invalid)
         print(f"{'already stored' if plan_id in before else 'stored'}: {plan_id}")
+        if args.effective_from is not None:
+            from sectorize.cli.plans_cycle import publication_lines
+
+            print("\n".join(publication_lines(registry, plan_id, args.effective_from)))
         return ExitCode.OK
 
     return _run(action, args, create=True)
@@ -146,6 +160,9 @@ def _list(args: argparse.Namespace) -> int:
         shown = table[["id", "effective_from", "effective_to", "name", "vintage", "valid", "communes",
                        "sectors", "parent_id", "note"]].fillna("")
         print(shown.to_string(index=False))
+        from sectorize.cli.plans_cycle import history_text
+
+        print("\n" + history_text(registry.publications()))
         return ExitCode.OK
 
     return _run(action, args)
@@ -159,7 +176,7 @@ def _show(args: argparse.Namespace) -> int:
             f"plan           {plan.id}",
             f"name           {plan.name}",
             f"created        {plan.created}",
-            f"effective      {plan.effective_from or '-'} to {plan.effective_to or 'open'}",
+            "in force       " + (", ".join(f"{a} to {b or 'open'}" for a, b in plan.periods) or "on no day"),
             f"parent         {plan.parent_id or '-'}",
             f"vintage        {plan.vintage}",
             f"valid          {'yes' if plan.valid else 'NO: ' + '; '.join(plan.violations)}",
@@ -175,6 +192,9 @@ def _show(args: argparse.Namespace) -> int:
         columns = [c for c in ("group", "sector", "worker_id", "worker_name", "fte", "target", "caseload",
                                "deviation_pct", "within_tolerance", "communes") if c in plan.workers.columns]
         print(plan.workers[columns].to_string(index=False))
+        from sectorize.cli.plans_cycle import history_text
+
+        print("\n" + history_text(registry.publications(plan.id)))
         return ExitCode.OK
 
     return _run(action, args)

@@ -3,17 +3,24 @@
 ::
 
     sectorize route --insee 69388 | --postcode 42000 | --lat 45.74 --lon 4.88
-                    [--run FOLDER | --registry DIR [--plan ID] [--on YYYY-MM-DD]] [--json]
+                    [--run FOLDER | --registry DIR [--plan ID]] [--on YYYY-MM-DD] [--json]
                     [--outside nearest|worker] [--outside-worker ID] [--outside-department DEP=SECTOR ...]
     sectorize serve (--run FOLDER | --registry DIR [--plan ID]) [--host 127.0.0.1] [--port 8000]
 
 Without ``--run`` or ``--registry``, the plan is the run folder named in
-``sectorize-output/LATEST``; with ``--registry``, the plan in force today
-(or ``--on``) unless ``--plan`` names one. A thin shell over
-:class:`sectorize.serve.routing.Router` and :mod:`sectorize.serve.service`.
+``sectorize-output/LATEST``; with ``--registry``, the plan in force on
+``--on`` (default: today in Europe/Paris) unless ``--plan`` names one. The
+date rules are the HTTP service's (:mod:`sectorize.serve.dated`): over one
+plan (``--run``, ``--plan``), an ``--on`` outside its effective dates is not
+found (exit 4), and a plan without dates answers for every day with a note;
+``serve --registry`` answers each request with the plan in force on its own
+``on`` and sees plans added while it runs. A thin shell over
+:class:`sectorize.serve.routing.Router`, :mod:`sectorize.serve.dated` and
+:mod:`sectorize.serve.service`; ``route --json`` prints the service's answer.
 
 Exit codes of ``route``: 0 routed, ambiguous or outside the region; 2 invalid
-input; 4 not found (unknown code, no plan, no run folder); see :mod:`sectorize.cli.exit_codes`.
+input; 4 not found (unknown code, no plan in force that day, no run folder);
+see :mod:`sectorize.cli.exit_codes`.
 """
 
 from __future__ import annotations
@@ -35,10 +42,12 @@ EXIT_CODES = {"routed": ExitCode.OK, "ambiguous": ExitCode.OK, "outside_region":
 
 
 def _day(text: str) -> date:
+    from sectorize.serve.dated import parse_day
+
     try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date; write it YYYY-MM-DD, e.g. 2027-01-01") from None
+        return parse_day(text, "the date")
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"{err}; e.g. 2027-01-01") from None
 
 
 def _department_rule(text: str) -> tuple[str, str]:
@@ -53,7 +62,9 @@ def _plan_arguments(parser: argparse.ArgumentParser) -> None:
     where.add_argument("--run", type=Path, help="a run folder written by `sectorize run`")
     where.add_argument("--registry", type=Path, help="a plan registry folder (`sectorize plans`)")
     where.add_argument("--plan", help="plan id in the registry (default: the plan in force today)")
-    where.add_argument("--on", type=_day, help="with --registry: the plan in force on this day (YYYY-MM-DD)")
+    where.add_argument("--on", type=_day, help="the day of the referral (YYYY-MM-DD): with --registry, the plan in "
+                       "force that day (default: today in Europe/Paris); with --run or --plan, checked against "
+                       "that plan's dates")
     outside = parser.add_argument_group("referrals from outside the region")
     outside.add_argument("--outside", choices=("nearest", "worker"), default="nearest",
                          help="nearest: a point outside goes to the sector nearest by travel time (default); "
@@ -85,8 +96,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.set_defaults(handler=_serve)
 
 
-def load_router(args: argparse.Namespace):
-    """The :class:`~sectorize.serve.routing.Router` the arguments name; raises on a missing or bad plan."""
+def load_plans(args: argparse.Namespace):
+    """The plan source the arguments name (:mod:`sectorize.serve.dated`); raises on a missing or bad plan.
+
+    ``--registry``: a :class:`~sectorize.serve.dated.RegistryPlans` (fixed on
+    ``--plan`` when given); otherwise a :class:`~sectorize.serve.dated.FixedPlan`
+    over the run folder (``--run``, or ``sectorize-output/LATEST``).
+    """
+    from sectorize.serve.dated import FixedPlan, RegistryPlans
     from sectorize.store.atomic import latest_run
     from sectorize.serve.routing import OutsideRule, Router
 
@@ -98,10 +115,10 @@ def load_router(args: argparse.Namespace):
                           departments=dict(args.outside_department), max_km=args.outside_km)
     if args.run is not None and args.registry is not None:
         raise ValueError("give either --run or --registry, not both")
-    if (args.plan is not None or args.on is not None) and args.registry is None:
-        raise ValueError("--plan and --on need --registry DIR")
+    if args.plan is not None and args.registry is None:
+        raise ValueError("--plan needs --registry DIR")
     if args.registry is not None:
-        return Router.from_registry(args.registry, args.plan, args.on, outside=outside)
+        return RegistryPlans(args.registry, plan_id=args.plan, outside=outside)
     folder = args.run
     if folder is None:
         folder = latest_run(DEFAULT_OUTPUT)
@@ -110,13 +127,21 @@ def load_router(args: argparse.Namespace):
                 f"no run found: {DEFAULT_OUTPUT / 'LATEST'} does not exist; run `sectorize run` first, "
                 "or give --run FOLDER or --registry DIR"
             )
-    return Router.from_run_folder(folder, outside=outside)
+    return FixedPlan(Router.from_run_folder(folder, outside=outside))
 
 
-def _open(args: argparse.Namespace):
-    """``(router, exit code)``: the router, or ``None`` and the exit code with the message printed."""
+def load_router(args: argparse.Namespace):
+    """The :class:`~sectorize.serve.routing.Router` answering on ``--on`` (default today); raises
+    :class:`~sectorize.serve.dated.NoPlanInForce` (a ``LookupError``) when none does."""
+    return load_plans(args).resolve(args.on).router
+
+
+def _open(args: argparse.Namespace, on_day: bool = True):
+    """``(plans or served, exit code)``: the plan source (``on_day=False``) or the plan answering on
+    ``--on`` (:class:`~sectorize.serve.dated.Served`), or ``None`` and the exit code with the message printed."""
     try:
-        return load_router(args), ExitCode.OK
+        plans = load_plans(args)
+        return (plans.resolve(args.on) if on_day else plans), ExitCode.OK
     except (FileNotFoundError, LookupError) as err:  # no registry, no plan in force, unknown plan id
         print(f"not found: {err}", file=sys.stderr)
         return None, ExitCode.NOT_FOUND
@@ -124,8 +149,16 @@ def _open(args: argparse.Namespace):
         return None, report(err)
 
 
-def format_route(route) -> str:
-    """Human-readable lines for a :class:`~sectorize.serve.routing.Route`."""
+def _period(answer: dict) -> str:
+    if not answer.get("effective_from"):
+        return "no effective dates"
+    end = f"until {answer['effective_to']} (exclusive)" if answer.get("effective_to") else "no end date yet"
+    return f"in force from {answer['effective_from']}, {end}"
+
+
+def format_route(route, served=None) -> str:
+    """Human-readable lines for a :class:`~sectorize.serve.routing.Route` (and the plan's dates, given
+    the :class:`~sectorize.serve.dated.Served` it came from)."""
     lines = [f"status: {route.status}"]
     if route.sector is not None:
         lines.append(f"sector: {route.sector} (group {route.group}), worker {route.worker_id} {route.worker_name}")
@@ -135,19 +168,27 @@ def format_route(route) -> str:
     for c in route.candidates:
         share = "" if c.share is None else f" {c.share:.0%}"
         lines.append(f"  candidate: {c.sector} (group {c.group}) {c.worker_id} {c.worker_name}{share}")
-    lines.append(f"plan: {route.plan_id} ({route.vintage or 'vintage unknown'})")
+    plan = f"plan: {route.plan_id} ({route.vintage or 'vintage unknown'})"
+    if served is not None:
+        dates = served.dates()
+        plan += f", {_period(dates)}" + (f"; chosen for {dates['on']}" if dates["on"] else "")
+        lines.append(plan)
+        if dates["note"]:
+            lines.append(f"note: {dates['note']}")
+    else:
+        lines.append(plan)
     return "\n".join(lines)
 
 
 def _route(args: argparse.Namespace) -> int:
-    router, code = _open(args)
-    if router is None:
+    served, code = _open(args)
+    if served is None:
         return code
-    route = router.route(insee=args.insee, postcode=args.postcode, lat=args.lat, lon=args.lon)
+    route = served.router.route(insee=args.insee, postcode=args.postcode, lat=args.lat, lon=args.lon)
     if args.json:
-        print(json.dumps(route.as_dict(), ensure_ascii=False))
+        print(json.dumps(served.answer(route), ensure_ascii=False))
     else:
-        print(format_route(route))
+        print(format_route(route, served))
     return EXIT_CODES[route.status]
 
 
@@ -155,12 +196,22 @@ def _serve(args: argparse.Namespace) -> int:
     if not 0 < args.port < 65536:
         print(f"error: --port must be 1..65535, got {args.port}", file=sys.stderr)
         return ExitCode.BAD_INPUT
-    router, code = _open(args)
-    if router is None:
+    if args.on is not None:
+        print("error: serve takes no --on: each request gives its own day (GET /route?...&on=YYYY-MM-DD, "
+              "default today in Europe/Paris)", file=sys.stderr)
+        return ExitCode.BAD_INPUT
+    plans, code = _open(args, on_day=False)
+    if plans is None:
         return code
+    from sectorize.serve.dated import NoPlanInForce
     from sectorize.serve.service import serve
 
-    print(f"serving plan {router.info.plan_id} ({router.communes} communes) on http://{args.host}:{args.port}",
-          file=sys.stderr)
-    serve(router, host=args.host, port=args.port)
+    what = f"registry {args.registry} by date" if args.registry is not None and args.plan is None else "one plan"
+    try:
+        today = plans.resolve(None)  # builds today's router before the first request
+        now = f"today: plan {today.plan_id} ({today.router.communes} communes)"
+    except NoPlanInForce as err:
+        now = f"today: {err}"
+    print(f"serving {what} on http://{args.host}:{args.port} ({now}); API: /openapi.json", file=sys.stderr)
+    serve(plans, host=args.host, port=args.port)
     return ExitCode.OK

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import tomllib
 from importlib import resources
 from pathlib import Path
@@ -39,6 +40,9 @@ SYNTHETIC_COLUMNS = ("referrals", "home_care")
 PATH_KEYS = (("region", "units"), ("demand", "file"), ("travel", "matrix"), ("output", "dir"))
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
+
+#: A demand column's role name in ``[demand.columns]``.
+_ROLE = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
 class ScenarioError(ValueError):
@@ -134,12 +138,21 @@ class GroupsConfig(BaseModel):
     names
         Short group names, used as sector-id prefixes (``"A"`` gives sectors
         ``"A1"``, ``"A2"``, ...). Defaults to ``["A", "B", ...]``.
+    keep_together
+        Sets of unit keys that must fall in one group, e.g.
+        ``[["69381", "69382", ..., "69389"]]``; ``"69123"`` (Lyon) stands for
+        its 9 arrondissements when the region has them. Not set (default):
+        Lyon is kept in one group whenever the region holds it (as one commune
+        nothing is needed; as arrondissements they stay together), so the city
+        and the cancer centre in it belong to one group. ``[]`` turns it off.
+        Each set must be one connected piece of the region.
     """
 
     model_config = _STRICT
 
     count: int = Field(2, ge=1)
     names: list[str] | None = None
+    keep_together: list[list[str]] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -160,6 +173,17 @@ class GroupsConfig(BaseModel):
             raise ValueError("names: group names must not be empty")
         if len(set(self.names)) != len(self.names):
             raise ValueError(f"names: group names must be unique (got {self.names})")
+        first: dict[str, int] = {}
+        for i, keys in enumerate(self.keep_together or []):
+            if not keys:
+                raise ValueError(f"keep_together[{i}]: an empty set; list unit keys, e.g. [\"69381\", \"69382\"]")
+            for key in keys:
+                if not key.strip():
+                    raise ValueError(f"keep_together[{i}]: unit keys must not be empty")
+                if key in first and first[key] != i:
+                    raise ValueError(f"keep_together[{i}]: {key!r} is already in keep_together[{first[key]}]; "
+                                     "merge the two sets")
+                first[key] = i
         return self
 
 
@@ -212,16 +236,44 @@ class DemandConfig(BaseModel):
         columns ``referrals`` (new referrals/year) and ``home_care`` (active
         home-care patients); ``"file"``: aggregated counts per commune or
         postcode read from ``file``.
-    file, key, columns, on_unknown
-        For ``source = "file"``: the CSV path; whether its key column holds
-        INSEE codes, postcodes or ``"auto"`` (detected); which numeric columns
-        are demand (default: the keys of ``weights``); and whether unknown
-        codes are an ``"error"`` or only ``"report"``-ed.
+    file, key, on_unknown
+        For ``source = "file"``: the CSV, Excel (``.xlsx``) or Parquet path; whether its key
+        column holds INSEE codes, postcodes or ``"auto"`` (detected); and
+        whether codes that are no unit of the region are an ``"error"`` or
+        only ``"report"``-ed (left out, listed in the notes and counted by
+        department).
+    columns
+        For ``source = "file"``, which columns are demand. A table
+        ``{role = spec}`` (TOML ``[demand.columns]``) names each demand
+        column by its role, e.g. ``referrals = "Nb signalements *"``,
+        ``home_care = "Patients HAD *"``, ``follow_up = "#5"``: the demand
+        table's columns are then the roles (``referrals``, ...), so
+        ``weights`` and ``rerun.follow_up`` keep working when next year's
+        headers say 2026. A spec is a header (exact, else ignoring case,
+        accents and repeated blanks), a glob pattern (``*``, ``?``,
+        ``[...]``, case- and accent-insensitive) or ``"#N"`` (N-th column
+        of the file, 1-based); it must match exactly one column. A list of
+        headers (the older form) reads those columns under their own names.
+        Default (no ``columns``): every numeric column of the file, under
+        its own header (``weights`` then names headers).
+    sheet
+        For an Excel ``file`` (``.xlsx``): the sheet to read, by name, case
+        ignored (default: the first visible sheet); ignored, with a note, for
+        a CSV or Parquet file (so a re-run may be given this year's CSV).
+    repair
+        For ``source = "file"``: accept the obvious fixes, each listed in the
+        run's notes (``--repair`` on the command line): 4-digit codes get
+        their leading zero back, total and subtotal rows are dropped, Lyon
+        given both as 69123 and as arrondissements is folded, old (merged or
+        renamed) commune codes are added to their current commune, codes of
+        departments outside the region are counted as excluded referrals.
+        ``False`` (default): each is an error whose message says so.
     seed, referrals_per_year, home_care_patients
         For ``source = "synthetic"``: the random seed, the regional total of
         new referrals/year (> 0) and of active home-care patients (>= 0).
     weights
-        ``workload = sum(weight x column)``. The weight of an active
+        ``workload = sum(weight x column)``, by demand column (the role
+        names when ``columns`` is a table). The weight of an active
         home-care patient relative to one new referral per year is a
         planning assumption that each team should set for itself.
     """
@@ -231,8 +283,10 @@ class DemandConfig(BaseModel):
     source: Literal["synthetic", "file"] = "synthetic"
     file: Path | None = None
     key: Literal["auto", "insee", "postcode"] = "auto"
-    columns: list[str] | None = Field(None, min_length=1)
+    columns: dict[str, str] | list[str] | None = None
     on_unknown: Literal["error", "report"] = "error"
+    sheet: str | None = None
+    repair: bool = False
     seed: int = 2026
     referrals_per_year: float = Field(1350, gt=0)
     home_care_patients: float = Field(600, ge=0)
@@ -246,12 +300,30 @@ class DemandConfig(BaseModel):
             raise ValueError("file: only read when demand.source = 'file'; set source = 'file' or remove file")
         if self.source == "synthetic" and self.columns is not None:
             raise ValueError("columns: only used when demand.source = 'file'; remove it")
+        if self.sheet is not None and self.source == "synthetic":
+            raise ValueError("sheet: only used when demand.source = 'file' (an Excel workbook); remove it")
+        if self.sheet is not None and not self.sheet.strip():
+            raise ValueError("sheet: give the sheet's name, e.g. \"Données\", or remove the key")
+        if self.columns is not None and len(self.columns) == 0:
+            raise ValueError("columns: name at least one demand column")
+        if isinstance(self.columns, dict):
+            bad = [r for r in self.columns if not _ROLE.match(r)]
+            if bad:
+                raise ValueError(f"columns: role names {bad} must be lower-case words such as 'referrals', "
+                                 "'home_care', 'follow_up' (letters, digits, '_')")
+            empty = [r for r, spec in self.columns.items() if not spec.strip()]
+            if empty:
+                raise ValueError(f"columns: {empty} give no column; write a header, a pattern such as "
+                                 "\"Nb signalements *\" or a position such as \"#3\"")
+            zero = [r for r, spec in self.columns.items() if re.fullmatch(r"#\s*0*", spec.strip())]
+            if zero:
+                raise ValueError(f"columns: {zero}: positions start at #1 (the first column)")
         bad = {k: v for k, v in self.weights.items() if not v >= 0}
         if bad:
             raise ValueError(f"weights: weights must be >= 0 (got {bad})")
         if not any(v > 0 for v in self.weights.values()):
             raise ValueError("weights: at least one weight must be > 0, else every caseload is zero")
-        known = self.columns if self.columns is not None else (SYNTHETIC_COLUMNS if self.source == "synthetic" else None)
+        known = list(self.columns) if self.columns is not None else (SYNTHETIC_COLUMNS if self.source == "synthetic" else None)
         if known is not None:
             unknown = [k for k in self.weights if k not in known]
             if unknown:
@@ -260,7 +332,7 @@ class DemandConfig(BaseModel):
 
     @property
     def demand_columns(self) -> list[str]:
-        """Names of the demand columns: synthetic ones, ``columns`` or the keys of ``weights``."""
+        """Names of the demand columns: synthetic ones, the roles or names of ``columns``, or the keys of ``weights``."""
         if self.source == "synthetic":
             return list(SYNTHETIC_COLUMNS)
         return list(self.columns) if self.columns is not None else list(self.weights)
@@ -285,6 +357,11 @@ class TravelConfig(BaseModel):
     fallback_to_estimate: bool = False
 
 
+#: Each worker's territory per FTE is capped at this multiple of the region's mean per FTE when the
+#: scenario sets neither ``model.territory_factor`` nor ``model.territory_per_fte``.
+DEFAULT_TERRITORY_FACTOR = 2.5
+
+
 class ModelConfig(BaseModel):
     """Balance and compactness model, and solver settings.
 
@@ -299,7 +376,11 @@ class ModelConfig(BaseModel):
     objective
         ``"pmedian"``: patient-weighted travel minutes from each sector's
         centre commune (chosen by the solver); ``"base"``: from each worker's
-        base.
+        base; ``"auto"`` (default): ``"base"`` when every worker has her own
+        base (``base`` or coordinates) and no two share one, else
+        ``"pmedian"`` (:meth:`resolve_objective`). Bases shared by several
+        workers (e.g. everyone at the cancer centre) make ``"base"`` blind to
+        compactness: every sector is then measured from the same point.
     backend
         ``"auto"`` (heuristic, then location-allocation with the allocation
         MIP, then new rounds), ``"heuristic"`` alone, ``"mip"``, or ``"lns"``
@@ -323,19 +404,38 @@ class ModelConfig(BaseModel):
         What the tie-break shortens: ``"boundary"`` (kilometres of border
         between sectors, from the commune polygons) or ``"cut_edges"``
         (pairs of neighbouring communes in different sectors).
+    territory_measure
+        How the territory each worker must know is measured, for its cap:
+        ``"communes"`` (default: the number of units, a proxy for the local
+        partners, town halls and services, she deals with), ``"area_km2"``
+        (area in km²) or ``"none"`` (no cap). Counts of distinct EPCI or
+        cantons are not offered: they are not sums over communes, so they do
+        not fit the solvers' linear cap.
+    territory_per_fte
+        The cap per full-time worker in the measure's unit (communes or km²):
+        each sector covers at most ``territory_per_fte x fte``. Not set: the
+        cap per FTE is ``territory_factor`` times the region's mean per FTE.
+    territory_factor
+        The cap per FTE as a multiple of the region's mean per FTE (total
+        territory / total FTE), ``>= 1``; default 2.5 when
+        ``territory_per_fte`` is not set (:attr:`territory_multiple`). Give one
+        of the two, not both.
     """
 
     model_config = _STRICT
 
     tolerance: float = Field(0.10, gt=0, lt=1)
     group_tolerance: float | None = Field(None, gt=0, lt=1)
-    objective: Literal["pmedian", "base"] = "pmedian"
+    objective: Literal["auto", "pmedian", "base"] = "auto"
     backend: Literal["auto", "heuristic", "mip", "lns"] = "auto"
     time_limit_s: float = Field(30, gt=0)
     seed: int = 0
     sparse_weight: float = Field(0.05, ge=0)
     tie_break_slack: float | None = Field(None, ge=0, lt=1)
     tie_break_measure: Literal["boundary", "cut_edges"] = "boundary"
+    territory_measure: Literal["communes", "area_km2", "none"] = "communes"
+    territory_per_fte: float | None = Field(None, gt=0)
+    territory_factor: float | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -345,6 +445,41 @@ class ModelConfig(BaseModel):
             if isinstance(tol, (int, float)) and not isinstance(tol, bool) and 0 < tol < 1:
                 data = {**data, "group_tolerance": tol / 2}
         return data
+
+    @model_validator(mode="after")
+    def _territory(self) -> ModelConfig:
+        factor, per_fte = self.territory_factor, self.territory_per_fte
+        if factor is not None and not (math.isfinite(factor) and factor >= 1):
+            raise ValueError(f"territory_factor: must be >= 1 (got {factor}): below 1, the caps of all workers "
+                             "add up to less than the region")
+        if self.territory_measure == "none" and (factor is not None or per_fte is not None):
+            key = "territory_per_fte" if per_fte is not None else "territory_factor"
+            raise ValueError(f"{key}: has no effect with territory_measure = 'none'; remove it, or set "
+                             "territory_measure to 'communes' or 'area_km2'")
+        if factor is not None and per_fte is not None:
+            raise ValueError("territory_factor: give territory_per_fte (a cap per FTE in communes or km²) or "
+                             "territory_factor (a multiple of the region's mean per FTE), not both")
+        return self
+
+    @property
+    def territory_multiple(self) -> float | None:
+        """The multiple of the region's mean per FTE that caps each worker's territory per FTE:
+        ``territory_factor``, or :data:`DEFAULT_TERRITORY_FACTOR` when neither it nor
+        ``territory_per_fte`` is set; ``None`` with an absolute cap or without a cap."""
+        if self.territory_measure == "none" or self.territory_per_fte is not None:
+            return None
+        return DEFAULT_TERRITORY_FACTOR if self.territory_factor is None else self.territory_factor
+
+    def resolve_objective(self, team: TeamConfig) -> Literal["pmedian", "base"]:
+        """The objective the solver gets: ``objective``, with ``"auto"`` read as ``"base"`` when
+        every worker of ``team`` has her own base (a unit key or coordinates) and no two share
+        one, else ``"pmedian"``."""
+        if self.objective != "auto":
+            return self.objective
+        bases = [w.base if w.base is not None else (w.base_lon, w.base_lat) if w.base_lon is not None else None
+                 for w in team.workers]
+        own = all(b is not None for b in bases) and len(set(bases)) == len(bases)
+        return "base" if own else "pmedian"
 
 
 class MapConfig(BaseModel):
@@ -385,8 +520,11 @@ class RerunConfig(BaseModel):
     follow_up
         Demand column with the patients in active follow-up per commune: the
         patients who change referent when their commune changes sector (the
-        disruption). ``None``: the column ``follow_up`` if the demand has one,
-        else the caseload (``workload``).
+        disruption). With ``[demand.columns]`` a role name (give the file's
+        column there, e.g. ``follow_up = "Suivis actifs *"``, so next year's
+        headers need no change); else a header of the file. ``None``: the
+        column (or role) ``follow_up`` if the demand has one, else the
+        caseload (``workload``).
     move_penalty_min
         Price of moving one patient, in caseload-minutes of travel (the
         objective's unit): a commune moves only if the travel it saves is
@@ -453,6 +591,25 @@ class RerunConfig(BaseModel):
         return self
 
 
+class LockConfig(BaseModel):
+    """A commune whose referent is settled: ``[[locks]]`` in a scenario.
+
+    Attributes
+    ----------
+    insee
+        INSEE code of the commune (a unit key of the region, as text).
+    worker
+        Id of the worker (``team.workers[].id``) who keeps it; every plan of
+        ``run``, ``rerun`` and ``plans edit --rebalance`` gives it to her (and
+        so to her group).
+    """
+
+    model_config = _STRICT
+
+    insee: str = Field(min_length=1)
+    worker: str = Field(min_length=1)
+
+
 class Scenario(BaseModel):
     """A complete, validated scenario.
 
@@ -473,6 +630,7 @@ class Scenario(BaseModel):
     map: MapConfig = Field(default_factory=MapConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
     rerun: RerunConfig = Field(default_factory=RerunConfig)
+    locks: list[LockConfig] = Field(default_factory=list)
     source: Path | None = Field(None, exclude=True)
 
     @model_validator(mode="after")
@@ -496,6 +654,15 @@ class Scenario(BaseModel):
                 f"team.workers: groups {empty} would have no worker (total FTE 0): only {free} worker(s) "
                 "have no fixed group; fix fewer workers or give those groups a worker"
             )
+        ids = {w.id for w in workers}
+        seen: dict[str, str] = {}
+        for i, lock in enumerate(self.locks):
+            if lock.worker not in ids:
+                problems.append(f"locks[{i}].worker: {lock.worker!r} is not a worker of the team; use one of "
+                                f"{sorted(ids)}")
+            if seen.setdefault(lock.insee, lock.worker) != lock.worker:
+                problems.append(f"locks[{i}].insee: {lock.insee} is locked to {seen[lock.insee]!r} and "
+                                f"{lock.worker!r}; keep one")
         if problems:
             raise ValueError("\n".join(problems))
         return self
@@ -653,6 +820,24 @@ def load_scenario(path: str | Path | None = None) -> Scenario:
             return load_scenario(real)
     path = Path(path)
     return scenario_from_dict(read_toml(path, "scenario file"), source=path)
+
+
+def merge_team_file(data: dict[str, Any], path: str | Path) -> dict[str, Any]:
+    """``data`` (a scenario as a dict) with the ``[team]`` of a team file, and its optional
+    ``[rerun]`` and ``[groups]`` tables merged in (``--team`` of ``rerun`` and ``plans``).
+
+    Raises :class:`ScenarioError` naming the file when it has no ``[team]`` or other tables.
+    """
+    team_file = read_toml(path, "--team file")
+    unknown = set(team_file) - {"team", "rerun", "groups"}
+    if "team" not in team_file or unknown:
+        raise ScenarioError(f"--team {path}: expected a [team] table (and optionally [rerun], [groups]); "
+                            f"found {sorted(team_file)}")
+    out = {**data, "team": team_file["team"]}
+    for table in ("rerun", "groups"):
+        if table in team_file:
+            out[table] = {**data.get(table, {}), **team_file[table]}
+    return out
 
 
 def read_toml(path: str | Path, what: str, error: type[ValueError] = ScenarioError) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from sectorize.config.scenario import Scenario
-from sectorize.pipeline.inputs import Inputs, input_hashes, integer_graph
+from sectorize.pipeline.inputs import Inputs, input_hashes, integer_graph, keep_together_keys, territory_caps
 from sectorize.plan import Plan
 from solvers import NestedSolution, check_partition
 from solvers.problem import caseload_band
@@ -56,7 +56,8 @@ def assemble(inputs: Inputs, nested: NestedSolution, sector_names: list[str] | N
 
     ``sector_names`` (one per worker) default to :func:`sector_ids`. Travel
     minutes per unit are from the sector's centre (``pmedian``) or the
-    worker's base (``base``), rounded to 0.1 min. The solver facts (objective,
+    worker's base (``base``), rounded to 0.1 min; ``centre_travel_min`` and
+    ``base_travel_min`` give both, whatever the objective. The solver facts (objective,
     bound and gap when one solve drew every sector, stages, log) go to
     ``plan.solve``; the input hashes to ``plan.inputs``; the independent
     checks of :func:`check` to ``plan.violations``.
@@ -69,10 +70,9 @@ def assemble(inputs: Inputs, nested: NestedSolution, sector_names: list[str] | N
     sectors = list(sector_names) if sector_names is not None else sector_ids(nested.worker_group, group_names)
     worker = nested.sector
     centre_rows = travel.rows(nested.centre)
-    if scenario.model.objective == "base":
-        minutes = team.base_travel[worker, np.arange(len(keys))]
-    else:
-        minutes = centre_rows[worker, np.arange(len(keys))]
+    from_centre = centre_rows[worker, np.arange(len(keys))]
+    from_base = team.base_travel[worker, np.arange(len(keys))]
+    minutes = from_base if inputs.objective == "base" else from_centre  # "auto" resolved
     cols = [c for c in ("name", "dep", "population", "postcodes") if c in units.columns]
     table = units[cols].copy()
     for c in demand.table.columns:
@@ -83,6 +83,8 @@ def assemble(inputs: Inputs, nested: NestedSolution, sector_names: list[str] | N
     table["worker_id"] = [team.ids[s] for s in worker]
     table["worker_name"] = [team.names[s] for s in worker]
     table["travel_min"] = np.round(minutes, 1)
+    table["centre_travel_min"] = np.round(from_centre, 1)
+    table["base_travel_min"] = np.round(from_base, 1)
     table = gpd.GeoDataFrame(table, geometry=units.geometry, crs=units.crs)
     targets = w.sum() * team.fte / team.fte.sum()
     workers = pd.DataFrame({
@@ -102,7 +104,8 @@ def assemble(inputs: Inputs, nested: NestedSolution, sector_names: list[str] | N
     if hasattr(travel, "notes"):
         notes.extend(travel.notes)
     plan = Plan(scenario=scenario, units=table, workers=workers, graph=region.graph,
-                solve=solve, notes=notes)
+                solve=solve, notes=notes, demand_source=str(demand.source),
+                excluded=getattr(demand, "excluded", None))
     plan.inputs = input_hashes(scenario, region, demand, travel, team)
     plan.vintage = region.vintage
     plan.violations = check(plan)
@@ -146,7 +149,11 @@ def check(plan: Plan) -> list[str]:
     Every unit has exactly one group and one sector; every sector belongs to
     one group; every sector and every group is connected in the contiguity
     graph; every sector's caseload is within ±tolerance of its target and
-    every group's within ±group tolerance of its workers' summed targets.
+    every group's within ±group tolerance of its workers' summed targets;
+    with ``model.territory_measure = "communes"``, every sector's number of
+    communes within its cap (:func:`sectorize.pipeline.inputs.territory_caps`;
+    an area cap is checked by the solver, the table has no areas); every set
+    of ``groups.keep_together`` in one group.
     Returns the violations as sentences (empty when the plan is valid).
     """
     s = plan.scenario
@@ -187,4 +194,28 @@ def check(plan: Plan) -> list[str]:
             unit_label=labels.__getitem__,
             part_label=lambda i, names=names, kind=kind: f"{kind} {names[i]}",
         )
+    problems += _ground_rules(plan)
+    return problems
+
+
+def _ground_rules(plan: Plan) -> list[str]:
+    """The checks of :func:`check` for the territory cap in communes and the units kept in one group."""
+    s, units, workers = plan.scenario, plan.units, plan.workers
+    problems: list[str] = []
+    if s.model.territory_measure == "communes":
+        caps = territory_caps(s, np.ones(len(units)), workers["fte"].to_numpy(dtype=float))
+        count = units.groupby("sector").size()
+        for sector, cap in zip(workers["sector"], caps):
+            if count.get(sector, 0) > cap + 1e-9 * max(cap, 1.0):
+                problems.append(f"sector {sector} covers {count.get(sector, 0):,} communes, above its territory "
+                                f"cap of {cap:,.1f} (model.territory_measure = 'communes')")
+    try:
+        sets = keep_together_keys(s, units.index)
+    except ValueError as err:  # the scenario names units this plan does not have
+        return [*problems, str(err)]
+    for keys in sets:
+        groups = sorted(set(units.loc[keys, "group"]))
+        if len(groups) > 1:
+            problems.append(f"groups.keep_together: {', '.join(keys[:3])}{'...' if len(keys) > 3 else ''} "
+                            f"({len(keys)} units) are split between groups {', '.join(groups)}")
     return problems

@@ -92,10 +92,23 @@ def input_hashes(scenario: Scenario, region: Region, demand: Demand, travel: Tra
 
 
 def load_demand(scenario: Scenario, region: Region) -> Demand:
-    """Aggregated demand per unit: the user's file or the synthetic model."""
+    """Aggregated demand per unit: the user's file or the synthetic model.
+
+    For ``demand.source = "file"`` the file is read with the scenario's
+    ``key``, ``columns`` (by role, pattern or position), ``on_unknown`` and
+    ``repair`` (:func:`geodata.demand.read_demand`): ``Demand.repairs`` and
+    ``Demand.excluded`` list what was fixed and what was left out, and the
+    notes say it too (they reach the run's ``run.json``).
+
+    Raises
+    ------
+    geodata.demand.DemandError
+        Every problem of the file at once (file, line, column, what to do).
+    """
     cfg = scenario.demand
     if cfg.source == "file":
-        return read_demand(cfg.file, region, key=cfg.key, columns=cfg.columns, on_unknown=cfg.on_unknown)
+        return read_demand(cfg.file, region, key=cfg.key, columns=cfg.columns, on_unknown=cfg.on_unknown,
+                           repair=cfg.repair, sheet=cfg.sheet)
     return synthetic_demand(
         region, seed=cfg.seed, referrals_per_year=cfg.referrals_per_year,
         home_care_patients=cfg.home_care_patients,
@@ -105,15 +118,20 @@ def load_demand(scenario: Scenario, region: Region) -> Demand:
 def workload(scenario: Scenario, demand: Demand) -> pd.Series:
     """Caseload weight of each unit: ``sum(weight[c] * demand[c])`` over ``demand.weights``.
 
+    In the units of the demand (e.g. referrals/year + 0.5 x home-care
+    patients with the default weights).
+
     Raises :class:`ScenarioError` naming ``demand.weights.<column>`` when a
     weighted column is not in the demand table.
     """
     table = demand.table
     missing = [c for c in scenario.demand.weights if c not in table.columns]
     if missing:
+        hint = ("; name the file's column of each role in [demand.columns], e.g. "
+                f"{missing[0]} = \"<header or pattern>\"" if scenario.demand.source == "file" else "")
         raise ScenarioError(
-            f"demand.weights: column(s) {missing} not in the demand ({demand.source}); "
-            f"available columns: {list(table.columns)}"
+            f"demand.weights.{missing[0]}: column(s) {missing} not in the demand ({demand.source}); "
+            f"available columns: {list(table.columns)}{hint}"
         )
     total = sum(float(w) * table[c].astype(float) for c, w in scenario.demand.weights.items())
     return pd.Series(np.asarray(total, dtype=float), index=table.index, name="workload")
@@ -262,6 +280,112 @@ def _from_points(travel: TravelTimes, lon: np.ndarray, lat: np.ndarray) -> np.nd
     return np.asarray(fn(lon, lat), dtype=float)
 
 
+#: Lyon's 9 municipal arrondissements (the ``"lyon_arrondissements"`` variant's units for 69123).
+LYON_ARRONDISSEMENTS = tuple(f"6938{i}" for i in range(1, 10))
+
+#: What :func:`territory_sizes` measures, and the unit it names in messages.
+TERRITORY_UNITS = {"communes": "communes", "area_km2": "km²"}
+
+
+def territory_sizes(scenario: Scenario, region: Region) -> np.ndarray | None:
+    """``(n,)`` the territory of each unit for the cap of ``model.territory_measure`` (in the
+    order of ``region.units``), or ``None`` for ``"none"``.
+
+    ``"communes"``: 1 per unit (each of Lyon's arrondissements counts as one);
+    ``"area_km2"``: the ``area_km2`` column when the region has one (the shipped AURA
+    data), else the polygons' area on an equal-area projection (EPSG:6933), km².
+    """
+    measure = scenario.model.territory_measure
+    units = region.units
+    if measure == "none":
+        return None
+    if measure == "communes":
+        return np.ones(len(units))
+    if "area_km2" in units.columns and units["area_km2"].notna().all():
+        return units["area_km2"].to_numpy(dtype=float)
+    return units.geometry.to_crs(6933).area.to_numpy(dtype=float) / 1e6
+
+
+def territory_caps(scenario: Scenario, sizes: np.ndarray | None, fte: np.ndarray) -> np.ndarray | None:
+    """``(W,)`` the territory cap of each worker, ``per FTE x fte``, in the unit of ``sizes``;
+    ``None`` without a cap. The cap per FTE is ``model.territory_per_fte``, or
+    ``model.territory_multiple`` x the region's mean per FTE (``sizes.sum() / fte.sum()``).
+
+    >>> from sectorize.config.scenario import default_scenario
+    >>> territory_caps(default_scenario(), np.ones(4033), np.array([1.0] * 8 + [0.8] * 2 + [0.5]))[-3:].round(1)
+    array([798.6, 798.6, 499.1])
+    """
+    if sizes is None:
+        return None
+    model = scenario.model
+    fte = np.asarray(fte, dtype=float)
+    per_fte = model.territory_per_fte
+    if per_fte is None:
+        per_fte = model.territory_multiple * float(np.sum(sizes)) / float(fte.sum())
+    return per_fte * fte
+
+
+def keep_together_keys(scenario: Scenario, keys: pd.Index, region_name: str = "the region") -> list[list[str]]:
+    """The sets of ``groups.keep_together`` as unit keys of the region, each sorted; sets of one
+    unit are dropped (nothing to keep together).
+
+    Not set: Lyon, i.e. its arrondissements when the region has them (no set when Lyon is one
+    commune or absent). A key is a unit of the region; ``"69123"`` stands for the arrondissements
+    when the region has them, an arrondissement code for ``"69123"`` when it has Lyon whole.
+
+    Raises
+    ------
+    ScenarioError
+        Naming ``groups.keep_together[i]`` when a key is not a unit of the region.
+
+    >>> import pandas as pd
+    >>> from sectorize.config.scenario import default_scenario
+    >>> keep_together_keys(default_scenario(), pd.Index(["69381", "69382", "01001"]))
+    [['69381', '69382']]
+    """
+    present = set(keys)
+    sets = scenario.groups.keep_together
+    arrondissements = [k for k in LYON_ARRONDISSEMENTS if k in present]
+    if sets is None:
+        return [arrondissements] if len(arrondissements) > 1 else []
+    out: list[list[str]] = []
+    for i, codes in enumerate(sets):
+        found: set[str] = set()
+        for code in codes:
+            if code in present:
+                found.add(code)
+            elif code == LYON and arrondissements:
+                found.update(arrondissements)
+            elif code in LYON_ARRONDISSEMENTS and LYON in present:
+                found.add(LYON)
+            else:
+                raise ScenarioError(f"groups.keep_together[{i}]: {code!r} is not a unit of the region "
+                                    f"({region_name}); give unit keys (INSEE codes) of the region")
+        if len(found) > 1:
+            out.append(sorted(found))
+    return out
+
+
+def keep_together_units(scenario: Scenario, region: Region) -> list[list[int]]:
+    """The sets of :func:`keep_together_keys` as unit numbers (solver order), each sorted.
+
+    Raises
+    ------
+    ScenarioError
+        Naming ``groups.keep_together[i]`` when a key is not a unit of the region or a set
+        is not one connected piece.
+    """
+    index = {k: i for i, k in enumerate(region.units.index)}
+    out: list[list[int]] = []
+    sets = keep_together_keys(scenario, region.units.index, region.name)
+    for found in sets:
+        if not nx.is_connected(region.graph.subgraph(found)):
+            raise ScenarioError(f"groups.keep_together: the units {found} are not one connected piece of "
+                                "the region; add the units between them, or split the set")
+        out.append(sorted(index[k] for k in found))
+    return out
+
+
 def integer_graph(graph: nx.Graph, index: dict[str, int]) -> nx.Graph:
     """The contiguity graph over ``0..n-1`` (solver numbering), keeping ``border_m``."""
     g = nx.Graph()
@@ -311,21 +435,42 @@ class Inputs:
         """Solver number of each unit key."""
         return {k: i for i, k in enumerate(self.keys)}
 
+    def locked(self) -> dict[int, int]:
+        """The scenario's ``[[locks]]`` as ``{unit number: worker number}`` for the solvers.
+
+        Raises :class:`ScenarioError` naming ``locks[i].insee`` for a code that
+        is not a unit of the region.
+        """
+        index, workers = self.index, {wid: i for i, wid in enumerate(self.team.ids)}
+        out = {}
+        for i, lock in enumerate(self.scenario.locks):
+            if lock.insee not in index:
+                hint = (" (with the Lyon arrondissements variant, lock 69381..69389 instead)"
+                        if lock.insee == LYON else "")
+                raise ScenarioError(f"locks[{i}].insee: {lock.insee!r} is not a unit of the region "
+                                    f"({self.region.name}){hint}")
+            out[index[lock.insee]] = workers[lock.worker]
+        return out
+
     def solver_options(self) -> dict[str, Any]:
         """The scenario's model settings as keyword arguments of the nested solvers.
 
         The one place where ``[model]`` reaches :mod:`solvers`: tolerances,
-        objective, base travel, cost weights, labels, backend, time limit
-        (seconds), seed and the tie-break. :func:`solvers.solve_nested` and
+        objective (``"auto"`` resolved: :meth:`ModelConfig.resolve_objective`), base travel, cost
+        weights, labels, backend, time limit (seconds), seed, the tie-break, the territory caps
+        (``size`` per unit and ``max_size`` per worker: :func:`territory_sizes`,
+        :func:`territory_caps`) and, from ``[groups]``, the units kept in one group
+        (``keep_together``: :func:`keep_together_units`). :func:`solvers.solve_nested` and
         :func:`solvers.resolve_nested` both accept every key.
         """
         model = self.scenario.model
         units, team = self.region.units, self.team
         boundary = model.tie_break_slack is not None and model.tie_break_measure == "boundary"
+        sizes = territory_sizes(self.scenario, self.region)
         return dict(
             tolerance=model.tolerance,
             group_tolerance=model.group_tolerance,
-            objective=model.objective,
+            objective=self.objective,
             base_travel=team.base_travel,
             cost_weight=self.cost_weight,
             labels=tuple(f"{k} {n}" for k, n in zip(self.keys, units["name"])),
@@ -336,20 +481,35 @@ class Inputs:
             seed=model.seed,
             tie_break_slack=model.tie_break_slack,
             tie_break_weight=TIE_BREAK_WEIGHT if boundary else None,
+            size=sizes,
+            max_size=territory_caps(self.scenario, sizes, team.fte),
+            size_unit=TERRITORY_UNITS.get(model.territory_measure, "size units"),
+            keep_together=keep_together_units(self.scenario, self.region),
         )
 
+    @property
+    def objective(self) -> str:
+        """The solver's objective, ``"pmedian"`` or ``"base"``: ``model.objective`` with ``"auto"``
+        resolved against the team (:meth:`sectorize.config.scenario.ModelConfig.resolve_objective`)."""
+        return self.scenario.model.resolve_objective(self.scenario.team)
 
-def load_inputs(scenario: Scenario, progress: Progress | None = None) -> Inputs:
+
+def load_inputs(scenario: Scenario, progress: Progress | None = None, demand: Demand | None = None) -> Inputs:
     """Read the region, demand, travel times and team a scenario names.
 
-    ``progress`` receives one line per input read. Raises
+    ``progress`` receives one line per input read. ``demand`` replaces the
+    scenario's demand (e.g. the counts a previous plan was drawn with, for a
+    team-only re-run); its table must be indexed by the region's unit codes. Raises
     :class:`~sectorize.config.scenario.ScenarioError` or
     :class:`geodata.demand.DemandError` naming the key, file or row at fault.
     """
     say = progress or (lambda line: None)
     region = load_region(scenario)
     say(f"region: {region.name}, {len(region.units):,} units, {region.graph.number_of_edges():,} contiguity edges")
-    demand = load_demand(scenario, region)
+    if demand is None:
+        demand = load_demand(scenario, region)
+    else:
+        demand = Demand(demand.table.reindex(region.units.index).fillna(0.0), demand.source, list(demand.notes))
     load = workload(scenario, demand)
     say(f"demand: {demand.source}; total caseload {load.sum():,.1f}")
     travel = load_travel(scenario, region)

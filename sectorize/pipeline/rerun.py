@@ -7,7 +7,10 @@ Steps (each a plain function a notebook can call):
 2. :func:`rerun` maps it onto this year's units and team (departures with a
    named successor hand their sector over; new workers get a new sector),
    solves from it with a price per patient moved and optional caps
-   (:func:`solvers.rerun.resolve_nested`), keeps sector ids with their worker,
+   (:func:`solvers.rerun.resolve_or_widen`: when the caps or the price cannot
+   restore balance, the cap is relaxed, then the group split revisited from a
+   plan drawn from scratch, so the re-run finds a plan whenever ``sectorize
+   run`` would; what it took is in the notes and ``rerun.json``), keeps sector ids with their worker,
    and reports the communes moved, the caseloads before/after, the month-by-month
    transition (:mod:`sectorize.report.transition`) and the trade-off between
    disruption and travel (:func:`frontier`);
@@ -31,9 +34,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import linear_sum_assignment
 
 from geodata.codes import current_code
+from geodata.demand import Demand
 from geodata.regions import LYON
 from sectorize.config.scenario import Scenario, ScenarioError
 from sectorize.pipeline.assemble import assemble
@@ -43,6 +46,7 @@ from sectorize.plan import Plan
 from sectorize.report.transition import drained_month, simulate_transition, transition_summary
 from sectorize.store.run_folder import RunFolder, RunFolderError
 from solvers import InfeasibleError, NoPlanError, resolve_nested, solve_nested
+from solvers.rerun import WidenedSolution, match_workers, resolve_or_widen
 
 #: Columns a previous plan's sector table must have.
 PREVIOUS_COLUMNS = ("insee", "group", "sector", "worker_id")
@@ -127,6 +131,21 @@ def load_previous(source: str | Path, registry: str | Path | None = None) -> Pre
         "insee", "name", "dep", "group", "sector", "worker_id", "worker_name")])
     workers = _numbers(workers, ["fte", "target", "caseload"])
     return PreviousPlan(plan_id, sectors.set_index("insee"), workers, where, scenario_toml)
+
+
+def stored_demand(previous: PreviousPlan, columns: list[str]) -> Demand | None:
+    """The demand ``previous`` was drawn with, from its sector table (``None`` when it lacks a column).
+
+    For a team-only re-run: the same counts per commune, read from the plan
+    rather than from a file that may have moved since. ``columns`` are the
+    demand columns (roles) the scenario needs.
+    """
+    sectors = previous.sectors
+    if not columns or any(c not in sectors.columns for c in columns):
+        return None
+    table = sectors[columns].astype(float).fillna(0.0)
+    note = f"demand: the counts stored with the previous plan {previous.id} (team-only re-run)"
+    return Demand(table, f"previous plan {previous.id} ({previous.source})", [note])
 
 
 @dataclass
@@ -276,8 +295,12 @@ def rerun(
     progress: Progress | None = None,
     *,
     with_frontier: bool = True,
+    demand: Demand | None = None,
 ) -> RerunResult:
     """Re-sectorize ``scenario`` (this year's demand and team) starting from ``previous``.
+
+    ``demand`` replaces the scenario's demand, e.g. :func:`stored_demand` for a
+    team-only re-run.
 
     The objective is the scenario's travel objective plus
     ``rerun.move_penalty_min`` caseload-minutes per patient in follow-up whose
@@ -296,7 +319,7 @@ def rerun(
     """
     step = timed(progress)
     cfg = scenario.rerun
-    inputs = load_inputs(scenario, step)
+    inputs = load_inputs(scenario, step, demand=demand)
     region, demand, load, travel, team = inputs.region, inputs.demand, inputs.load, inputs.travel, inputs.team
     keys, index, w = inputs.keys, inputs.index, inputs.workload
     names = tuple(scenario.groups.names)
@@ -305,20 +328,28 @@ def rerun(
     change = team_change(scenario, previous)
     prev_worker, notes = previous_worker_of_units(previous, keys)
     follow_up, follow_note = _follow_up(scenario, demand, load)
+    moved_unit = "patients" if follow_note.startswith(_PATIENTS_NOTE) else "caseload units"
     notes.append(follow_note)
     notes.extend(_handover_notes(change, prev_worker, follow_up))
     previous_sector = _previous_sector(prev_worker, change, team.ids)
     worker_group = _worker_groups(scenario, team, change, previous_sector, w, notes)
     locked = _locked_units(cfg.locked, index, previous_sector, region.name)
+    for unit, worker in inputs.locked().items():  # [[locks]] of the scenario
+        if locked.setdefault(unit, worker) != worker:
+            raise ScenarioError(f"locks: {keys[unit]} is locked to {team.ids[worker]} in [[locks]] but kept with "
+                                f"{team.ids[locked[unit]]} by rerun.locked; keep one")
 
     mw, cap, cap_text = _disruption(cfg, follow_up)
     step(f"re-run: move penalty {cfg.move_penalty_min:g} caseload-minutes per patient moved "
          f"+ {cfg.commune_move_penalty_min:g} per commune; cap: {cap_text}")
-    nested = resolve_nested(
+    widened = resolve_or_widen(
         inputs.graph, w, travel, team.fte, worker_group, previous_sector, move_weight=mw,
         move_cost=cfg.move_penalty_min, max_moved=cap, move_unit_cost=cfg.commune_move_penalty_min,
-        locked=locked, progress=step, **inputs.solver_options(),
+        locked=locked, fixed_groups=list(team.fixed_group), progress=step, **inputs.solver_options(),
     )
+    nested = widened.solution
+    notes.extend(_widening_notes(widened, team.ids, names, worker_group, moved_unit))
+    worker_group = nested.worker_group
     sector_names = _sector_names(team, worker_group, names, change)
     plan = assemble(inputs, nested, sector_names=sector_names)
     plan.notes.extend(notes)
@@ -327,6 +358,7 @@ def rerun(
     caseloads = caseload_table(plan, previous, prev_worker)
     transition = _transition(inputs, prev_worker, plan, follow_up)
     summary = _summary(scenario, previous, changes, follow_up, cap_text, transition, change)
+    summary.update(_widening_summary(widened, moved_unit))
     plan.solve["rerun"] = summary
     step(f"re-run: {summary['moved_communes']} commune(s) moved, {summary['moved_patients']:,.1f} patients "
          f"({summary['moved_pct']:.2f} %)")
@@ -402,6 +434,39 @@ def _summary(scenario: Scenario, previous: PreviousPlan, changes: pd.DataFrame, 
     }
 
 
+_PATIENTS_NOTE = "disruption counted in patients in follow-up"
+
+
+def _widening_notes(widened: WidenedSolution, ids: tuple[str, ...], names: list[str], asked_groups: np.ndarray,
+                    unit: str) -> list[str]:
+    """What the re-run needed beyond what was asked, in words (empty when nothing)."""
+    if not widened.widened:
+        return []
+    failed = [a for a in widened.attempts if not a.found]
+    notes = [f"re-run widened to '{widened.step}': "
+             + "; ".join(f"'{a.step}' found no plan ({a.note[:200]})" for a in failed)]
+    if widened.cap is not None:
+        notes.append(f"the cap on moves was {widened.cap:,.1f} {unit}; the plan moves {widened.moved:,.1f} "
+                     f"({widened.over_cap:,.1f} more than the cap wanted)")
+    switched = [f"{ids[i]} {names[int(asked_groups[i])]} -> {names[int(g)]}"
+                for i, g in enumerate(widened.solution.worker_group) if g != asked_groups[i]]
+    if switched:
+        notes.append("workers who change group (no plan kept them in theirs): " + ", ".join(switched))
+    return notes
+
+
+def _widening_summary(widened: WidenedSolution, unit: str) -> dict[str, Any]:
+    """The widening figures for ``rerun.json``: the step that found the plan and each step tried."""
+    return {
+        "moved_unit": unit,
+        "widened": widened.widened,
+        "step": widened.step,
+        "over_cap": widened.over_cap,
+        "attempts": [{"step": a.step, "found": a.found, "moved": a.moved, "time_s": round(a.time_s, 1),
+                      "note": a.note} for a in widened.attempts],
+    }
+
+
 def _follow_up(scenario: Scenario, demand, load: pd.Series) -> tuple[pd.Series, str]:
     """Patients in follow-up per unit (the disruption weight) and a note saying where they came from."""
     column = scenario.rerun.follow_up
@@ -414,9 +479,9 @@ def _follow_up(scenario: Scenario, demand, load: pd.Series) -> tuple[pd.Series, 
         column = "follow_up"
     if column is None:
         return load.rename("follow_up"), ("disruption counted in caseload units: the demand has no follow-up "
-                                           "column (set rerun.follow_up)")
+                                           "column (set rerun.follow_up, or a follow_up role in [demand.columns])")
     values = table[column].astype(float).reindex(load.index).fillna(0.0)
-    return values.rename("follow_up"), f"disruption counted in patients in follow-up (demand column {column!r})"
+    return values.rename("follow_up"), f"{_PATIENTS_NOTE} (demand column {column!r})"
 
 
 def _disruption(cfg, follow_up: pd.Series) -> tuple[np.ndarray, float | None, str]:
@@ -558,7 +623,7 @@ def frontier(inputs: Inputs, worker_group: np.ndarray, previous_sector: np.ndarr
     plan (penalty, caps of the scenario) and an unconstrained re-solve
     from scratch (``model.time_limit_s``) whose sectors are matched to the
     workers so as to move the fewest patients
-    (:func:`scipy.optimize.linear_sum_assignment`). Columns: ``option,
+    (:func:`solvers.rerun.match_workers`). Columns: ``option,
     cap_pct, feasible, moved_patients, moved_pct, moved_communes,
     travel_objective`` (caseload-minutes, without the move penalty),
     ``mean_travel_min`` (caseload-weighted), ``max_deviation_pct``, ``note``.
@@ -611,7 +676,7 @@ def frontier(inputs: Inputs, worker_group: np.ndarray, previous_sector: np.ndarr
     try:
         fresh = solve_nested(graph, w, travel, team.fte, scenario.groups.count,
                              fixed_groups=list(team.fixed_group), **inputs.solver_options())
-        relabel, inverse = _match_workers(fresh.sector, previous_sector, mw, team.fte)
+        relabel, inverse = match_workers(fresh.sector, previous_sector, mw, team.fte)
         rows.append(row("re-solve from scratch", 100.0, relabel[fresh.sector], fresh.centre[inverse],
                         "sectors matched to workers of equal FTE to move the fewest patients"))
     except NoPlanError as err:
@@ -635,7 +700,7 @@ def _frontier_row(inputs: Inputs, previous_sector: np.ndarray, patients: np.ndar
                 "moved_pct": np.nan, "moved_communes": np.nan, "travel_objective": np.nan,
                 "mean_travel_min": np.nan, "max_deviation_pct": np.nan, "note": note}
     w, team, total = inputs.workload, inputs.team, float(patients.sum())
-    if inputs.scenario.model.objective == "base":
+    if inputs.objective == "base":  # "auto" resolved
         minutes = team.base_travel[sector, np.arange(len(sector))]
     else:
         minutes = inputs.travel.rows(centre)[sector, np.arange(len(sector))]
@@ -650,26 +715,6 @@ def _frontier_row(inputs: Inputs, previous_sector: np.ndarray, patients: np.ndar
             "max_deviation_pct": float(100 * np.abs(loads / targets - 1).max()), "note": note}
 
 
-def _match_workers(sector: np.ndarray, previous: np.ndarray, mw: np.ndarray, fte: np.ndarray
-                   ) -> tuple[np.ndarray, np.ndarray]:
-    """Relabel a fresh plan's sectors to workers of equal FTE so that the most move weight stays put.
-
-    Returns ``(relabel, inverse)``: ``relabel[fresh sector] = worker`` and
-    ``inverse[worker] = fresh sector``.
-    """
-    k = len(fte)
-    overlap = np.zeros((k, k))
-    has = previous >= 0
-    np.add.at(overlap, (sector[has], previous[has]), mw[has] + 1e-6)
-    overlap[~np.isclose(fte[:, None], fte[None, :])] = -1e12  # a sector is sized for its worker's FTE
-    rows, cols = linear_sum_assignment(-overlap)
-    relabel = np.empty(k, dtype=np.intp)
-    relabel[rows] = cols
-    inverse = np.empty(k, dtype=np.intp)
-    inverse[cols] = rows
-    return relabel, inverse
-
-
 # --------------------------------------------------------------------------
 # Writing
 # --------------------------------------------------------------------------
@@ -681,6 +726,7 @@ def rerun_and_write(
     progress: Progress | None = None,
     *,
     with_frontier: bool = True,
+    demand: Demand | None = None,
 ) -> tuple[Path, RerunResult]:
     """Run :func:`rerun` and write a new run folder under ``scenario.output.dir``.
 
@@ -698,7 +744,7 @@ def rerun_and_write(
     from sectorize.report.maps import diff_map, sector_map
 
     say = progress or (lambda line: None)
-    result = rerun(scenario, previous, progress=say, with_frontier=with_frontier)
+    result = rerun(scenario, previous, progress=say, with_frontier=with_frontier, demand=demand)
     say("drawing the maps")
     plan = result.plan
     options = dict(tiles=scenario.map.tiles, simplify_m=scenario.map.simplify_m,
@@ -706,7 +752,7 @@ def rerun_and_write(
     page = sector_map(plan, **options).get_root().render()
     diff = diff_map(plan, result.changes, **options).get_root().render()
     extra: dict[str, Any] = {
-        "changes.csv": result.changes.round({"follow_up": 2, "referrals": 2}),
+        "changes.csv": _whole_counts(result.changes, ("follow_up", "referrals")),
         "caseloads.csv": result.caseloads.round(2),
         "transition.csv": result.transition.round(2),
         "transition_workers.csv": transition_summary(result.transition).round(2),
@@ -719,15 +765,36 @@ def rerun_and_write(
     return folder, result
 
 
+def _whole_counts(table: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
+    """``table`` with each column of counts written as whole numbers when it holds counts
+    (a demand file), else rounded to 2 decimals (expected values or caseload units)."""
+    out = table.copy()
+    for column in columns:
+        values = out[column].astype(float)
+        if values.notna().all() and np.allclose(values, values.round()):
+            out[column] = values.round().astype(int)
+        else:
+            out[column] = values.round(2)
+    return out
+
+
 def summary_text(result: RerunResult) -> str:
     """A short plain-text report of a re-run, for the terminal."""
     s = result.summary
+    unit = s.get("moved_unit", "patients")
+    what = "patients in follow-up" if unit == "patients" else "caseload units (no follow-up column)"
     lines = [
         f"re-run from {s['previous_plan']}: {s['moved_communes']} commune(s) moved, "
-        f"{s['moved_patients']:,.1f} of {s['follow_up_total']:,.1f} patients in follow-up ({s['moved_pct']:.2f} %)",
+        f"{_count(s['moved_patients'])} of {_count(s['follow_up_total'])} {what} ({s['moved_pct']:.2f} %)",
         f"cap: {s['cap']}; transition: {s['transition']}"
         + (f", old map drained after {s['drained_month']} month(s)" if s["drained_month"] is not None else ""),
     ]
+    if s.get("widened"):
+        lines.append(f"widened: no plan as asked; the plan comes from step '{s['step']}'"
+                     + (f", {_count(s['over_cap'])} {unit} more than the cap" if s["over_cap"] > 0 else ""))
+        for a in s["attempts"]:
+            lines.append(f"  {a['step']:<24} " + (f"plan, {_count(a['moved'])} {unit} moved" if a["found"]
+                                                  else f"no plan: {a['note'][:150]}"))
     if s["handover"]:
         lines.append("handover: " + ", ".join(f"{a} -> {b}" for a, b in s["handover"].items()))
     if s["left"]:
@@ -735,11 +802,16 @@ def summary_text(result: RerunResult) -> str:
     if s["joined"]:
         lines.append("joined: " + ", ".join(s["joined"]))
     if result.frontier is not None:
-        lines.append("trade-off (patients moved vs caseload-weighted mean travel):")
+        lines.append(f"trade-off ({unit} moved vs caseload-weighted mean travel):")
         for r in result.frontier.itertuples():
             if r.feasible:
                 lines.append(f"  {r.option:<24} {r.moved_pct:6.2f} % moved  {int(r.moved_communes):5d} communes  "
                              f"mean travel {r.mean_travel_min:5.1f} min  max deviation {r.max_deviation_pct:5.1f} %")
             else:
-                lines.append(f"  {r.option:<24} no plan found in the time limit")
+                lines.append(f"  {r.option:<24} {r.note[:150] or 'no plan found in the time limit'}")
     return "\n".join(lines)
+
+
+def _count(value: float) -> str:
+    """A count of patients: whole when it is one, else with one decimal (expected values, caseload units)."""
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.1f}"

@@ -61,7 +61,8 @@ def run(scenario: Scenario, progress: Progress | None = None) -> Plan:
          f"tolerance ±{model.tolerance:.0%}, backend {model.backend}, time limit {model.time_limit_s:g} s")
     nested = solve_nested(
         inputs.graph, inputs.workload, inputs.travel, inputs.team.fte, scenario.groups.count,
-        fixed_groups=list(inputs.team.fixed_group), progress=step, **inputs.solver_options(),
+        fixed_groups=list(inputs.team.fixed_group), locked=inputs.locked(), progress=step,
+        **inputs.solver_options(),
     )
     step(f"solved in {nested.time_s:.1f} s, objective {nested.objective:,.0f} caseload-minutes")
     plan = assemble(inputs, nested)

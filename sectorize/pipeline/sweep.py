@@ -501,6 +501,7 @@ def write_results(result: SweepResult, out_dir: str | Path) -> tuple[Path, Path]
     from datetime import datetime
 
     from sectorize.store.atomic import atomic_write_text
+    from sectorize.store.export import csv_booleans
     from sectorize.report.kpi import jsonable
 
     out = Path(out_dir)
@@ -511,7 +512,7 @@ def write_results(result: SweepResult, out_dir: str | Path) -> tuple[Path, Path]
         n += 1
         stem = f"sweep-{stamp}-{n}"
     csv_path, json_path = out / f"{stem}.csv", out / f"{stem}.json"
-    text = result.table.to_csv(sep=";", decimal=",", index=False)
+    text = csv_booleans(result.table).to_csv(sep=";", decimal=",", index=False)  # booleans 1/0, as every French CSV
     atomic_write_text(csv_path, text, encoding="utf-8-sig")
     facts = {
         "sweep": result.sweep.name, "source": result.sweep.source, "executor": result.executor,

@@ -1,13 +1,28 @@
-"""Key figures of a plan: caseload balance, travel times and contiguity per sector and group.
+"""Key figures of a plan in the manager's units: patients per worker, caseload against target, travel.
 
 :func:`compute_kpis` returns a JSON-ready dictionary; :func:`kpi_table`,
 :func:`kpi_text` and :func:`kpi_html` present it as a table, a fixed-width
 text report and a self-contained HTML page.
 
-Units: caseloads and targets are in the scenario's workload unit (weighted
-demand, e.g. referrals/year + 0.5 x home-care patients); travel times in
-minutes from the sector's reference point (its centre commune, or the
-worker's base) to each commune; deviations in percent of the target.
+Units:
+
+* new referrals in patients/year (the demand column of the role
+  ``referrals``) and patients/week (patients/year / :data:`WEEKS_PER_YEAR`);
+  active home-care patients (role ``home_care``) and patients in follow-up
+  (role ``follow_up``, shown only when the demand has that column) in
+  patients. With a synthetic demand these are expected values (shown
+  ``≈``, with decimals); with a file of counts, whole numbers;
+* caseload and target in the scenario's weighted units
+  (``caseload = Σ weight × demand column``, e.g. 1.0 × referrals + 0.5 ×
+  home care), shown first as a share of the worker's FTE-proportional
+  target (``97 % of target``), the weighted values second;
+* travel times in minutes, from the worker's base and from the sector's
+  centre commune to each commune of the sector: mean weighted by caseload,
+  and maximum (the farthest commune);
+* deviations in percent of the target.
+
+Only aggregated counts are reported (per sector, group and department),
+never patient-level data.
 
 Example
 -------
@@ -27,6 +42,7 @@ import networkx as nx
 import numpy as np
 import pandas as pd
 
+import geodata.demand as _demand
 from solvers.problem import caseload_band, within_band
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -34,6 +50,22 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: Order in which solver facts are shown.
 _SOLVE_KEYS = ("status", "backend", "objective", "bound", "gap", "time_s")
+
+#: ``Demand.excluded.reason`` of a total row of the demand file (its counts sum other rows: not left out).
+TOTAL_ROW = getattr(_demand, "TOTAL_ROW", "total row")
+
+#: Weeks in a year (365.25 days / 7): a figure per week is the figure per year / 52.18.
+WEEKS_PER_YEAR = 52.18
+
+#: Demand roles: ``referrals`` (new referrals, patients/year), ``home_care``
+#: (active home-care patients) and ``follow_up`` (patients in active follow-up).
+#: Demand columns are named by role; ``rerun.follow_up`` may name another follow-up column.
+ROLES = ("referrals", "home_care", "follow_up")
+
+#: How each role is named in reports (``_LABELS``: as a table heading).
+_ROLE_WORDS = {"referrals": "referrals", "home_care": "home care", "follow_up": "follow-up"}
+_LABELS = {"referrals": "new referrals/year", "home_care": "home-care patients",
+           "follow_up": "patients in follow-up"}
 
 
 def demand_columns(plan: Plan) -> list[str]:
@@ -49,6 +81,62 @@ def demand_columns(plan: Plan) -> list[str]:
     if missing:
         raise ValueError(f"plan.units lacks the demand column(s) {missing} declared by the scenario's [demand]")
     return declared
+
+
+def role_column(plan: Plan, role: str) -> str | None:
+    """The column of ``plan.units`` holding a demand role, or ``None`` when the demand has none.
+
+    Demand columns are named by role (``referrals``: new referrals,
+    patients/year; ``home_care``: active home-care patients; ``follow_up``:
+    patients in active follow-up); for ``follow_up`` the scenario's
+    ``rerun.follow_up`` may name another column.
+
+    Example
+    -------
+    >>> role_column(plan, "follow_up") is None      # the synthetic demand has no follow-up  # doctest: +SKIP
+    True
+    """
+    if role not in ROLES:
+        raise ValueError(f"unknown demand role {role!r}; use one of {ROLES}")
+    column = role
+    if role == "follow_up":
+        column = getattr(getattr(plan.scenario, "rerun", None), "follow_up", None) or role
+    units = plan.units
+    if column in units.columns and pd.api.types.is_numeric_dtype(units[column]):
+        return column
+    return None
+
+
+def demand_basis(plan: Plan) -> dict[str, Any]:
+    """What the demand figures are: source, synthetic or counts, role columns, caseload weights.
+
+    Returns
+    -------
+    dict
+        ``source`` (the file, or ``"synthetic ..."``), ``synthetic`` (bool),
+        ``values`` (``"expected"``: expected values of the synthetic model;
+        ``"counts"``: counts from a file), ``columns`` (role -> demand column
+        or ``None``), ``weights`` (demand column -> caseload weight),
+        ``formula`` (``"caseload = 1.0 × referrals + 0.5 × home care"``) and
+        ``weeks_per_year`` (:data:`WEEKS_PER_YEAR`).
+    """
+    cfg = plan.scenario.demand
+    source = plan.demand_source or str(cfg.source)
+    synthetic = source.startswith("synthetic")
+    weights = {str(c): float(w) for c, w in cfg.weights.items()}
+    words = {column: _ROLE_WORDS.get(role, column) for role in ROLES
+             if (column := role_column(plan, role)) is not None}
+    terms = [f"{_weight(w)} × {words.get(c, c)}" for c, w in weights.items()]
+    return {
+        "source": source, "synthetic": synthetic, "values": "expected" if synthetic else "counts",
+        "columns": {role: role_column(plan, role) for role in ROLES},
+        "weights": weights, "formula": "caseload = " + " + ".join(terms),
+        "weeks_per_year": WEEKS_PER_YEAR,
+    }
+
+
+def _weight(w: float) -> str:
+    return f"{w:.1f}" if round(w, 1) == w else f"{w:g}"
 
 
 def travel_stats(minutes: np.ndarray, weights: np.ndarray) -> dict[str, float | int | None]:
@@ -103,16 +191,105 @@ def _within(caseload: float, target: float, tolerance: float) -> bool:
     return bool(within_band(caseload, lower, upper))
 
 
-def _aggregate(units: pd.DataFrame, graph: nx.Graph, demand: list[str]) -> dict[str, Any]:
-    """Figures shared by sectors and groups, for the communes in ``units``."""
+def _travel_columns(plan: Plan) -> dict[str, str | None]:
+    """Columns of ``plan.units`` with the minutes from the sector's centre and from the worker's base.
+
+    Plans from the pipeline have both; a re-opened plan has only
+    ``travel_min``, which is one or the other depending on the objective.
+    """
+    units = plan.units
+    objective = plan.scenario.model.resolve_objective(plan.scenario.team)  # "auto" resolved
     return {
-        "caseload": float(units["workload"].sum()),
+        "centre": "centre_travel_min" if "centre_travel_min" in units.columns
+        else ("travel_min" if objective != "base" else None),
+        "base": "base_travel_min" if "base_travel_min" in units.columns
+        else ("travel_min" if objective == "base" else None),
+    }
+
+
+def _people(units: pd.DataFrame, roles: dict[str, str | None]) -> dict[str, float | None]:
+    """Patients of the communes in ``units``: per year and per week for referrals, active for the others."""
+    def total(role: str) -> float | None:
+        column = roles[role]
+        return None if column is None else float(units[column].sum())
+
+    referrals = total("referrals")
+    return {
+        "referrals_per_year": referrals,
+        "referrals_per_week": None if referrals is None else referrals / WEEKS_PER_YEAR,
+        "home_care_patients": total("home_care"),
+        "follow_up_patients": total("follow_up"),
+    }
+
+
+def _aggregate(units: pd.DataFrame, graph: nx.Graph, demand: list[str], roles: dict[str, str | None],
+               travel: dict[str, str | None]) -> dict[str, Any]:
+    """Figures shared by sectors and groups, for the communes in ``units``."""
+    load = units["workload"].to_numpy(dtype=float)
+
+    def from_(column: str | None) -> dict[str, Any] | None:
+        return None if column is None else travel_stats(units[column].to_numpy(dtype=float), load)
+
+    return {
+        "caseload": float(load.sum()),
         "communes": len(units),
         "population": int(units["population"].sum()),
         "demand": {c: float(units[c].sum()) for c in demand},
-        "travel": travel_stats(units["travel_min"].to_numpy(dtype=float), units["workload"].to_numpy(dtype=float)),
+        **_people(units, roles),
+        "travel": travel_stats(units["travel_min"].to_numpy(dtype=float), load),
+        "travel_base": from_(travel["base"]),
+        "travel_centre": from_(travel["centre"]),
         "contiguous": _is_contiguous(graph, list(units.index)),
     }
+
+
+def _share_pct(caseload: float, target: float) -> float | None:
+    return caseload / target * 100 if target > 0 else None
+
+
+def excluded_summary(excluded: pd.DataFrame | None) -> dict[str, Any] | None:
+    """Demand left out of the plan (e.g. referrals from outside the region), by department and reason.
+
+    Parameters
+    ----------
+    excluded
+        :attr:`geodata.demand.Demand.excluded`: ``code`` (str),
+        ``department`` (str), ``reason`` (str) and one float column per
+        demand column (counts left out), one row per row of the demand file;
+        ``None`` or empty when nothing was left out. Total rows of the file
+        (reason :data:`TOTAL_ROW`: their counts are sums of other rows) are
+        left aside.
+
+    Returns
+    -------
+    dict or None
+        ``columns`` (the demand columns); ``rows``: one dict per department
+        and reason with ``department`` (``"unknown"`` when the code names
+        none), ``reason``, ``rows`` (rows of the file) and the summed counts
+        per demand column, sorted by department; ``total``: ``rows`` and the
+        sums. ``None`` when nothing was left out. Aggregated counts only: no
+        code appears in the result.
+    """
+    if excluded is None or len(excluded) == 0:
+        return None
+    missing = [c for c in ("code", "department", "reason") if c not in excluded.columns]
+    if missing:
+        raise ValueError(f"the excluded demand lacks the column(s) {missing}")
+    frame = excluded.loc[excluded["reason"].astype(str) != TOTAL_ROW]
+    if len(frame) == 0:
+        return None
+    columns = [c for c in frame.columns if c not in ("code", "department", "reason")
+               and pd.api.types.is_numeric_dtype(frame[c])]
+    frame = frame.assign(
+        department=frame["department"].fillna("").astype(str).str.strip().replace("", "unknown"),
+        reason=frame["reason"].fillna("").astype(str).str.strip().replace("", "not given"),
+    )
+    rows = []
+    for (department, reason), part in frame.groupby(["department", "reason"], sort=True):
+        rows.append({"department": department, "reason": reason, "rows": len(part),
+                     **{c: float(part[c].sum()) for c in columns}})
+    total = {"rows": len(frame), **{c: float(frame[c].sum()) for c in columns}}
+    return {"columns": columns, "rows": rows, "total": total}
 
 
 def _place(plan: Plan, key: Any) -> dict[str, Any] | None:
@@ -158,35 +335,57 @@ def jsonable(value: Any) -> Any:
 
 
 def compute_kpis(plan: Plan) -> dict[str, Any]:
-    """Balance, travel and contiguity figures of a plan, JSON-serialisable.
+    """Patients, caseload balance, travel and contiguity figures of a plan, JSON-serialisable.
 
     Returns
     -------
     dict
-        ``scenario`` (name); ``totals`` (``communes``, ``population``,
-        ``demand`` per column, ``workload``, ``fte``, ``unassigned``:
-        communes with no known sector); ``sectors``: one dict per worker with
-        ``group, sector, worker_id, worker_name, fte, target, caseload,
-        deviation_pct`` ((caseload - target) / target x 100),
-        ``within_tolerance`` (scenario ``model.tolerance``), ``communes,
-        population, demand, travel`` (see :func:`travel_stats`),
-        ``contiguous`` (the sector's communes form one connected piece of
-        ``plan.graph``), ``centre`` and ``base`` (key, name; base also lon,
-        lat); ``groups``: the same aggregates per group, with ``target`` the
-        sum of its sectors' targets and ``within_tolerance`` against
-        ``model.group_tolerance``; ``solve`` (``plan.solve`` without logs);
-        ``violations``; ``valid``.
+        ``scenario`` (name);
+        ``demand``: what the figures are (:func:`demand_basis`: source,
+        ``synthetic``, ``values`` ``"expected"`` or ``"counts"``, role
+        columns, weights, caseload formula, weeks per year);
+        ``travel_from``: what ``travel`` is measured from (``"sector
+        centre"`` or ``"worker base"``, the scenario's objective);
+        ``totals`` (``communes``, ``population``, ``demand`` per column,
+        ``workload``, ``fte``, ``unassigned``: communes with no known sector,
+        and the patient figures below);
+        ``sectors``: one dict per worker with ``group, sector, worker_id,
+        worker_name, fte``; patients: ``referrals_per_year`` (patients/year,
+        the ``referrals`` column), ``referrals_per_week`` (patients/week =
+        per year / :data:`WEEKS_PER_YEAR`), ``home_care_patients`` and
+        ``follow_up_patients`` (patients; ``None`` when the demand has no
+        such column); caseload (weighted units): ``target`` (total caseload x
+        FTE / team FTE), ``caseload``, ``target_share_pct`` (caseload /
+        target x 100), ``deviation_pct`` ((caseload - target) / target x
+        100), ``within_tolerance`` (scenario ``model.tolerance``);
+        ``communes, population, demand``; travel in minutes (see
+        :func:`travel_stats`, weighted by caseload): ``travel`` (from the
+        scenario's reference point), ``travel_base`` (from the worker's
+        base) and ``travel_centre`` (from the sector's centre commune),
+        ``None`` when the plan lacks those minutes; ``contiguous`` (the
+        sector's communes form one connected piece of ``plan.graph``),
+        ``centre`` and ``base`` (key, name; base also lon, lat);
+        ``groups``: the same aggregates per group, with ``target`` the sum of
+        its sectors' targets and ``within_tolerance`` against
+        ``model.group_tolerance`` (travel from each commune's own worker's
+        base and sector centre);
+        ``excluded``: demand left out of the plan by department and reason
+        (:func:`excluded_summary`), ``None`` when nothing was;
+        ``solve`` (``plan.solve`` without logs); ``violations``; ``valid``.
     """
     units, workers, model = plan.units, plan.workers, plan.scenario.model
     demand = demand_columns(plan)
+    roles = {role: role_column(plan, role) for role in ROLES}
+    travel = _travel_columns(plan)
     sectors = []
     for _, w in workers.iterrows():
         target = float(w["target"])
-        agg = _aggregate(units[units["sector"] == w["sector"]], plan.graph, demand)
+        agg = _aggregate(units[units["sector"] == w["sector"]], plan.graph, demand, roles, travel)
         sectors.append({
             "group": str(w["group"]), "sector": str(w["sector"]),
             "worker_id": str(w["worker_id"]), "worker_name": str(w["worker_name"]),
             "fte": float(w["fte"]), "target": target, "caseload": agg["caseload"],
+            "target_share_pct": _share_pct(agg["caseload"], target),
             "deviation_pct": _deviation_pct(agg["caseload"], target),
             "within_tolerance": _within(agg["caseload"], target, model.tolerance),
             **{k: v for k, v in agg.items() if k != "caseload"},
@@ -195,10 +394,11 @@ def compute_kpis(plan: Plan) -> dict[str, Any]:
     groups = []
     for group, members in workers.groupby("group", sort=False):
         target = float(members["target"].sum())
-        agg = _aggregate(units[units["group"] == group], plan.graph, demand)
+        agg = _aggregate(units[units["group"] == group], plan.graph, demand, roles, travel)
         groups.append({
             "group": str(group), "sectors": len(members), "fte": float(members["fte"].sum()),
             "target": target, "caseload": agg["caseload"],
+            "target_share_pct": _share_pct(agg["caseload"], target),
             "deviation_pct": _deviation_pct(agg["caseload"], target),
             "within_tolerance": _within(agg["caseload"], target, model.group_tolerance),
             **{k: v for k, v in agg.items() if k != "caseload"},
@@ -209,9 +409,15 @@ def compute_kpis(plan: Plan) -> dict[str, Any]:
         "demand": {c: float(units[c].sum()) for c in demand},
         "workload": float(units["workload"].sum()), "fte": float(workers["fte"].sum()),
         "unassigned": int((~known).sum()),
+        **_people(units, roles),
     }
     return jsonable({
-        "scenario": plan.scenario.name, "totals": totals, "sectors": sectors, "groups": groups,
+        "scenario": plan.scenario.name, "demand": demand_basis(plan),
+        "travel_from": ("worker base" if model.resolve_objective(plan.scenario.team) == "base"
+                        else "sector centre"),
+        "tolerance": {"sector": model.tolerance, "group": model.group_tolerance},
+        "totals": totals, "sectors": sectors, "groups": groups,
+        "excluded": excluded_summary(getattr(plan, "excluded", None)),
         "solve": _without_logs(plan.solve), "violations": list(plan.violations), "valid": plan.valid,
     })
 
@@ -224,19 +430,45 @@ def sector_sort_key(sector: str) -> tuple[Any, ...]:
     return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(sector)))
 
 
+def _stat(travel: dict[str, Any] | None, key: str) -> float | None:
+    return None if travel is None else travel[key]
+
+
+def _place_label(place: dict[str, Any] | None) -> str:
+    """A base or centre for display: its name, else its coordinates."""
+    if not place:
+        return ""
+    if place.get("name"):
+        return str(place["name"])
+    if place.get("key"):
+        return str(place["key"])
+    if place.get("lat") is not None and place.get("lon") is not None:
+        return f"{place['lat']:.3f}, {place['lon']:.3f}"
+    return ""
+
+
 def _row(d: dict[str, Any], level: str, demand: list[str]) -> dict[str, Any]:
     travel = d["travel"]
     return {
         "level": level, "group": d["group"],
         "sector": d.get("sector", f"group {d['group']}"),
         "worker_id": d.get("worker_id", ""), "worker_name": d.get("worker_name", ""),
-        "fte": d["fte"], "target": d["target"], "caseload": d["caseload"],
+        "fte": d["fte"],
+        "referrals_per_year": d["referrals_per_year"], "referrals_per_week": d["referrals_per_week"],
+        "home_care_patients": d["home_care_patients"], "follow_up_patients": d["follow_up_patients"],
+        "target_share_pct": d["target_share_pct"],
+        "target": d["target"], "caseload": d["caseload"],
         "deviation_pct": d["deviation_pct"], "within_tolerance": d["within_tolerance"],
         "communes": d["communes"], "population": d["population"],
         **{c: d["demand"][c] for c in demand},
         "travel_mean_min": travel["mean_min"], "travel_median_min": travel["median_min"],
         "travel_p90_min": travel["p90_min"], "travel_max_min": travel["max_min"],
+        "travel_base_mean_min": _stat(d["travel_base"], "mean_min"),
+        "travel_base_max_min": _stat(d["travel_base"], "max_min"),
+        "travel_centre_mean_min": _stat(d["travel_centre"], "mean_min"),
+        "travel_centre_max_min": _stat(d["travel_centre"], "max_min"),
         "contiguous": d["contiguous"],
+        "base": _place_label(d.get("base")),
         "centre": (d.get("centre") or {}).get("name") or "",
     }
 
@@ -244,10 +476,18 @@ def _row(d: dict[str, Any], level: str, demand: list[str]) -> dict[str, Any]:
 def kpi_table(kpis: dict[str, Any]) -> pd.DataFrame:
     """One row per sector, then a subtotal row per group (``level`` = ``"sector"``/``"group"``).
 
-    Columns: ``level, group, sector, worker_id, worker_name, fte, target,
-    caseload, deviation_pct, within_tolerance, communes, population``, one
-    column per demand measure, ``travel_mean_min, travel_median_min,
-    travel_p90_min, travel_max_min, contiguous, centre`` (centre name).
+    Columns: ``level, group, sector, worker_id, worker_name, fte``;
+    patients: ``referrals_per_year`` (patients/year), ``referrals_per_week``
+    (patients/week), ``home_care_patients``, ``follow_up_patients``
+    (patients; NaN when the demand has no such column); caseload, weighted
+    units: ``target_share_pct`` (caseload / target x 100), ``target,
+    caseload, deviation_pct`` (%), ``within_tolerance``; ``communes,
+    population``, one column per demand measure; travel, minutes:
+    ``travel_mean_min, travel_median_min, travel_p90_min, travel_max_min``
+    (from the scenario's reference point), ``travel_base_mean_min,
+    travel_base_max_min`` (from the worker's base), ``travel_centre_mean_min,
+    travel_centre_max_min`` (from the sector's centre commune); ``contiguous``,
+    ``base`` and ``centre`` (names).
     """
     demand = list(kpis["totals"]["demand"])
     rows = []
@@ -270,26 +510,94 @@ def _fmt(value: Any, digits: int = 1, sign: bool = False) -> str:
     return str(value)
 
 
-def _display_table(kpis: dict[str, Any]) -> pd.DataFrame:
-    """The KPI table with short headings and formatted cells (strings)."""
+def _patients(value: Any, expected: bool, per_week: bool = False) -> str:
+    """Patients for display: ``≈ 12.3`` (expected values of a synthetic demand), else whole
+    numbers (per week: one decimal, an average)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if expected:
+        return f"≈ {_fmt(float(value), 1)}"
+    return _fmt(float(value), 1) if per_week else _fmt(int(round(float(value))))
+
+
+def _share(value: Any) -> str:
+    return "-" if value is None else f"{value:.0f} % of target"
+
+
+def _minutes(value: Any) -> str:
+    return _fmt(None if value is None else float(value), 0)
+
+
+#: Text columns of the display tables (left-aligned).
+_TEXT_COLUMNS = {"sector", "worker", "base", "centre", "department", "reason"}
+
+
+def _workload_table(kpis: dict[str, Any]) -> pd.DataFrame:
+    """Per worker, then per group: FTE, patients, caseload against target (strings)."""
     table = kpi_table(kpis)
-    demand = list(kpis["totals"]["demand"])
-    out = pd.DataFrame({
-        "group": table["group"], "sector": table["sector"], "worker": table["worker_name"],
-        "FTE": table["fte"].map(lambda v: _fmt(v, 2)),
-        "target": table["target"].map(_fmt), "caseload": table["caseload"].map(_fmt),
-        "dev %": table["deviation_pct"].map(lambda v: _fmt(v, 1, sign=True)),
-        "in tol.": table["within_tolerance"].map(_fmt),
+    basis = kpis["demand"]
+    expected = basis["values"] == "expected"
+    roles = basis["columns"]
+    out = {"sector": table["sector"], "worker": table["worker_name"], "FTE": table["fte"].map(lambda v: _fmt(v, 2))}
+    if roles["referrals"] is not None:
+        out[_LABELS["referrals"]] = table["referrals_per_year"].map(lambda v: _patients(v, expected))
+        out["referrals/week"] = table["referrals_per_week"].map(lambda v: _patients(v, expected, per_week=True))
+    for role in ("home_care", "follow_up"):
+        if roles[role] is not None:
+            out[_LABELS[role]] = table[f"{role}_patients"].map(lambda v: _patients(v, expected))
+    out["caseload vs target"] = table["target_share_pct"].map(_share)
+    out["in tol."] = table["within_tolerance"].map(_fmt)
+    out["weighted caseload / target"] = [f"{_fmt(c)} / {_fmt(t)}" for c, t in zip(table["caseload"], table["target"])]
+    frame = pd.DataFrame(out)
+    frame.attrs["levels"] = list(table["level"])
+    return frame
+
+
+def _travel_table(kpis: dict[str, Any]) -> pd.DataFrame:
+    """Per worker, then per group: minutes from the base and from the centre, communes (strings)."""
+    table = kpi_table(kpis)
+    frame = pd.DataFrame({
+        "sector": table["sector"], "base": table["base"],
+        "base mean": table["travel_base_mean_min"].map(_minutes),
+        "base max": table["travel_base_max_min"].map(_minutes),
+        "centre": table["centre"],
+        "centre mean": table["travel_centre_mean_min"].map(_minutes),
+        "centre max": table["travel_centre_max_min"].map(_minutes),
         "communes": table["communes"].map(_fmt), "population": table["population"].map(_fmt),
-        **{c: table[c].map(_fmt) for c in demand},
-        "mean min": table["travel_mean_min"].map(lambda v: _fmt(v, 0)),
-        "median min": table["travel_median_min"].map(lambda v: _fmt(v, 0)),
-        "p90 min": table["travel_p90_min"].map(lambda v: _fmt(v, 0)),
-        "max min": table["travel_max_min"].map(lambda v: _fmt(v, 0)),
-        "contiguous": table["contiguous"].map(_fmt), "centre": table["centre"],
+        "contiguous": table["contiguous"].map(_fmt),
     })
-    out.attrs["levels"] = list(table["level"])
-    return out
+    frame.attrs["levels"] = list(table["level"])
+    return frame
+
+
+def _excluded_table(kpis: dict[str, Any]) -> pd.DataFrame | None:
+    """Demand left out, by department and reason, with a total row (strings); ``None`` when none."""
+    excluded = kpis.get("excluded")
+    if not excluded:
+        return None
+    expected = kpis["demand"]["values"] == "expected"
+    roles = {column: role for role, column in kpis["demand"]["columns"].items() if column is not None}
+    rows = [*excluded["rows"], {"department": "total", "reason": "", **excluded["total"]}]
+    frame = pd.DataFrame({
+        "department": [r["department"] for r in rows], "reason": [r["reason"] for r in rows],
+        "file rows": [_fmt(int(r["rows"])) for r in rows],
+        **{_LABELS.get(roles.get(c, ""), c): [_patients(r.get(c), expected) for r in rows] for c in excluded["columns"]},
+    })
+    frame.attrs["levels"] = ["sector"] * (len(rows) - 1) + ["group"]
+    return frame
+
+
+def _lay_out(frame: pd.DataFrame) -> list[str]:
+    """A table of strings as fixed-width lines: text columns left-aligned, numbers right-aligned."""
+    columns = list(frame.columns)
+    cells = [[str(v) for v in row] for row in frame.itertuples(index=False)]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
+
+    def line(values: list[str]) -> str:
+        return "  ".join(v.ljust(w) if c in _TEXT_COLUMNS else v.rjust(w)
+                         for c, v, w in zip(columns, values, widths)).rstrip()
+
+    return [line(columns)] + [line(row) for row in cells]
 
 
 def _facts(d: dict[str, Any]) -> str:
@@ -321,72 +629,163 @@ def _solve_lines(solve: dict[str, Any], indent: str = "") -> list[str]:
     return lines
 
 
-def _header_lines(kpis: dict[str, Any]) -> list[str]:
-    t = kpis["totals"]
+def _pct(tolerance: float) -> str:
+    return f"±{tolerance * 100:g} %"
+
+
+def _summary_lines(kpis: dict[str, Any]) -> list[str]:
+    """Scenario, status, what the demand is, totals in patients, the caseload formula."""
+    t, basis = kpis["totals"], kpis["demand"]
+    expected = basis["values"] == "expected"
+    roles = basis["columns"]
     n_viol = len(kpis["violations"])
-    demand = ", ".join(f"{c} {_fmt(v)}" for c, v in t["demand"].items())
+    kind = ("SYNTHETIC: figures marked ≈ are expected values, not counts of real patients"
+            if expected else "Counts of patients")
     lines = [
         f"Scenario: {kpis['scenario']}",
         "Plan: valid (all checks passed)" if kpis["valid"] else f"Plan: INVALID ({n_viol} violation(s))",
-        f"Totals: {_fmt(t['communes'])} communes, population {_fmt(t['population'])}, "
-        f"{demand}, workload {_fmt(t['workload'])}, FTE {_fmt(t['fte'], 2)}"
-        + (f", {t['unassigned']} commune(s) without a sector" if t["unassigned"] else ""),
+        f"Demand: {basis['source']}. {kind}.",
+        f"Region: {_fmt(t['communes'])} communes, population {_fmt(t['population'])}; "
+        f"team: {len(kpis['sectors'])} workers, {_fmt(t['fte'], 2)} FTE"
+        + (f"; {t['unassigned']} commune(s) without a sector" if t["unassigned"] else ""),
     ]
-    solve = _solve_lines(kpis["solve"])
-    return lines + (["Solve:"] + ["  " + s for s in solve] if solve else ["Solve: no solver facts recorded"])
+    if roles["referrals"] is not None:
+        what = "expected " if expected else ""
+        lines.append(
+            f"New referrals (demand column '{roles['referrals']}'): "
+            f"{_patients(t['referrals_per_year'], expected)} {what}per year, "
+            f"{_patients(t['referrals_per_week'], expected, per_week=True)} {what}per week "
+            f"(per year / {WEEKS_PER_YEAR:g})"
+        )
+    else:
+        lines.append("New referrals: the demand has no 'referrals' column")
+    for role, noun in (("home_care", "Active home-care patients"), ("follow_up", "Patients in follow-up")):
+        if roles[role] is not None:
+            value = _patients(t[f"{role}_patients"], expected)
+            lines.append(f"{noun} (demand column '{roles[role]}'): {value}{' expected' if expected else ''}")
+    tol = kpis.get("tolerance") or {}
+    lines.append(
+        f"{basis['formula'].capitalize()} (weighted units); each worker's target is the total caseload "
+        f"({_fmt(t['workload'])}) shared by FTE"
+        + (f"; tolerance {_pct(tol['sector'])} per worker, {_pct(tol['group'])} per group" if tol else "")
+    )
+    return lines
+
+
+def _excluded_summary(kpis: dict[str, Any]) -> str | None:
+    excluded = kpis.get("excluded")
+    if not excluded:
+        return None
+    expected = kpis["demand"]["values"] == "expected"
+    referrals = kpis["demand"]["columns"]["referrals"]
+    total = excluded["total"]
+    what = (f"{_patients(total[referrals], expected)} referrals/year" if referrals in excluded["columns"]
+            else "demand")
+    departments = sorted({r["department"] for r in excluded["rows"]})
+    return (f"Left out of the plan: {what} ({_fmt(total['rows'])} row(s) of the demand file, "
+            f"department(s) {', '.join(departments)}), listed below")
+
+
+#: What the table of the demand left out is.
+_EXCLUDED_NOTE = "aggregated counts, in no sector; the rule applied to each row is in run.json's notes"
+
+
+def _workload_caption(kpis: dict[str, Any]) -> tuple[str, str]:
+    """(title, note) of the workload table."""
+    basis = kpis["demand"]
+    notes = ["≈: expected values of the synthetic demand" if basis["values"] == "expected"
+             else "per week: the yearly count / 52.18", "caseload and target in weighted units"]
+    return "Workload per worker", "; ".join(notes)
+
+
+#: (title, note) of the travel table.
+_TRAVEL_CAPTION = ("Travel per worker", "minutes from the worker's base and from the sector's centre commune to "
+                   "the sector's communes; mean weighted by caseload, max: the farthest commune")
+
+
+def _caption(title_note: tuple[str, str]) -> str:
+    return f"{title_note[0]} ({title_note[1]})"
 
 
 def kpi_text(kpis: dict[str, Any]) -> str:
-    """A fixed-width text report: header (scenario, status, objective, gap), the table, checks.
+    """A fixed-width text report, the summary ``sectorize run`` prints.
 
-    Travel columns are in minutes; ``dev %`` is the caseload deviation from
-    the target; ``in tol.`` says whether it is within the tolerance.
+    Summary (scenario, status, demand source, totals in patients/year and
+    patients/week, the caseload formula); per worker and group: patients
+    (new referrals/year and /week, home-care patients, patients in
+    follow-up when the demand has them), caseload as a share of the target,
+    within tolerance, and the weighted caseload / target; travel in minutes
+    from the worker's base and from the sector's centre (caseload-weighted
+    mean, max); demand left out of the plan by department; checks; solver
+    facts.
     """
-    table = _display_table(kpis)
-    lines = _header_lines(kpis) + ["", table.to_string(index=False), ""]
+    lines = _summary_lines(kpis)
+    excluded = _excluded_summary(kpis)
+    if excluded:
+        lines.append(excluded)
+    lines += ["", _caption(_workload_caption(kpis)), *_lay_out(_workload_table(kpis))]
+    lines += ["", _caption(_TRAVEL_CAPTION), *_lay_out(_travel_table(kpis))]
+    table = _excluded_table(kpis)
+    if table is not None:
+        lines += ["", f"Demand left out of the plan, by department ({_EXCLUDED_NOTE}):", *_lay_out(table)]
+    lines.append("")
     if kpis["violations"]:
         lines += ["Violations:"] + [f"  - {v}" for v in kpis["violations"]]
     else:
         lines.append("All checks passed.")
+    solve = _solve_lines(kpis["solve"])
+    lines += ["Solve:"] + ["  " + s for s in solve] if solve else ["Solve: no solver facts recorded"]
     return "\n".join(lines) + "\n"
 
 
 _CSS = """
 body { font-family: sans-serif; margin: 1.5em; color: #222; }
-table { border-collapse: collapse; font-size: 0.9em; }
+table { border-collapse: collapse; font-size: 0.9em; margin-bottom: 0.5em; }
 th, td { border: 1px solid #bbb; padding: 0.25em 0.5em; text-align: right; }
 th { background: #eee; }
 td.text { text-align: left; }
 tr.group td { font-weight: bold; background: #f4f4f4; }
 td.bad { color: #a00; font-weight: bold; }
 .invalid { color: #a00; }
+p.caption { font-size: 0.9em; color: #444; }
 """
 
 
-def kpi_html(kpis: dict[str, Any]) -> str:
-    """A self-contained HTML page (inline CSS, no scripts or external files) with the KPI table."""
-    table = _display_table(kpis)
-    text_cols = {"group", "sector", "worker", "centre"}
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in table.columns)
+def _html_table(frame: pd.DataFrame, table_id: str) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in frame.columns)
     body = []
-    for level, (_, row) in zip(table.attrs["levels"], table.iterrows()):
+    for level, (_, row) in zip(frame.attrs["levels"], frame.iterrows()):
         cells = []
         for col, value in row.items():
-            cls = "text" if col in text_cols else ("bad" if value == "NO" else "")
+            cls = "text" if col in _TEXT_COLUMNS else ("bad" if value == "NO" else "")
             cells.append(f'<td class="{cls}">{html.escape(str(value))}</td>')
         body.append(f'<tr class="{level}">' + "".join(cells) + "</tr>")
-    header = "".join(f"<p>{html.escape(line)}</p>" for line in _header_lines(kpis)[:3])
-    solve = "\n".join(_header_lines(kpis)[3:])
-    checks = (
-        "<h2 class='invalid'>Violations</h2><ul>" + "".join(f"<li>{html.escape(v)}</li>" for v in kpis["violations"]) + "</ul>"
-        if kpis["violations"] else "<h2>All checks passed</h2>"
-    )
+    return f'<table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+
+
+def kpi_html(kpis: dict[str, Any]) -> str:
+    """A self-contained HTML page (inline CSS, no scripts or external files) with the same content
+    as :func:`kpi_text`: summary, workload per worker, travel, demand left out, checks, solver facts."""
     title = html.escape(f"sectorize: {kpis['scenario']}")
+    summary = _summary_lines(kpis)
+    excluded = _excluded_summary(kpis)
+    parts = [f"<h1>{title}</h1>"]
+    parts += [f"<p>{html.escape(line)}</p>" for line in summary[1:] + ([excluded] if excluded else [])]
+    for (heading, note), table_html in ((_workload_caption(kpis), _html_table(_workload_table(kpis), "workload")),
+                                        (_TRAVEL_CAPTION, _html_table(_travel_table(kpis), "travel"))):
+        parts += [f"<h2>{html.escape(heading)}</h2>", f'<p class="caption">{html.escape(note)}.</p>', table_html]
+    table = _excluded_table(kpis)
+    if table is not None:
+        parts += ["<h2>Demand left out of the plan</h2>",
+                  f'<p class="caption">By department: {html.escape(_EXCLUDED_NOTE)}.</p>', _html_table(table, "excluded")]
+    if kpis["violations"]:
+        parts.append("<h2 class='invalid'>Violations</h2><ul>"
+                     + "".join(f"<li>{html.escape(v)}</li>" for v in kpis["violations"]) + "</ul>")
+    else:
+        parts.append("<h2>All checks passed</h2>")
+    solve = _solve_lines(kpis["solve"])
+    parts.append("<h2>Solver</h2><pre>" + html.escape("\n".join(solve) or "no solver facts recorded") + "</pre>")
     return (
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
-        f"<style>{_CSS}</style></head><body><h1>{title}</h1>{header}<pre>{html.escape(solve)}</pre>"
-        f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>{checks}"
-        "<p>Caseload and target in weighted demand (the scenario's [demand] weights); travel in minutes from the sector's "
-        "reference point (centre commune or worker base), weighted by caseload; max is unweighted.</p>"
-        "</body></html>\n"
+        f"<style>{_CSS}</style></head><body>{''.join(parts)}</body></html>\n"
     )

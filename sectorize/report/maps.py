@@ -54,7 +54,7 @@ GROUP_PALETTES: tuple[tuple[str, ...], ...] = (
 
 #: Columns of ``plan.units`` that are never shown as demand in tooltips.
 _NOT_DEMAND = {
-    "population", "workload", "travel_min", "worker_id", "area_km2", "canton_share",
+    "population", "workload", "travel_min", "centre_travel_min", "base_travel_min", "worker_id", "area_km2", "canton_share",
     "lon", "lat", "pt_lon", "pt_lat",
 }
 #: Tooltip labels of the usual demand measures; other columns show their name.
@@ -79,6 +79,7 @@ _STYLE = """
 .sector-legend .title { font-weight: bold; font-size: 13px; }
 .sector-legend .warning { color: #b00020; font-weight: bold; }
 .sector-legend .online { color: #555; font-style: italic; }
+.sector-legend .note { color: #333; max-width: 26em; white-space: normal; padding-top: 3px; }
 """
 
 # Thicken a commune's outline while the mouse is over it.
@@ -427,30 +428,52 @@ def _commune_table(units: gpd.GeoDataFrame, fields: list[str], colours: dict,
 
 
 def _legend_html(plan: Plan, workers: pd.DataFrame, colours: dict, *, online: bool) -> str:
+    """Per group, each sector's colour, worker, FTE, new referrals/year (when the demand has them) and
+    caseload as a share of the worker's target; the caseload formula below when the scenario is known."""
     caseload = plan.units.groupby(["group", "sector"])["workload"].sum()
     name = getattr(plan.scenario, "name", None) if plan.scenario is not None else None
+    basis = _demand_basis(plan)
+    referrals = basis["columns"]["referrals"] if basis else ("referrals" if "referrals" in plan.units.columns else None)
+    approx = "≈ " if basis and basis["values"] == "expected" else ""
+    per_sector = plan.units.groupby(["group", "sector"])[referrals].sum() if referrals else None
     parts = [f'<div class="title">Sectors{": " + _text(name) if name else ""}</div>']
     if plan.violations:
         parts.append(f'<div class="warning">{len(plan.violations)} checker violation(s): '
                      "see the sector table</div>")
     parts.append("<table>")
+    columns = 5 + (referrals is not None)
     for group, rows in workers.groupby("group", sort=False):
-        parts.append(f'<tr><th colspan="6">Group {_text(group)}</th></tr>'
+        parts.append(f'<tr><th colspan="{columns}">Group {_text(group)}</th></tr>'
                      "<tr><td></td><td>Sector</td><td>Worker</td><td>FTE</td>"
-                     "<td>Caseload / target</td><td>Gap</td></tr>")
+                     + ("<td>Referrals/year</td>" if referrals else "") + "<td>Caseload vs target</td></tr>")
         for w in rows.itertuples(index=False):
             load = float(caseload.get((w.group, w.sector), 0.0))
-            gap = f"{(load - w.target) / w.target * 100:+.1f} %" if float(w.target) > 0 else "–"
+            share = f"{load / w.target * 100:.0f} %" if float(w.target) > 0 else "–"
+            new = (f'<td class="num">{approx}{_number(per_sector.get((w.group, w.sector), 0.0))}</td>'
+                   if referrals else "")
             parts.append(
                 f'<tr><td><span class="swatch" style="background:{colours[(w.group, w.sector)]}"></span></td>'
                 f"<td>{_text(w.sector)}</td><td>{_text(w.worker_name)}</td>"
-                f'<td class="num">{_number(w.fte)}</td>'
-                f'<td class="num">{_number(load)} / {_number(w.target)}</td><td class="num">{gap}</td></tr>'
+                f'<td class="num">{_number(w.fte)}</td>{new}<td class="num">{share}</td></tr>'
             )
     parts.append("</table>")
+    if basis:
+        note = f"{basis['formula'].capitalize()}; each worker's target is the total shared by FTE."
+        if approx:
+            note += " ≈: expected values of the synthetic demand."
+        parts.append(f'<div class="note">{_text(note)}</div>')
     if online:
         parts.append('<div class="online">Background map tiles need internet.</div>')
     return "".join(parts)
+
+
+def _demand_basis(plan: Plan) -> dict | None:
+    """:func:`sectorize.report.kpi.demand_basis` of the plan, or ``None`` without a scenario's demand."""
+    if getattr(plan.scenario, "demand", None) is None:
+        return None
+    from sectorize.report.kpi import demand_basis
+
+    return demand_basis(plan)
 
 
 def _geojson(layer: gpd.GeoDataFrame) -> dict:
@@ -600,7 +623,8 @@ def diff_map(plan: Plan, changes: pd.DataFrame, *, tiles: str | None = None, sim
     changes (N)``: each changed commune outlined in red (dashed when the
     change is a handover to a departing worker's successor), with a tooltip
     giving the commune, the previous and new sector and worker, the patients
-    in follow-up concerned and the reason. Works offline, like
+    in follow-up concerned (the caseload concerned, so labelled, when the
+    demand has no follow-up column) and the reason. Works offline, like
     :func:`sector_map`.
 
     Parameters
@@ -649,7 +673,15 @@ def diff_map(plan: Plan, changes: pd.DataFrame, *, tiles: str | None = None, sim
                                       "dashArray": f["properties"]["dash"]},
             tooltip=folium.GeoJsonTooltip(
                 fields=["commune", "before", "after", "patients", "reason"],
-                aliases=["Commune", "Before", "After", "Patients in follow-up", "Reason"], sticky=True),
+                aliases=["Commune", "Before", "After", _follow_up_label(plan), "Reason"], sticky=True),
         ).add_to(m)
     folium.LayerControl(collapsed=False).add_to(m)  # last: it refers to every layer above
     return m
+
+
+def _follow_up_label(plan: Plan) -> str:
+    """Tooltip label of a change table's ``follow_up`` column: patients only when the demand has a
+    follow-up column; otherwise the re-run counted the commune's caseload (weighted units)."""
+    from sectorize.report.kpi import role_column
+
+    return "Patients in follow-up" if role_column(plan, "follow_up") else "Caseload concerned (weighted units)"

@@ -40,7 +40,7 @@ import math
 import re
 import threading
 from dataclasses import asdict, dataclass, field
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
@@ -67,6 +67,18 @@ MAX_INPUT_CHARS = 32
 
 #: Metric CRS used for distances to polygons (Lambert-93, metres).
 METRIC_CRS = "EPSG:2154"
+
+#: Time zone of "today" when no date is given: the team's, whatever the server's clock zone
+#: (a referral at 00:30 on 1 January in Lyon is routed by the plan taking effect that day).
+ROUTING_TIME_ZONE = "Europe/Paris"
+
+
+def routing_today() -> date:
+    """Today's date in :data:`ROUTING_TIME_ZONE` (Europe/Paris): the default day of a lookup by date."""
+    from zoneinfo import ZoneInfo
+
+    return datetime.now(ZoneInfo(ROUTING_TIME_ZONE)).date()
+
 
 # ASCII only: Python's \d would also accept other scripts' digits (e.g. full-width ６９３８８)
 _INSEE = re.compile(r"(?:[0-9]{5}|2[AB][0-9]{3})")
@@ -528,13 +540,17 @@ class Router:
         plan_id
             The plan to use; default: the plan in force on ``on``.
         on
-            Date for the plan in force (default: today).
+            Date for the plan in force (default: today in Europe/Paris,
+            :func:`routing_today`); not used when ``plan_id`` is given (see
+            :class:`sectorize.serve.dated.RegistryPlans` for a plan checked
+            against its dates and for plans published while serving).
 
         Raises
         ------
         LookupError
-            When no plan is in force on that date (or ``plan_id`` is unknown,
-            as the registry reports it).
+            When no plan is in force on that date, the plan is stored as
+            invalid (never routed), or ``plan_id`` is unknown (as the
+            registry reports it).
         """
         from sectorize.store.registry import Registry
 
@@ -542,10 +558,14 @@ class Router:
         if plan_id is not None:
             stored = registry.get(plan_id)
         else:
-            day = on or date.today()
+            day = on or routing_today()
             stored = registry.effective_on(day)
             if stored is None:
                 raise LookupError(f"registry {folder}: no plan is in force on {day.isoformat()}")
+        if not stored.valid:
+            shown = "; ".join(stored.violations[:3])
+            raise LookupError(f"registry {folder}: plan {stored.id} is stored as invalid ({shown}); an invalid "
+                              "plan is never routed: route with a valid plan")
         info = PlanInfo(
             plan_id=str(stored.id), vintage=str(stored.vintage or ""),
             effective_from=_iso(stored.effective_from), effective_to=_iso(stored.effective_to),

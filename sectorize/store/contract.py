@@ -9,8 +9,14 @@ folder holding:
 - ``postcode_table.<fmt>``: one row per postcode, with its main sector and
   every sector it spans with its population share (``candidates``:
   ``"A1:0.820|B3:0.180"``);
+- ``plan.xlsx`` (format ``xlsx``): both tables and the metadata, one sheet
+  each, codes in text cells (:data:`XLSX_FILE`);
 - ``plan_metadata.json``: plan id, contract version, effective dates,
-  vintage, creation time, input hashes, solver facts, column descriptions.
+  vintage, creation time, input hashes, solver facts, column descriptions;
+- ``routing_service.openapi.json``: the OpenAPI 3.1 document of the HTTP
+  routing service (``sectorize serve``: ``GET /route?insee=|postcode=|lat=&lon=[&on=YYYY-MM-DD]``,
+  ``/plan``, ``/health``), so that integrators have the API offline
+  (:data:`OPENAPI_FILE`, :func:`load_openapi`).
 
 The columns and formats are specified by the JSON Schema files shipped in
 ``sectorize/store/schemas/`` (:data:`SCHEMA_FILES`, :func:`load_schema`); their
@@ -26,7 +32,8 @@ Example
 >>> stored = Registry("sectorize-plans").effective_on(date(2027, 3, 1))      # doctest: +SKIP
 >>> folder = export_contract(stored, "exports", formats=("csv", "parquet"))  # doctest: +SKIP
 >>> sorted(p.name for p in folder.iterdir())                                  # doctest: +SKIP
-['plan_metadata.json', 'postcode_table.csv', 'postcode_table.parquet', 'sector_table.csv', 'sector_table.parquet']
+['plan_metadata.json', 'postcode_table.csv', 'postcode_table.parquet', 'routing_service.openapi.json',
+ 'sector_table.csv', 'sector_table.parquet']
 """
 
 from __future__ import annotations
@@ -58,8 +65,17 @@ SCHEMA_FILES = {
     "plan_metadata": "plan_metadata.schema.json",
 }
 
+#: The routing service's OpenAPI document, shipped in ``sectorize/store/schemas/`` (written by
+#: :func:`sectorize.serve.service.write_openapi`, checked equal to the served one by the tests)
+#: and copied into every export.
+OPENAPI_FILE = "routing_service.openapi.json"
+
 #: Export formats and their file suffixes.
-FORMATS = {"csv": ".csv", "parquet": ".parquet", "geojson": ".geojson", "gpkg": ".gpkg"}
+FORMATS = {"csv": ".csv", "parquet": ".parquet", "geojson": ".geojson", "gpkg": ".gpkg", "xlsx": ".xlsx"}
+
+#: The one workbook of the ``xlsx`` format: sheets ``sector_table``, ``postcode_table`` and
+#: ``plan_metadata``, codes (every column the schemas type as text) in text cells.
+XLSX_FILE = "plan.xlsx"
 
 #: Public columns of the sector table, in order.
 SECTOR_COLUMNS = ["insee", "name", "dep", "group", "sector", "worker_id", "worker_name"]
@@ -81,6 +97,12 @@ def load_schema(name: str) -> dict[str, Any]:
     if name not in SCHEMA_FILES:
         raise ValueError(f"unknown contract document {name!r}; use one of {list(SCHEMA_FILES)}")
     text = resources.files("sectorize").joinpath("store", "schemas", SCHEMA_FILES[name]).read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+def load_openapi() -> dict[str, Any]:
+    """The routing service's OpenAPI document as shipped (:data:`OPENAPI_FILE`)."""
+    text = resources.files("sectorize").joinpath("store", "schemas", OPENAPI_FILE).read_text(encoding="utf-8")
     return json.loads(text)
 
 
@@ -195,6 +217,40 @@ def _write_csv(table: pd.DataFrame, path: Path) -> None:
     out.to_csv(path, sep=",", decimal=".", encoding="utf-8", index=False, lineterminator="\n")
 
 
+def _schema_text_columns(name: str, columns: list[str]) -> set[str]:
+    """The columns of a contract table that its schema types as text (``"type": "string"``)."""
+    items = load_schema(name)["items"]
+    extra = items.get("additionalProperties")
+    return {c for c in columns
+            if items["properties"].get(c, extra if isinstance(extra, dict) else {}).get("type") == "string"}
+
+
+def _metadata_rows(meta: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
+    """``plan_metadata.json`` as ``(item, value)`` text rows, nested keys joined by dots."""
+    rows: list[tuple[str, str]] = []
+    for key, value in meta.items():
+        if isinstance(value, dict) and value:
+            rows += _metadata_rows(value, f"{prefix}{key}.")
+        elif isinstance(value, (list, dict)):
+            rows.append((f"{prefix}{key}", ", ".join(map(str, value))))
+        else:
+            rows.append((f"{prefix}{key}", json.dumps(value) if isinstance(value, bool) or value is None else str(value)))
+    return rows
+
+
+def _write_xlsx(sectors: pd.DataFrame, postcodes: pd.DataFrame, meta: dict[str, Any], path: Path) -> None:
+    """:data:`XLSX_FILE`: the two tables and the metadata, one sheet each, typed by the schemas."""
+    from sectorize.store.export import write_xlsx
+
+    metadata = pd.DataFrame(_metadata_rows(meta), columns=["item", "value"])
+    write_xlsx(
+        {"sector_table": sectors, "postcode_table": postcodes, "plan_metadata": metadata}, path,
+        text_columns={"sector_table": _schema_text_columns("sector_table", list(sectors.columns)),
+                      "postcode_table": _schema_text_columns("postcode_table", list(postcodes.columns)),
+                      "plan_metadata": {"item", "value"}},
+    )
+
+
 def _write(table: pd.DataFrame, geometry: gpd.GeoSeries | None, stem: Path, fmt: str) -> Path:
     path = stem.with_suffix(FORMATS[fmt])
     if fmt == "csv":
@@ -227,9 +283,14 @@ def export_contract(stored: StoredPlan, out_dir: str | Path,
     out_dir
         Folder receiving the export folder (created if missing).
     formats
-        Any of ``csv, parquet, geojson, gpkg`` (a list or ``"csv,parquet"``).
-        GeoJSON and GeoPackage carry the commune polygons (EPSG:4326) in the
-        sector table; the postcode table has no geometry.
+        Any of ``csv, parquet, geojson, gpkg, xlsx`` (a list or
+        ``"csv,parquet"``). GeoJSON and GeoPackage carry the commune polygons
+        (EPSG:4326) in the sector table; the postcode table has no geometry.
+        ``xlsx`` writes one workbook, :data:`XLSX_FILE`, for people: sheets
+        ``sector_table``, ``postcode_table`` and ``plan_metadata``, every
+        column the schemas type as text in text cells (``01001`` stays
+        ``01001``), numbers as numbers, booleans as boolean cells, header row
+        frozen.
     suppress_below
         When given (e.g. 5), the demand columns are exported with counts
         below it written ``"<5"`` (:func:`sectorize.report.privacy.suppress_small`);
@@ -239,7 +300,8 @@ def export_contract(stored: StoredPlan, out_dir: str | Path,
     -------
     Path
         The export folder: ``sector_table.*``, ``postcode_table.*``,
-        ``plan_metadata.json``.
+        ``plan_metadata.json`` and ``routing_service.openapi.json`` (the HTTP
+        routing service's API, :data:`OPENAPI_FILE`).
 
     Example
     -------
@@ -264,9 +326,17 @@ def export_contract(stored: StoredPlan, out_dir: str | Path,
     with run_folder(out_dir, name=stored.id) as run:
         files = []
         for fmt in chosen:
+            if fmt == "xlsx":  # one workbook for both tables, written with the metadata it holds
+                continue
             files.append(_write(sectors, geometry, run.staging / "sector_table", fmt).name)
             files.append(_write(postcodes, None, run.staging / "postcode_table", fmt).name)
+        openapi = resources.files("sectorize").joinpath("store", "schemas", OPENAPI_FILE).read_bytes()
+        (run.staging / OPENAPI_FILE).write_bytes(openapi)
+        files.append(OPENAPI_FILE)
+        files += [XLSX_FILE] if "xlsx" in chosen else []
         meta = plan_metadata(stored, [*files, "plan_metadata.json"], suppress_below)
+        if "xlsx" in chosen:
+            _write_xlsx(sectors, postcodes, meta, run.staging / XLSX_FILE)
         (run.staging / "plan_metadata.json").write_text(
             json.dumps(meta, ensure_ascii=False, indent=2, allow_nan=False), encoding="utf-8"
         )

@@ -6,7 +6,9 @@ effective scenario), the French-spreadsheet CSV tables ``sectors.csv``,
 UTF-8 with BOM), and ``sectors.geojson``. The registry, the re-run, the
 weekly simulation and the router all read it through :class:`RunFolder`, so
 the file conventions are decoded in one place: codes (INSEE, postcode,
-sector, worker) always stay text, so 01001 keeps its leading zero.
+sector, worker) always stay text, so 01001 keeps its leading zero; boolean
+columns (written ``1``/``0``; ``True``/``False`` by earlier versions) are read
+as booleans.
 
 >>> folder = RunFolder.open("sectorize-output/20261201-101500")   # doctest: +SKIP
 >>> folder.table("sectors.csv", required=("insee", "sector")).dtypes["insee"]  # doctest: +SKIP
@@ -26,6 +28,10 @@ import pandas as pd
 #: Columns of the run tables that hold codes or names: always read as text.
 TEXT_COLUMNS = ("insee", "name", "dep", "group", "sector", "worker_id", "worker_name", "postcode",
                 "sectors", "centre", "base_key")
+
+#: Columns of the run tables that hold yes/no values: ``1``/``0`` (or ``True``/``False``), read as booleans.
+BOOLEAN_COLUMNS = ("within_tolerance", "spans_sectors")
+_BOOLEAN_WORDS = {"1": True, "0": False, "true": True, "false": False, "1.0": True, "0.0": False}
 
 #: The files of a complete run folder.
 RUN_FILES = ("run.json", "scenario.toml", "sectors.csv", "workers.csv", "postcodes.csv")
@@ -66,10 +72,26 @@ def read_table(source: str | Path | io.BytesIO, what: str, *, text: bool = False
             table = pd.read_csv(io.StringIO(content), sep=sep, decimal="," if sep == ";" else ".", dtype=codes)
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
         raise RunFolderError(f"{what}: not a sectorize CSV table ({err}); re-run `sectorize run` to rewrite it") from err
+    if not text:
+        for column in [c for c in BOOLEAN_COLUMNS if c in table.columns]:
+            table[column] = _booleans(table[column], what, column)
     missing = [c for c in required if c not in table.columns]
     if missing:
         raise RunFolderError(f"{what}: lacks the column(s) {missing}; is it a table of a sectorize run folder?")
     return table
+
+
+def _booleans(column: pd.Series, what: str, name: str) -> pd.Series:
+    """A yes/no column as booleans (``bool`` dtype, or ``object`` with NaN where blank)."""
+    if pd.api.types.is_bool_dtype(column.dtype):
+        return column
+    words = column.map(lambda v: None if pd.isna(v) else _BOOLEAN_WORDS.get(str(v).strip().lower(), v))
+    odd = [v for v in words if v is not None and not isinstance(v, bool)]
+    if odd:
+        raise RunFolderError(f"{what}: column {name!r} holds {odd[0]!r}; write 1 (yes) or 0 (no)")
+    if words.isna().any():
+        return words.map(lambda v: float("nan") if v is None else v).astype(object)
+    return words.astype(bool)
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,12 @@ from solvers.options import EngineSettings
 from solvers.problem import Incumbent, NoPlanError, ProgressCallback, Problem
 
 
+#: Seconds at most for one allocation MIP of the loop when the problem has territory caps: on AURA
+#: (4,033 units, caps of 2.5 x the mean communes per FTE) HiGHS often finds no first plan in 20 s,
+#: time better spent on new heuristic starts.
+CAPPED_ALLOCATION_S = 10.0
+
+
 def nearest_centres(problem: Problem) -> int | None:
     """With many sectors, location-allocation lets each unit choose among its nearest centres only."""
     return None if problem.k <= 6 else 4
@@ -64,14 +70,17 @@ def location_allocation(
             break
         seen.add(key)
         hint = best[1] if best[0] < float("inf") else None
+        limit = deadline - time.monotonic()
+        if problem.size is not None:  # with territory caps HiGHS may search long for a first plan
+            limit = min(limit, CAPPED_ALLOCATION_S)
         alloc = allocate(
-            problem, centres, lengths=lengths, time_limit_s=deadline - time.monotonic(),
+            problem, centres, lengths=lengths, time_limit_s=limit,
             candidates=candidates, hint=hint, relative_gap=settings.location_allocation_gap, staged=staged,
             stage_limit_s=settings.allocation_stage_s,
         )
         log.extend(alloc.log)
         if alloc.assignment is None:
-            line = f"allocation MIP: {alloc.status} for these centres; keeping the previous plan"
+            line = _no_allocation_line(alloc.status)
             log.append(line)
             say(line)
             break
@@ -87,6 +96,17 @@ def location_allocation(
             break
         centres = new_centres
     return Incumbent(best[1], best[2], (best[0] if best[0] < float("inf") else objective), name)
+
+
+def _no_allocation_line(status: str) -> str:
+    """What the loop says when the allocation for its current centres gives no plan: a normal step of
+    the search (the plan so far is kept and other starting centres follow), not a failure of the run."""
+    if status == "infeasible":
+        return ("location-allocation: these candidate centres cannot meet the balance (every caseload within "
+                "the tolerance, contiguous sectors); keeping the best plan so far, other starting centres are "
+                "tried while time is left")
+    return ("location-allocation: no allocation found in the time left for these candidate centres; "
+            "keeping the best plan so far")
 
 
 def lp_warm_up(problem: Problem, centres: np.ndarray, lengths, candidates: int | None, hint: np.ndarray,

@@ -17,7 +17,9 @@ contiguity graph (shortest paths whose edge lengths are travel minutes). These
 Buchanan & Lykhovyd 2022) make every assigned unit reach its centre through
 units of the same sector, so each sector is connected. With a cap ``M`` on
 moves from a previous plan ``p`` (move weights ``m_i``), also
-``sum_i m_i x[p_i, i] >= sum_i m_i - M`` (5): the weight kept in place.
+``sum_i m_i x[p_i, i] >= sum_i m_i - M`` (5): the weight kept in place. With
+territory caps (:attr:`Problem.max_size`, e.g. communes or km² per sector),
+``sum_i a_i x_si <= A_s`` (6), one row per sector, ``a_i`` the unit's size.
 
 The model is built with OR-Tools MathOpt and solved with HiGHS (bundled with
 OR-Tools). It is the *allocation* step of the location-allocation loop in
@@ -337,6 +339,8 @@ def _allowed_pairs(problem: Problem, centres: np.ndarray, lengths: csr_matrix, c
             prev = np.asarray(problem.previous)
             mask[prev[prev >= 0], np.flatnonzero(prev >= 0)] = True
         allowed &= mask
+    if problem.size is not None:  # a unit larger than a sector's territory cap cannot join it
+        allowed &= problem.sizes[None, :] <= problem.size_caps[:, None] * (1 + 1e-9)
     for u, s in problem.locked.items():
         allowed[:, u] = False
         allowed[s, u] = True
@@ -361,7 +365,7 @@ def _allowed_pairs(problem: Problem, centres: np.ndarray, lengths: csr_matrix, c
 def _allocation_proto(problem: Problem, centres: np.ndarray, lengths: csr_matrix, allowed: np.ndarray,
                       dist: np.ndarray) -> tuple[model_pb2.ModelProto, np.ndarray, np.ndarray]:
     """The allocation MIP as a MathOpt model proto, built from arrays (much faster than
-    one Python call per constraint): constraints (1)-(5) of the module docstring.
+    one Python call per constraint): constraints (1)-(6) of the module docstring.
     Variables are the allowed pairs in row-major order; returns ``(proto, sector, unit)``
     of each variable."""
     # stays whole: the proto's variable and constraint arrays are filled in one pass and share their offsets
@@ -415,6 +419,15 @@ def _allocation_proto(problem: Problem, centres: np.ndarray, lengths: csr_matrix
         lo.append(np.array([total - float(problem.max_moved)]))
         hi.append(np.array([np.inf]))
         n_rows += 1
+    if problem.size is not None:  # (6) each sector's territory within its cap (rows n_rows..n_rows+k-1)
+        size = problem.sizes
+        sized = size[unit] > 0
+        rows_r.append(n_rows + sec[sized].astype(np.int64))
+        cols_r.append(np.flatnonzero(sized))
+        coef_r.append(size[unit[sized]])
+        lo.append(np.full(k, -np.inf))
+        hi.append(problem.size_caps)
+        n_rows += k
     row = np.concatenate(rows_r)
     col = np.concatenate(cols_r)
     coef = np.concatenate(coef_r)

@@ -12,7 +12,11 @@ The pieces, each a plain function over a :class:`~solvers.problem.Problem`:
    balance and contiguity, alternated with :func:`recentre` (weighted medoid).
 
 Every move keeps the losing sector connected (checked by a bounded search
-around the moved unit), so the plan stays contiguous throughout.
+around the moved unit), so the plan stays contiguous throughout. With
+territory caps (:attr:`~solvers.problem.Problem.max_size`), growth takes a
+unit only into a sector it fits (unless no sector can grow otherwise), the
+rebalancing treats the caps as a growing penalty until every territory fits,
+and no move of the local search puts a sector over its cap (:meth:`Moves.fits`).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from typing import NamedTuple
 import networkx as nx
 import numpy as np
 
-from solvers.problem import NoPlanError, NoPlanFoundError, ProgressCallback, Problem
+from solvers.problem import NoPlanError, NoPlanFoundError, ProgressCallback, Problem, within_cap
 
 
 def neighbour_lists(problem: Problem) -> list[list[int]]:
@@ -115,10 +119,17 @@ def grow_sectors(
     With ``prefer`` (``(n,)`` sector of each unit in a previous plan, ``-1``
     for none), a sector takes its previous units before any other, so the
     regrown plan follows the previous one where balance allows.
+
+    With territory caps, the sector to grow is the one lowest in the larger of
+    its caseload and its territory relative to target and cap, and it takes
+    only a unit that fits its cap; when no sector can grow that way, the
+    adjacent (sector, unit) that overshoots a cap the least is taken, so the
+    plan is always complete (:func:`rebalance` then removes the excess).
     """
     n, k = problem.n, problem.k
     w = np.asarray(problem.workload, dtype=float)
     targets = np.asarray(problem.targets, dtype=float)
+    size, cap = problem.sizes, problem.size_caps
     minutes = (
         np.asarray(problem.base_travel, dtype=float)
         if problem.objective == "base"
@@ -127,32 +138,53 @@ def grow_sectors(
     locked = problem.locked
     assign = np.full(n, -1, dtype=np.intp)
     loads = np.zeros(k)
+    territory = np.zeros(k)
     heaps: list[list[tuple[float, int]]] = [[] for _ in range(k)]
+    blocked: list[set[int]] = [set() for _ in range(k)]  # adjacent units that did not fit the sector's cap
 
     def take(s: int, u: int) -> None:
         assign[u] = s
         loads[s] += w[u]
+        if size is not None:
+            territory[s] += size[u]
         for v in nbrs[u]:
             if assign[v] < 0 and locked.get(v, s) == s:
                 key = minutes[s, v] - (1e12 if prefer is not None and prefer[v] == s else 0.0)
                 heapq.heappush(heaps[s], (key, v))
 
+    def fits(s: int, u: int) -> bool:
+        return size is None or bool(within_cap(territory[s] + size[u], cap[s]))
+
     for s, c in enumerate(centres):
         take(s, int(c))
     remaining = n - k
+    safe_cap = None if cap is None else np.where(cap > 0, cap, 1e-12)
     while remaining > 0:
-        order = np.argsort(loads / targets, kind="stable")
+        ratio = loads / targets if size is None else np.maximum(loads / targets, territory / safe_cap)
+        order = np.argsort(ratio, kind="stable")
         grew = False
         for s in order:
             h = heaps[s]
-            while h and assign[h[0][1]] >= 0:
-                heapq.heappop(h)
+            while h and (assign[h[0][1]] >= 0 or not fits(int(s), h[0][1])):
+                _, v = heapq.heappop(h)
+                if assign[v] < 0:  # territory only grows: it will not fit later either
+                    blocked[s].add(v)
             if h:
                 _, u = heapq.heappop(h)
                 take(int(s), u)
                 remaining -= 1
                 grew = True
                 break
+        if not grew and size is not None:
+            # every sector is at its cap where it could grow: the least overshoot, then rebalance
+            options = [((territory[s] + size[u]) / safe_cap[s], s, u)
+                       for s in range(k) for u in blocked[s] if assign[u] < 0]
+            if options:
+                _, s, u = min(options)
+                blocked[s].discard(u)
+                take(int(s), int(u))
+                remaining -= 1
+                grew = True
         if not grew:  # locked units cut off from their sector by other sectors
             return None
     return assign
@@ -199,7 +231,11 @@ class Moves:
         self.nbrs = nbrs
         self.w = np.asarray(problem.workload, dtype=float)
         self.loads = np.bincount(assign, weights=self.w, minlength=problem.k)
-        self.size = np.bincount(assign, minlength=problem.k)
+        self.size = np.bincount(assign, minlength=problem.k)  # units per sector
+        # territory caps: each unit's measure (communes, km²...), each sector's total and cap
+        self.sz = problem.sizes
+        self.cap_size = problem.size_caps
+        self.territory = None if self.sz is None else np.bincount(assign, weights=self.sz, minlength=problem.k)
         # disruption budget (annual re-run): summed move weight of units away from their previous sector
         self.prev = None if problem.previous is None else np.asarray(problem.previous)
         self.mw = problem.disruption
@@ -219,6 +255,26 @@ class Moves:
             return True
         d = self.move_delta(u, t)
         return d <= 0 or self.moved + d <= self.cap + 1e-9
+
+    def fits(self, u: int, t: int) -> bool:
+        """True when sector ``t`` stays within its territory cap with ``u`` added (always without caps)."""
+        if self.sz is None:
+            return True
+        return bool(within_cap(self.territory[t] + self.sz[u], self.cap_size[t]))
+
+    def swap_fits(self, u: int, v: int) -> bool:
+        """True when swapping ``u`` (sector s) and ``v`` (sector t) keeps both within their territory caps."""
+        if self.sz is None:
+            return True
+        s, t, d = self.a[u], self.a[v], self.sz[v] - self.sz[u]
+        return bool(within_cap(self.territory[s] + d, self.cap_size[s]) and
+                    within_cap(self.territory[t] - d, self.cap_size[t]))
+
+    def excess(self) -> np.ndarray:
+        """``(k,)`` how far each sector's territory is above its cap (0 within it, or without caps)."""
+        if self.sz is None:
+            return np.zeros(self.p.k)
+        return np.where(within_cap(self.territory, self.cap_size), 0.0, self.territory - self.cap_size)
 
     def can_leave(self, u: int, centres: np.ndarray) -> bool:
         """True when ``u`` may leave its sector without disconnecting it."""
@@ -253,6 +309,9 @@ class Moves:
         self.loads[t] += self.w[u]
         self.size[s] -= 1
         self.size[t] += 1
+        if self.sz is not None:
+            self.territory[s] -= self.sz[u]
+            self.territory[t] += self.sz[u]
         self.a[u] = t
 
     def boundary(self) -> np.ndarray:
@@ -263,6 +322,17 @@ class Moves:
         )
 
 
+#: First weight of a squared relative excess over a territory cap in :func:`rebalance`, against
+#: the squared relative caseload deviations, and the most it grows to.
+TERRITORY_WEIGHT = 1.0
+TERRITORY_WEIGHT_MAX = 1e8
+
+#: Territory pressure in :func:`rebalance`: sectors above this share of their cap pay
+#: ``TERRITORY_PRESSURE x (share - TERRITORY_PRESSURE_FROM)^2``, so land flows towards sectors with room.
+TERRITORY_PRESSURE_FROM = 0.8
+TERRITORY_PRESSURE = 0.1
+
+
 def rebalance(
     problem: Problem,
     assign: np.ndarray,
@@ -271,23 +341,48 @@ def rebalance(
     rng: np.random.Generator,
     deadline: float,
 ) -> bool:
-    """Move boundary units until every caseload is within tolerance.
+    """Move boundary units until every caseload is within tolerance (and every
+    territory within its cap).
 
     Each accepted move lowers ``sum_s ((load_s - target_s) / target_s)^2``
     (ties broken by the objective), which lets surplus flow through
-    intermediate sectors. Returns True when all sectors end within bounds.
+    intermediate sectors. With territory caps, the sum also counts
+    ``weight x (excess_s / cap_s)^2`` for each sector over its cap: a soft
+    cap, so that a sector short of caseload at its cap may take a dense unit
+    and then shed sparse ones (even units without caseload) to neighbours with
+    room. ``weight`` starts at :data:`TERRITORY_WEIGHT` and grows fourfold
+    each time no move helps while a territory is over its cap. A gentle
+    *pressure*, :data:`TERRITORY_PRESSURE` x ``(territory_s / cap_s - ``
+    :data:`TERRITORY_PRESSURE_FROM` ``)^2`` for sectors above that share of
+    their cap, makes territory flow from sectors near their cap towards
+    sectors with room, through chains of neighbours (when sparse land must be
+    shared by sectors whose caseload lies elsewhere). Returns True when all
+    sectors end within bounds and caps.
     """
     m = Moves(problem, assign, nbrs)
     targets = np.asarray(problem.targets, dtype=float)
     lower, upper = problem.lower, problem.upper
     cost = problem.cost_rows(centres)
     scale = max(cost.sum(), 1e-9)
+    capped = m.sz is not None
+    cap = m.cap_size if capped else None
+    weight = TERRITORY_WEIGHT
 
     def dev(load: float, s: int) -> float:
         return ((load - targets[s]) / targets[s]) ** 2
 
+    def over(territory: float, s: int) -> float:
+        ratio = territory / max(cap[s], 1e-12)
+        if ratio <= TERRITORY_PRESSURE_FROM:
+            return 0.0
+        pressure = TERRITORY_PRESSURE * (ratio - TERRITORY_PRESSURE_FROM) ** 2
+        return pressure + (weight * (ratio - 1.0) ** 2 if ratio > 1.0 else 0.0)
+
+    def done() -> bool:
+        return bool(np.all((m.loads >= lower - 1e-9) & (m.loads <= upper + 1e-9)) and not m.excess().any())
+
     while time.monotonic() < deadline:
-        if np.all((m.loads >= lower - 1e-9) & (m.loads <= upper + 1e-9)):
+        if done():
             return True
         improved = False
         units = m.boundary()
@@ -295,15 +390,17 @@ def rebalance(
         for u in units:
             s = assign[u]
             wu = m.w[u]
-            if wu == 0:
+            if u in problem.locked or (wu == 0 and not (capped and m.territory[s] > TERRITORY_PRESSURE_FROM * cap[s])):
                 continue
             best, best_t = -1e-12, -1
             for t in {assign[v] for v in nbrs[u]} - {s}:
-                if u in problem.locked:
-                    break
                 if not m.within_cap(u, t):
                     continue
                 d = dev(m.loads[s] - wu, s) + dev(m.loads[t] + wu, t) - dev(m.loads[s], s) - dev(m.loads[t], t)
+                if capped:
+                    su = m.sz[u]
+                    d += (over(m.territory[s] - su, s) + over(m.territory[t] + su, t)
+                          - over(m.territory[s], s) - over(m.territory[t], t))
                 d += 1e-6 * (cost[t, u] - cost[s, u]) / scale
                 if d < best:
                     best, best_t = d, t
@@ -311,8 +408,11 @@ def rebalance(
                 m.move(u, best_t)
                 improved = True
         if not improved:
+            if capped and m.excess().any() and weight < TERRITORY_WEIGHT_MAX:
+                weight *= 4.0  # stuck over a cap: make the excess dearer than the caseload gaps
+                continue
             break
-    return bool(np.all((m.loads >= lower - 1e-9) & (m.loads <= upper + 1e-9)))
+    return done()
 
 
 def improve(
@@ -324,7 +424,7 @@ def improve(
     deadline: float,
 ) -> tuple[np.ndarray, float]:
     """Local search: boundary moves that lower the objective, keeping every
-    sector within its bounds and connected, alternated with :func:`recentre`.
+    sector within its bounds (and territory cap) and connected, alternated with :func:`recentre`.
 
     ``assign`` is modified in place. Returns the final centres and objective.
     """
@@ -345,7 +445,7 @@ def improve(
                 continue
             best, best_t = -1e-9, -1
             for t in {assign[v] for v in nbrs[u]} - {s}:
-                if m.loads[t] + wu > upper[t] + 1e-9 or not m.within_cap(u, t):
+                if m.loads[t] + wu > upper[t] + 1e-9 or not m.within_cap(u, t) or not m.fits(u, t):
                     continue
                 d = cost[t, u] - cost[s, u]
                 if d < best:
@@ -533,8 +633,13 @@ def heuristic_solve(
         if not ok:
             spread = np.bincount(assign, weights=problem.workload, minlength=problem.k) / problem.targets - 1
             dev = float(np.abs(spread).max())
+            territory = problem.territory(assign)
+            oversized = 0 if territory is None else int((~within_cap(territory, problem.size_caps)).sum())
+            if oversized:  # a territory over its cap ranks behind any plan within the caps
+                dev += 1.0 + float(np.max(territory / np.maximum(problem.size_caps, 1e-12)))
             if len(log) < 50:
-                log.append(f"start {attempt}: could not rebalance (max deviation {dev:+.1%})")
+                log.append(f"start {attempt}: could not rebalance (max deviation {float(np.abs(spread).max()):+.1%}"
+                           + (f", {oversized} sector(s) over their territory cap)" if oversized else ")"))
             if best_unbalanced is None or dev < best_unbalanced[0]:
                 best_unbalanced = (dev, assign.copy(), centres.copy())
             continue

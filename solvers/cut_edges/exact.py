@@ -45,7 +45,8 @@ def exact_cut_edges(
     flow for contiguity ("labeling-scf"):
 
     * ``x[i, s]`` binary: unit ``i`` in sector ``s``; ``sum_s x[i, s] = 1``;
-      ``L_s <= sum_i w_i x[i, s] <= U_s``; locked units fixed;
+      ``L_s <= sum_i w_i x[i, s] <= U_s``; locked units fixed; with territory
+      caps, ``sum_i a_i x[i, s] <= A_s`` (:attr:`Problem.max_size`);
     * ``y[e] >= x[u, s] - x[v, s]`` and ``>= x[v, s] - x[u, s]`` for every
       edge ``e = uv`` and sector ``s``; minimise ``sum_e c_e y[e]`` (``c_e = 1``
       or the ``weight`` attribute);
@@ -140,6 +141,11 @@ def exact_cut_edges(
         load = mathopt.fast_sum(float(w[i]) * x[i, s] for i in range(n) if w[i] > 0)
         model.add_linear_constraint(load >= float(lower[s]))
         model.add_linear_constraint(load <= float(upper[s]))
+        if problem.size is not None and np.isfinite(problem.size_caps[s]):
+            size = problem.sizes
+            model.add_linear_constraint(
+                mathopt.fast_sum(float(size[i]) * x[i, s] for i in range(n) if size[i] > 0)
+                <= float(problem.size_caps[s]))
         if roots == "free":
             model.add_linear_constraint(mathopt.fast_sum(r[i, s] for i in range(n)) == 1)
             for i in range(n):
@@ -212,7 +218,8 @@ def exact_cut_edges(
     if reason == mathopt.TerminationReason.INFEASIBLE:
         raise InfeasibleError(
             "the cut-edges MIP proves that no plan with connected sectors has every workload within its "
-            f"bounds ({', '.join(f'[{c.lower:,.1f}, {c.upper:,.1f}]' for c in classes)}); widen the "
+            f"bounds ({', '.join(f'[{c.lower:,.1f}, {c.upper:,.1f}]' for c in classes)})"
+            f"{'' if problem.size is None else ' and every territory within its cap'}; widen the "
             "tolerance, change the targets or the units"
         )
     if result.has_primal_feasible_solution():

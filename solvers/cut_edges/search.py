@@ -53,8 +53,10 @@ def start_plan(problem: Problem, *, time_limit_s: float, seed: int = 0, start: n
 class CutSearch:
     """Assignment, loads and cut of the local search, with move and swap evaluation.
 
-    With ``centres`` and ``limit`` (the tie-break, :func:`tie_break`), every
-    move and swap must also keep the problem's own objective, measured from
+    Every move and swap keeps each sector within its territory cap
+    (:attr:`Problem.max_size`; :meth:`solvers.construct.heuristic.Moves.fits`),
+    the tabu search included. With ``centres`` and ``limit`` (the tie-break,
+    :func:`tie_break`), every move and swap must also keep the problem's own objective, measured from
     these fixed centres (which never leave their sector) and updated
     incrementally from :meth:`Problem.cost_rows`, at most ``limit``; and the
     cap on moves from a previous plan (:attr:`Problem.max_moved`) is kept.
@@ -109,7 +111,8 @@ class CutSearch:
     def move_ok(self, u: int, t: int) -> bool:
         s, w = self.a[u], self.m.w[u]
         return (self.m.loads[s] - w >= self.lo[s] and self.m.loads[t] + w <= self.hi[t]
-                and self.m.within_cap(u, t) and self.primary + self.primary_delta(u, t) <= self.limit
+                and self.m.within_cap(u, t) and self.m.fits(u, t)
+                and self.primary + self.primary_delta(u, t) <= self.limit
                 and self.m.can_leave(u, self.centres))
 
     def move(self, u: int, t: int, d: float) -> None:
@@ -138,7 +141,7 @@ class CutSearch:
         dw = w[v] - w[u]
         if not (self.lo[s] <= loads[s] + dw <= self.hi[s] and self.lo[t] <= loads[t] - dw <= self.hi[t]):
             return None
-        if self.centres[s] == u or self.centres[t] == v:
+        if self.centres[s] == u or self.centres[t] == v or not m.swap_fits(u, v):
             return None
         if self.primary + self.primary_delta(u, t) + self.primary_delta(v, s) > self.limit:
             return None
@@ -240,6 +243,8 @@ class CutSearch:
                     aspires = total + dp <= 1e-12 and self.cut + dc < best[1] - 1e-9
                     if tabu_until[u, t] > it and not aspires:
                         continue
+                    if not m.fits(u, t):  # territory caps stay hard (balance is the penalty)
+                        continue
                     if self.costs is not None and (self.primary + self.primary_delta(u, t) > self.limit
                                                    or not m.within_cap(u, t)):
                         continue
@@ -273,6 +278,7 @@ class CutSearch:
         self.cut = saved[1]
         self.m.loads = np.bincount(self.a, weights=self.m.w, minlength=self.p.k)
         self.m.size = np.bincount(self.a, minlength=self.p.k)
+        self.m.territory = self.p.territory(self.a)
         self.m.moved = self.p.moved(self.a)
         if self.costs is not None:
             self.primary = float(self.costs[self.a, np.arange(self.p.n)].sum())

@@ -73,7 +73,8 @@ def tie_break(
     the primary objective, kept incrementally from the fixed centres'
     :meth:`Problem.cost_rows`, stays at most ``limit = (1 + slack) x`` the
     start's, and the cap on moves from a previous plan
-    (:attr:`Problem.max_moved`) holds. Centres never leave their sector.
+    (:attr:`Problem.max_moved`) and the territory caps (:attr:`Problem.max_size`)
+    hold. Centres never leave their sector.
     Between rounds each centre moves to its sector's weighted medoid
     (:func:`solvers.construct.heuristic.recentre`) when that lowers the objective,
     which leaves more room under the limit. With ``slack == 0`` no move
@@ -83,7 +84,7 @@ def tie_break(
     Guaranteed (verified at the end, else the input plan is returned with
     ``changed`` False and the reason in ``log``): the plan passes
     :func:`solvers.check.check_plan` (contiguity, bounds, locks, cap on
-    moves); ``objective <= limit`` up to :data:`TIE_BREAK_RTOL` relative
+    moves, territory caps); ``objective <= limit`` up to :data:`TIE_BREAK_RTOL` relative
     rounding; the cut is not above the start's. Not guaranteed: the fewest
     cut edges within the limit (a local search).
 

@@ -54,6 +54,11 @@ def exact_backend(problem: Problem, time_limit_s: float, seed: int, progress: Pr
 
     Before the fixing, location-allocation also starts from the centres the
     Lagrangian relaxation chose (:func:`_from_lagrangian_centres`).
+
+    Territory caps (:attr:`Problem.max_size`) are honoured by every step that
+    makes a plan (enumeration, starting plan, MIP); the Lagrangian and strong LP
+    bounds ignore them, and so does the fixing: a relaxation, so the bound stays
+    valid and the fixing keeps every capped plan cheaper than the start.
     """
     if problem.objective != "pmedian":
         raise ValueError("the 'exact' backend solves the 'pmedian' objective only; use 'auto' for worker bases")
@@ -174,7 +179,8 @@ def _by_enumeration(problem: Problem, settings: EngineSettings, time_limit_s: fl
                     say: ProgressCallback) -> Solution | None:
     """The proven optimum, or a proof of infeasibility, from the complete list of
     feasible districts (:func:`solvers.exact.districts.partition`), on problems of at most
-    ``settings.exact_enumeration_max_units`` units with equal sector bounds and no locks;
+    ``settings.exact_enumeration_max_units`` units with equal sector bounds (and equal
+    territory caps, applied to the list) and no locks;
     ``None`` when the list does not fit ``time_limit_s`` and
     ``settings.exact_enumeration_max_districts`` (the MIP then decides).
 
@@ -183,8 +189,10 @@ def _by_enumeration(problem: Problem, settings: EngineSettings, time_limit_s: fl
     InfeasibleError
         When no ``k`` listed districts cover every unit exactly once.
     """
+    caps = problem.size_caps
     if (problem.n > settings.exact_enumeration_max_units or problem.locked
-            or len(set(zip(problem.lower, problem.upper))) != 1):
+            or len(set(zip(problem.lower, problem.upper))) != 1
+            or (caps is not None and len(set(caps.tolist())) != 1)):
         return None
     lower, upper = float(problem.lower[0]), float(problem.upper[0])
     # the plan checker's slack (solvers.check.EPS): every district it accepts is listed
@@ -192,17 +200,19 @@ def _by_enumeration(problem: Problem, settings: EngineSettings, time_limit_s: fl
     cost = problem.travel.rows(np.arange(problem.n)) * problem.weights[None, :]
     found = partition(problem.graph, np.asarray(problem.workload, dtype=np.float64), lower - slack, upper + slack,
                       problem.k,
-                      cost, time_limit_s=time_limit_s, max_districts=settings.exact_enumeration_max_districts)
+                      cost, time_limit_s=time_limit_s, max_districts=settings.exact_enumeration_max_districts,
+                      size=problem.sizes, max_size=None if caps is None else float(caps[0]))
     for line in found.log:
         say(f"district enumeration: {line}")
+    capped = "" if caps is None else f" and a territory within {float(caps[0]):,.6g} {problem.size_unit}"
     if found.status == "infeasible" and found.n_districts == 0:
         raise InfeasibleError(
-            f"no plan exists: no connected group of units has a workload in [{lower:,.6g}, {upper:,.6g}] "
-            "(complete enumeration)")
+            f"no plan exists: no connected group of units has a workload in [{lower:,.6g}, {upper:,.6g}]"
+            f"{capped} (complete enumeration)")
     if found.status == "infeasible":
         raise InfeasibleError(
             f"no plan exists: the {found.n_districts:,} connected groups of units with a workload in "
-            f"[{lower:,.6g}, {upper:,.6g}] (complete list) cannot cover every unit exactly once with "
+            f"[{lower:,.6g}, {upper:,.6g}]{capped} (complete list) cannot cover every unit exactly once with "
             f"{problem.k} of them (proven by CP-SAT)")
     if found.status != "optimal":
         say(f"district enumeration: {found.reason}; the MIP decides")

@@ -265,6 +265,8 @@ def partition(
     time_limit_s: float,
     max_districts: int = 2_000_000,
     workers: int = 1,
+    size: np.ndarray | None = None,
+    max_size: float | None = None,
 ) -> PartitionResult:
     """Best (or any) partition of ``graph`` into ``k`` connected districts with
     workload in ``[lower, upper]``, by complete district enumeration and set
@@ -288,6 +290,11 @@ def partition(
         Give up (status ``"unknown"``) when more districts than this pass the tests.
     workers
         CP-SAT search workers (threads).
+    size, max_size
+        ``(n,)`` non-negative size of every unit (e.g. 1 per commune, or km²) and
+        the cap on a district's summed size: districts above it are dropped from
+        the list before the set partitioning (the enumeration's own tests ignore
+        the cap, which keeps the list complete for the capped plans).
 
     Returns
     -------
@@ -326,6 +333,12 @@ def partition(
                                reason=f"incomplete enumeration: {err}", log=log)
     enum_s = time.monotonic() - start
     log.append(f"{len(districts):,} districts in {enum_s:.1f} s")
+    if size is not None and max_size is not None:
+        sz = np.asarray(size, dtype=float)
+        slack = 1e-9 * max(1.0, abs(float(max_size)))
+        kept = [d for d in districts if float(sz[list(d)].sum()) <= float(max_size) + slack]
+        log.append(f"{len(kept):,} of them within the territory cap {float(max_size):,.6g}")
+        districts = kept
     t_solve = time.monotonic()
     indptr = np.zeros(len(districts) + 1, dtype=np.int64)
     indptr[1:] = np.cumsum([len(d) for d in districts])

@@ -23,7 +23,10 @@ classic Hess model.
     \\sum_g L_g y_{jg} \\le \\sum_i p_i x_{ij} \\le \\sum_g U_g y_{jg} \\;(6),
 
 with ``w`` the objective weights, ``t`` travel minutes, ``p`` the workload and
-``m_g`` the number of sectors in class ``g``. A unit locked to sector ``s``
+``m_g`` the number of sectors in class ``g``. With territory caps
+(:attr:`Problem.max_size`, ``a_i`` the size of unit ``i``, ``A_g`` the class's
+cap), also ``sum_i a_i x_ij <= sum_g A_g y_jg`` (6'), and the classes are
+split by cap. A unit locked to sector ``s``
 may only join a centre that serves ``s`` (``x[u, j] <= y[j, g(s)]``, class
 ``g(s)`` = ``{s}``; (7)). Sector-indexed variables ``x[i, s]`` would need the
 centre's cost linearised with a big-M and carry a k!-fold symmetry between
@@ -104,15 +107,17 @@ SOLVERS: dict[str, mathopt.SolverType] = {
 
 @dataclass(frozen=True)
 class SectorClass:
-    """Interchangeable sectors: same bounds, no locked units.
+    """Interchangeable sectors: same bounds, same territory cap, no locked units.
 
     ``sectors`` are sector indices, ``lower``/``upper`` their common workload
-    bounds (already rounded inwards when every workload is an integer).
+    bounds (already rounded inwards when every workload is an integer),
+    ``max_size`` their common territory cap (``inf`` without caps).
     """
 
     sectors: tuple[int, ...]
     lower: float
     upper: float
+    max_size: float = math.inf
 
 
 @dataclass
@@ -125,11 +130,15 @@ class HessModel:
     classes: list[SectorClass]
 
 
+#: An infinite territory cap written into a MIP row (a class without a cap, beside capped classes).
+BIG_CAP = 1e15
+
+
 def sector_classes(problem: Problem) -> list[SectorClass]:
     """Group the sectors into classes of interchangeable sectors.
 
     Sectors with locked units each form their own class; the others are
-    grouped by equal bounds. When every workload is an integer (e.g. patients
+    grouped by equal bounds and equal territory caps. When every workload is an integer (e.g. patients
     or inhabitants), bounds are rounded inwards (``ceil(L)``, ``floor(U)``), which
     removes no plan and spares the solver floating-point slack.
 
@@ -148,11 +157,13 @@ def sector_classes(problem: Problem) -> list[SectorClass]:
         lower = np.ceil(lower - 1e-9 * np.abs(lower))
         upper = np.floor(upper + 1e-9 * np.abs(upper))
     locked_sectors = set(problem.locked.values())
-    groups: dict[tuple[float, float] | tuple[str, int], list[int]] = {}
+    caps = problem.size_caps if problem.size is not None else np.full(problem.k, math.inf)
+    groups: dict[tuple, list[int]] = {}
     for s in range(problem.k):
-        key = ("locked", s) if s in locked_sectors else (float(lower[s]), float(upper[s]))
+        key = ("locked", s) if s in locked_sectors else (float(lower[s]), float(upper[s]), float(caps[s]))
         groups.setdefault(key, []).append(s)
-    return [SectorClass(tuple(ss), float(lower[ss[0]]), float(upper[ss[0]])) for ss in groups.values()]
+    return [SectorClass(tuple(ss), float(lower[ss[0]]), float(upper[ss[0]]), float(caps[ss[0]]))
+            for ss in groups.values()]
 
 
 def reachable_pairs(problem: Problem, max_load: float) -> np.ndarray:
@@ -265,6 +276,14 @@ def build_model(
         else:
             model.add_linear_constraint(load >= classes[0].lower * x[j, j])
             model.add_linear_constraint(load <= classes[0].upper * x[j, j])
+        if problem.size is not None:  # (6') the territory within the cap of the class served
+            size = problem.sizes
+            territory = mathopt.fast_sum(float(size[i]) * x[i, j] for i in m_j if size[i] > 0)
+            if y:
+                model.add_linear_constraint(
+                    territory <= mathopt.fast_sum(min(c.max_size, BIG_CAP) * y[j, g] for g, c in enumerate(classes)))
+            else:
+                model.add_linear_constraint(territory <= min(classes[0].max_size, BIG_CAP) * x[j, j])
         for i in m_j:
             if i != j:
                 model.add_linear_constraint(x[i, j] <= x[j, j])  # (2)
@@ -563,9 +582,10 @@ def exact_solve(
                      "keeping the hint, nothing proven")
                 break
             bounds = ", ".join(f"[{c.lower:,.1f}, {c.upper:,.1f}]" for c in built.classes)
+            caps = "" if problem.size is None else " and every territory within its cap"
             raise InfeasibleError(
                 f"the exact MIP proves that no plan with connected sectors has every caseload within its "
-                f"bounds ({bounds}); widen the tolerance, change the targets or the units"
+                f"bounds ({bounds}){caps}; widen the tolerance, change the targets or the units"
             )
         if contiguity != "shortest_path" and run.bound is not None:
             bound = run.bound if bound is None else max(bound, run.bound)

@@ -55,8 +55,9 @@ def cut_off(adjacency: csr_matrix, members: np.ndarray, centre: int) -> list[tup
 
 def _model(sub: Problem, cost: np.ndarray, allowed: np.ndarray, *, integers: bool) -> tuple[mathopt.Model, np.ndarray, np.ndarray]:
     """The allocation model over the ``allowed`` ``(sector, unit)`` pairs, built from
-    arrays: each unit in one sector, each sector's load within its bounds. Returns the
-    model and the ``(sector, unit)`` of each variable (variable ``v`` has id ``v``)."""
+    arrays: each unit in one sector, each sector's load within its bounds and, with
+    territory caps, its territory at most its cap. Returns the model and the
+    ``(sector, unit)`` of each variable (variable ``v`` has id ``v``)."""
     n, k = sub.n, sub.k
     sec, unit = np.nonzero(allowed)
     m = len(sec)
@@ -65,6 +66,16 @@ def _model(sub: Problem, cost: np.ndarray, allowed: np.ndarray, *, integers: boo
     row = np.concatenate([unit, n + sec[loaded]]).astype(np.int64)
     col = np.concatenate([np.arange(m), np.flatnonzero(loaded)]).astype(np.int64)
     coef = np.concatenate([np.ones(m), w[unit[loaded]]])
+    row_lo = [1.0] * n + np.asarray(sub.lower, dtype=float).tolist()
+    row_hi = [1.0] * n + np.asarray(sub.upper, dtype=float).tolist()
+    if sub.size is not None:  # territory caps: rows n + k .. n + 2k - 1
+        size = sub.sizes
+        sized = size[unit] > 0
+        row = np.concatenate([row, n + k + sec[sized]]).astype(np.int64)
+        col = np.concatenate([col, np.flatnonzero(sized)]).astype(np.int64)
+        coef = np.concatenate([coef, size[unit[sized]]])
+        row_lo += [-np.inf] * k
+        row_hi += sub.size_caps.tolist()
     order = np.lexsort((col, row))
     proto = model_pb2.ModelProto(name="reassign")
     proto.variables.ids.extend(range(m))
@@ -73,9 +84,9 @@ def _model(sub: Problem, cost: np.ndarray, allowed: np.ndarray, *, integers: boo
     proto.variables.integers.extend([integers] * m)
     proto.objective.linear_coefficients.ids.extend(range(m))
     proto.objective.linear_coefficients.values.extend(cost[sec, unit].astype(float).tolist())
-    proto.linear_constraints.ids.extend(range(n + k))
-    proto.linear_constraints.lower_bounds.extend([1.0] * n + np.asarray(sub.lower, dtype=float).tolist())
-    proto.linear_constraints.upper_bounds.extend([1.0] * n + np.asarray(sub.upper, dtype=float).tolist())
+    proto.linear_constraints.ids.extend(range(len(row_lo)))
+    proto.linear_constraints.lower_bounds.extend(row_lo)
+    proto.linear_constraints.upper_bounds.extend(row_hi)
     matrix = proto.linear_constraint_matrix
     matrix.row_ids.extend(row[order].tolist())
     matrix.column_ids.extend(col[order].tolist())
@@ -110,7 +121,8 @@ def reassign(sub: Problem, centres: np.ndarray, hint: np.ndarray, *, deadline: f
     ----------
     sub
         The problem: every unit goes to one of its ``k`` sectors, each sector's load
-        within its bounds and connected to its centre; locks kept.
+        within its bounds (and territory within its cap) and connected to its centre;
+        locks kept. The reduced-cost fixing is that of this model, caps included.
     centres
         ``(k,)`` centre unit of each sector; the objective is the problem's
         (:meth:`Problem.cost_rows`, workload x minutes).

@@ -30,6 +30,11 @@ their bounds. The search stops when neither pairs nor triples improve (a local
 optimum for this neighbourhood) or on time. Without a time stop (and while no
 MIP reaches its cap of a few seconds), the result depends on the seed only.
 
+Territory caps (:attr:`Problem.max_size`) are constraints of every pair and
+triple MIP (:func:`split_pair`, :func:`solvers.lns.reassign.reassign`, the
+allocation MIP); the floors of :func:`split_floors` and the fixings of
+:func:`pair_fixings` ignore them, which keeps them valid (a relaxation).
+
 Only the ``"pmedian"`` objective without a previous plan is searched (with
 worker bases the centres are fixed, and location-allocation already gives the
 optimal allocation); other problems are returned unchanged, with a log line.
@@ -83,7 +88,8 @@ def adjacent_triples(problem: Problem, assignment: np.ndarray,
 def sub_problem(problem: Problem, units: np.ndarray, sectors: tuple[int, ...],
                 edges: np.ndarray | None = None) -> Problem:
     """The problem restricted to ``units`` (renumbered ``0..len(units)-1`` in the given
-    order) with the targets of ``sectors`` (renumbered ``0..len(sectors)-1``); locks kept.
+    order) with the targets of ``sectors`` (renumbered ``0..len(sectors)-1``); locks and
+    territory caps kept.
     ``edges``: the problem's ``(m, 2)`` edge array (:func:`edge_array`), read from the graph
     when ``None``."""
     units = np.asarray(units, dtype=np.intp)
@@ -103,6 +109,9 @@ def sub_problem(problem: Problem, units: np.ndarray, sectors: tuple[int, ...],
         travel=SubsetTravelTimes(problem.travel, units),
         cost_weight=problem.weights[units],
         locked=locked,
+        size=None if problem.size is None else problem.sizes[units],
+        max_size=None if problem.size is None else problem.size_caps[list(sectors)],
+        size_unit=problem.size_unit,
     )
 
 
@@ -219,7 +228,9 @@ def split_pair(sub: Problem, centres: np.ndarray, *, deadline: float, hint: np.n
     ``y[i] <= sum_{j in N(C)} y[j]`` for every ``i`` in ``C`` (any path from
     ``i`` to the centre crosses ``N(C)``), and the same with ``1 - y`` for
     sector 1. Every plan meeting the constraints is contiguous, so the first
-    contiguous optimum is the optimum. Returns ``None`` when none exists, or
+    contiguous optimum is the optimum. With territory caps, sector 0's
+    territory ``sum size[i] y[i]`` lies within ``[total - cap1, cap0]``.
+    Returns ``None`` when none exists, or
     none was found by ``deadline`` (monotonic seconds) or in ``max_rounds``.
 
     With ``hint`` (a valid plan of ``sub`` with these centres, ``0``/``1`` per unit),
@@ -251,17 +262,29 @@ def split_pair(sub: Problem, centres: np.ndarray, *, deadline: float, hint: np.n
     side_fixed = np.full(n, -1, dtype=np.intp)  # 1 (sector 0), 0 (sector 1) or -1 (free)
     for u, y_u in fixed.items():
         side_fixed[u] = y_u
+    # the territory caps: sector 0's territory within [total - cap1, cap0] (the fixings above
+    # ignore them, which only keeps more units free: they hold for the capped plans too)
+    size = sub.sizes
+    if size is not None:
+        caps = sub.size_caps
+        size_lo, size_hi = float(size.sum()) - float(caps[1]), float(caps[0])
     if (side_fixed >= 0).all():  # every unit settled: the plan is the hint, or there is none
         side = np.where(side_fixed == 1, 0, 1)
         load = float(w @ (side == 0))
         ok = lower - 1e-9 <= load <= upper + 1e-9 and all(
             nx.is_connected(sub.graph.subgraph(np.flatnonzero(side == s).tolist())) for s in (0, 1))
+        if size is not None:
+            ok = ok and not check_plan(sub, side)
         return side if ok else None
     model = mathopt.Model(name="pair")
     y = {int(i): model.add_binary_variable(name=f"y{i}") for i in np.flatnonzero(side_fixed < 0)}
     load = float(w @ (side_fixed == 1)) + mathopt.fast_sum(float(w[i]) * y[i] for i in y)
     model.add_linear_constraint(load >= lower)
     model.add_linear_constraint(load <= upper)
+    if size is not None:
+        territory = float(size @ (side_fixed == 1)) + mathopt.fast_sum(float(size[i]) * y[i] for i in y if size[i] > 0)
+        model.add_linear_constraint(territory >= size_lo)
+        model.add_linear_constraint(territory <= size_hi)
     model.minimize(mathopt.fast_sum(float(gain[i]) * y[i] for i in y))
     solver = mathopt.IncrementalSolver(model, mathopt.SolverType.HIGHS)
     graph = adjacency(sub.graph)
