@@ -119,12 +119,15 @@ def main(argv: list[str] | None = None) -> int:
         facts["validate_repair"] = {"exit": code}
 
         code, out, err, seconds = _sectorize(folder, "run", "--config", "scenario.toml", "--repair", "--out", "out")
-        repairs = len(re.findall(r"^\s*(?:repair|repaired|line \d+)", err, re.M))
         run = (folder / "out" / "LATEST").read_text().strip() if code in (0, 1) else ""
-        week = re.search(r"([\d  ,.]+) per week", out)
+        notes = json.loads((folder / "out" / run / "run.json").read_text(encoding="utf-8"))["notes"] if run else []
+        repairs = [n.split(" row(s):")[0] for n in notes if n.startswith("demand repaired")]
+        week = re.search(r"referrals[^\n]*?: ([\d\u202f\u00a0 ,.]+) per year, ([\d ,.]+) per week", out)
         rows.append(["run --repair (year one)", code, fmt(seconds, ".1f"),
-                     f"repairs listed on stderr: {repairs}; referrals per week: {week.group(1).strip() if week else '—'}"])
-        facts["run"] = {"exit": code, "seconds": seconds, "repairs_lines": repairs, "folder": run}
+                     f"{len(repairs)} kinds of repair listed (stderr, run.json); new referrals per week: "
+                     f"{week.group(2).strip() if week else '—'}"])
+        facts["run"] = {"exit": code, "seconds": seconds, "repairs": repairs, "folder": run,
+                        "referrals_line": week.group(0) if week else None}
 
         if run:
             code, out, err, seconds = _sectorize(folder, "rerun", "--previous", f"out/{run}", "--demand",

@@ -55,7 +55,7 @@ def solve_exact_or_infeasible(problem, expected: float, match: str | None = None
     return solve(problem, backend="exact", time_limit_s=10, settings=settings)
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=12, deadline=None)
 @given(problem=grid_problems(diagonal=True, squared=True))
 def test_engine_exact_backend_with_fixing_matches_brute_force(problem):
     """The engine's exact backend leaves out the pairs Lagrangian fixing rules out: same optimum."""
@@ -86,7 +86,7 @@ def test_engine_exact_backend_by_district_enumeration_matches_brute_force(proble
     assert sol.bound is not None and sol.bound <= sol.objective + 1e-9
 
 
-@settings(max_examples=12, deadline=None)
+@settings(max_examples=8, deadline=None)
 @given(problem=grid_problems(diagonal=True, squared=True), kernel=st.sampled_from([3, 8, 20]))
 def test_engine_exact_backend_by_kernels_matches_brute_force(problem, kernel):
     """With tiny kernels the exact backend grows kernels (solvers.exact.backend._kernels): same

@@ -387,17 +387,6 @@ def test_independent_check_names_a_split_lyon_and_an_oversized_sector(aura_run):
     assert any("above its territory cap" in v for v in check(tight))
 
 
-@pytest.mark.slow
-def test_default_run_in_30_s_meets_every_ground_rule():
-    """The real default (auto backend, 30 s): a plan at ±10 % with the caps and Lyon in one group."""
-    import sectorize
-
-    plan = sectorize.run(default_scenario())
-    assert not plan.violations
-    assert plan.units.loc[[f"6938{i}" for i in range(1, 10)], "group"].nunique() == 1
-    assert plan.units.groupby("sector").size().max() <= 998
-
-
 def test_benchmark_reads_the_figures_from_the_plan(aura_run, aura_lyon):
     """``benchmarks/bench_ground.py``: the figures of a plan, the price against the reference, the table."""
     from benchmark_scripts import load_benchmark

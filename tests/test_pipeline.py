@@ -166,6 +166,13 @@ def test_cli_default_run_writes_a_valid_run_folder(tmp_path, aura_lyon):
     check_files(run_dir, aura_lyon, s.model.tolerance, s.model.group_tolerance)
     kpis = json.loads((run_dir / "kpi.json").read_text(encoding="utf-8"))
     assert kpis["valid"] is True and kpis["violations"] == []
+    # the ground rules of the default (territory cap, Lyon in one group), from the written table
+    sectors = pd.read_csv(run_dir / "sectors.csv", sep=";", dtype=str, encoding="utf-8-sig").set_index("insee")
+    assert sectors.loc[[f"6938{i}" for i in range(1, 10)], "group"].nunique() == 1
+    assert sectors.groupby("sector").size().max() <= 998
+    workers = pd.read_csv(run_dir / "workers.csv", sep=";", decimal=",", encoding="utf-8-sig")
+    half = workers.loc[workers["fte"] == 0.5, "sector"]
+    assert len(half) == 1 and sectors.groupby("sector").size()[half.iloc[0]] <= 499  # 2.5 x 399.3 x 0.5
     assert external_resources((run_dir / "map.html").read_text(encoding="utf-8")) == []
     facts = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
     assert facts["solve"]["time_s"] <= s.model.time_limit_s * 1.05
