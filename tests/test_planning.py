@@ -11,6 +11,8 @@ import pytest
 import shapely
 from matplotlib.figure import Figure
 
+from browser import find_chromium, open_offline
+
 from sectorize.report.compare import compare, compare_maps, disruption, partner_counts, plot_tradeoffs
 from sectorize.report.maps import external_resources
 from sectorize.report.pareto import non_dominated, pareto, plot_pareto
@@ -196,6 +198,19 @@ def test_compare_maps_is_one_offline_page():
     assert page.count("<iframe") == 2 and page.count("srcdoc=") == 2
     assert "plan &lt;a&gt;" in page and "repeat(2," in page
     assert external_resources(page) == []
+
+
+@pytest.mark.skipif(find_chromium() is None, reason="no chromium, chromium-browser or google-chrome on PATH")
+def test_compare_maps_page_loads_in_a_browser_offline(tmp_path):
+    """The comparison page, opened in headless Chromium: no console error (its framed maps
+    included) and no request leaving the machine."""
+    a = tiny_plan(["TS01", "TS01", "TS02", "TS02"])
+    b = tiny_plan(["TS01", "TS01", "TS01", "TS02"])
+    page = tmp_path / "compare.html"
+    page.write_text(compare_maps({"plan a": a, "plan b": b}, columns=2, simplify_m=0), encoding="utf-8")
+    run = open_offline(page, budget_ms=15_000)
+    assert run.console == [] and run.requests == []
+    assert run.dom.count("<iframe") == 2 and "plan a" in run.dom and "plan b" in run.dom
 
 
 def test_plot_tradeoffs_returns_a_figure():

@@ -257,10 +257,9 @@ def test_aura_worker_leaving_and_joining(aura_run):
     team = tomllib.loads((folder / "scenario.toml").read_text(encoding="utf-8"))["team"]
     leaving, replaced = team["workers"][2]["id"], team["workers"][4]["id"]
     team["workers"] = [w for w in team["workers"] if w["id"] not in (leaving, replaced)]
-    team["workers"] += [{"id": "TS12", "name": "Successor", "fte": 1.0},
+    team["workers"] += [{"id": "TS12", "name": "Successor", "fte": 1.0, "replaces": replaced},
                         {"id": "TS13", "name": "Newcomer", "fte": 0.8}]
-    scenario = _scenario(folder, team=team, rerun={"handover": {replaced: "TS12"}, "frontier": [],
-                                                          "frontier_penalties": []})
+    scenario = _scenario(folder, team=team, rerun={"frontier": [], "frontier_penalties": []})
     result = rerun(scenario, load_previous(folder))
     new = result.plan
     assert new.valid, new.violations
@@ -275,6 +274,16 @@ def test_aura_worker_leaving_and_joining(aura_run):
     handed = result.changes[result.changes["reason"] == "handover"]
     assert (handed["from_worker"] == replaced).all() and (handed["to_worker"] == "TS12").all()
     assert result.summary["left"] == [leaving] and result.summary["joined"] == ["TS13"]
+    # the transition: the successor starts with the departed worker's patients, who carry none;
+    # the patients of the worker who left without successor follow the new map at once
+    t = result.transition
+    assert not t["worker_id"].isin([leaving, replaced]).any()
+    first = t[t["month"] == 0].set_index("worker_id")
+    kept = result.changes.loc[(result.changes["reason"] == "handover")
+                              & (result.changes["to_worker"] == "TS12"), "follow_up"].sum()
+    assert first.at["TS12", "caseload"] >= kept - 1e-6 > 0
+    assert first["old_map"].sum() == pytest.approx(
+        result.changes.loc[result.changes["reason"] == "moved", "follow_up"].sum())
 
 
 def test_bad_handover_names_the_key(aura_run):

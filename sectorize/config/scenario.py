@@ -69,6 +69,10 @@ class WorkerConfig(BaseModel):
     group
         Name of a territorial group the worker must belong to (one of
         ``groups.names``); ``None`` lets the solver choose.
+    replaces
+        Id of a departing worker of the previous plan whose sector (id,
+        colour, communes) and patients in follow-up this worker takes over at
+        a re-run; the same as ``rerun.handover = {replaced: id}``.
     """
 
     model_config = _STRICT
@@ -80,6 +84,7 @@ class WorkerConfig(BaseModel):
     base_lon: float | None = Field(None, ge=-180, le=180)
     base_lat: float | None = Field(None, ge=-90, le=90)
     group: str | None = None
+    replaces: str | None = Field(None, min_length=1)
 
     @model_validator(mode="after")
     def _one_base(self) -> WorkerConfig:

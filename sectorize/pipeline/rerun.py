@@ -255,7 +255,13 @@ def team_change(scenario: Scenario, previous: PreviousPlan) -> TeamChange:
     """Compare the scenario's team with the previous plan's workers (validating ``rerun.handover``)."""
     before = previous.workers.set_index("worker_id")
     now = [w.id for w in scenario.team.workers]
-    handover = scenario.rerun.handover
+    handover = dict(scenario.rerun.handover)
+    for worker in scenario.team.workers:  # `replaces` in the team file: the same as rerun.handover
+        if worker.replaces is None:
+            continue
+        if handover.setdefault(worker.replaces, worker.id) != worker.id:
+            raise ScenarioError(f"team.workers {worker.id}.replaces: {worker.replaces!r} is handed over to "
+                                f"{handover[worker.replaces]!r} in rerun.handover; keep one successor")
     for old, new in handover.items():
         if old not in before.index:
             raise ScenarioError(f"rerun.handover.{old}: {old!r} is not a worker of the previous plan "
@@ -356,7 +362,7 @@ def rerun(
 
     changes = change_table(plan, previous, prev_worker, follow_up, change)
     caseloads = caseload_table(plan, previous, prev_worker)
-    transition = _transition(inputs, prev_worker, plan, follow_up)
+    transition = _transition(inputs, prev_worker, plan, follow_up, change)
     summary = _summary(scenario, previous, changes, follow_up, cap_text, transition, change)
     summary.update(_widening_summary(widened, moved_unit))
     plan.solve["rerun"] = summary
@@ -403,13 +409,32 @@ def _locked_units(codes: list[str], index: dict[str, int], previous_sector: np.n
     return locked
 
 
-def _transition(inputs: Inputs, prev_worker: pd.Series, plan: Plan, follow_up: pd.Series) -> pd.DataFrame:
-    """The month-by-month transition of the follow-up patients (:func:`simulate_transition`)."""
+def referents_at_switch(prev_worker: pd.Series, change: TeamChange) -> pd.Series:
+    """Who follows each commune's patients on the day of the switch, before the new map applies.
+
+    A departing worker's patients go to her successor (``change.successor``);
+    those of a worker who left without successor have no old referent (``""``)
+    and so follow the new map at once; everyone else keeps her patients.
+
+    Examples
+    --------
+    >>> change = TeamChange({"TS05": "TS12"}, ("TS07",), (), {}, {})
+    >>> referents_at_switch(pd.Series(["TS05", "TS07", "TS01"]), change).tolist()
+    ['TS12', '', 'TS01']
+    """
+    left = set(change.left)
+    return prev_worker.map(lambda w: change.successor.get(w, "" if w in left else w))
+
+
+def _transition(inputs: Inputs, prev_worker: pd.Series, plan: Plan, follow_up: pd.Series,
+                change: TeamChange) -> pd.DataFrame:
+    """The month-by-month transition of the follow-up patients (:func:`simulate_transition`),
+    from the referents on the day of the switch (:func:`referents_at_switch`)."""
     cfg, table, keys = inputs.scenario.rerun, inputs.demand.table, inputs.keys
     referrals = table["referrals"].reindex(keys).fillna(0.0) if "referrals" in table else inputs.load
     episode = table["episode_months"].reindex(keys) if "episode_months" in table else cfg.episode_months
-    return simulate_transition(prev_worker, plan.units["worker_id"], follow_up, referrals, episode,
-                               mode=cfg.transition)
+    return simulate_transition(referents_at_switch(prev_worker, change), plan.units["worker_id"], follow_up,
+                               referrals, episode, mode=cfg.transition)
 
 
 def _summary(scenario: Scenario, previous: PreviousPlan, changes: pd.DataFrame, follow_up: pd.Series,
