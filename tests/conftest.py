@@ -42,6 +42,27 @@ def aura_run(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def aura_registry(aura_run, tmp_path_factory):
+    """A plan registry holding ``aura_run``'s plan (added from its run folder, not published):
+    ``(folder, plan id)``. Do not modify it: tests that write take ``registry_copy``."""
+    from sectorize.store.registry import Registry
+
+    folder = tmp_path_factory.mktemp("aura_registry")
+    return folder, Registry(folder).add(aura_run[0], note="2026 plan")
+
+
+@pytest.fixture()
+def registry_copy(aura_registry, tmp_path):
+    """A copy of ``aura_registry`` this test may change: ``(folder, plan id)``."""
+    import shutil
+
+    folder, plan_id = aura_registry
+    copy = tmp_path / "reg"
+    shutil.copytree(folder, copy)
+    return copy, plan_id
+
+
+@pytest.fixture(scope="session")
 def aura_run_tables(aura_run):
     """The written tables of ``aura_run``, read back as text: ``(sectors by insee, postcodes by postcode)``."""
     import pandas as pd
