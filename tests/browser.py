@@ -34,21 +34,26 @@ from pathlib import Path
 #: Executable names tried, in order.
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
 
-#: Flags that cut the network off and stop Chromium's own background traffic.
-OFFLINE_FLAGS = (
-    "--headless",
-    "--disable-gpu",
+#: Flags that stop Chromium's own background traffic (updates, sync, crash reports).
+QUIET_FLAGS = (
     "--no-sandbox",
     "--no-first-run",
     "--hide-scrollbars",
-    '--host-resolver-rules=MAP * ~NOTFOUND',
-    "--proxy-server=127.0.0.1:9",
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
     "--disable-default-apps",
     "--disable-breakpad",
     "--disable-domain-reliability",
+)
+
+#: Flags that cut the network off and stop Chromium's own background traffic.
+OFFLINE_FLAGS = (
+    "--headless",
+    "--disable-gpu",
+    '--host-resolver-rules=MAP * ~NOTFOUND',
+    "--proxy-server=127.0.0.1:9",
+    *QUIET_FLAGS,
 )
 
 

@@ -342,6 +342,10 @@ def test_kpi_page_loads_offline_without_console_errors(tmp_path):
     rows = re.findall(r'<tr class="sector">', page.dom)
     assert len(rows) == 2 + 2 + 2          # two workers in each per-worker table, two departments left out
     assert "patients in follow-up" in page.dom and "120 % of target" in page.dom
+    # the charts (issue 22): inline SVG, worker names as text, a tolerance band per worker
+    assert page.dom.count('<figure class="chart"') == 2 and page.dom.count("<svg ") == 2
+    assert ">A1 Worker 1 (0.25 FTE)</text>" in page.dom and ">A2 Worker 2 (0.75 FTE)</text>" in page.dom
+    assert '<g id="caseload-band-A1">' in page.dom and '<g id="caseload-band-A2">' in page.dom
 
 
 # --------------------------------------------------------------------------- the run command, end to end

@@ -193,7 +193,8 @@ def _sector_colours(stored: Any) -> dict[str, str]:
         names = list(tomllib.loads(stored.scenario_toml).get("groups", {}).get("names", []))
     except tomllib.TOMLDecodeError:
         pass
-    shaped = SimpleNamespace(units=units[["group", "sector"]].astype(str), graph=nx.Graph(),
+    columns = ["group", "sector"] + (["worker_id"] if "worker_id" in units.columns else [])
+    shaped = SimpleNamespace(units=units[columns].astype(str), graph=nx.Graph(),
                              scenario=SimpleNamespace(groups=SimpleNamespace(names=names)))
     return {str(sector): colour for (_, sector), colour in sector_colours(shaped).items()}
 

@@ -48,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 #: Modules that add sub-commands (``register(subparsers)``); imported when the parser is built.
-_COMMAND_MODULES: tuple[str, ...] = ("sectorize.cli.app", "sectorize.cli.users", "sectorize.cli.plans", "sectorize.cli.route", "sectorize.cli.rerun", "sectorize.cli.solve", "sectorize.cli.sweep", "sectorize.cli.simulate")
+_COMMAND_MODULES: tuple[str, ...] = ("sectorize.cli.app", "sectorize.cli.users", "sectorize.cli.plans", "sectorize.cli.route", "sectorize.cli.rerun", "sectorize.cli.solve", "sectorize.cli.sweep", "sectorize.cli.simulate", "sectorize.cli.poster")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -54,6 +54,7 @@ from sectorize.pipeline.inputs import Inputs, Progress, load_inputs, load_region
 from sectorize.pipeline.rerun import _disruption, _follow_up
 from sectorize.pipeline.run import timed
 from sectorize.plan import Plan
+from sectorize.report.kpi import moved_per_worker
 from sectorize.store.registry import StoredPlan, units_hash
 from solvers import NoPlanError, resolve_nested
 from solvers.nested import NestedSolution
@@ -275,6 +276,7 @@ def edit_plan(stored: StoredPlan, moves: dict[str, str] | list[tuple[str, str]] 
         "step": step_name, "moved_communes": int(len(changes)),
         "moved_by_hand": int((changes["reason"] == "moved by hand").sum()),
         "moved_patients": float(changes["follow_up"].sum()), "moved_unit": unit,
+        "moved_by_worker": moved_per_worker(changes, stored.workers),
         "valid": plan.valid, "violations": list(plan.violations),
     }
     plan.solve["edit"] = summary

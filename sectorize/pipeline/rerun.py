@@ -43,6 +43,7 @@ from sectorize.pipeline.assemble import assemble
 from sectorize.pipeline.inputs import Inputs, Progress, load_inputs
 from sectorize.pipeline.run import timed
 from sectorize.plan import Plan
+from sectorize.report.kpi import moved_per_worker
 from sectorize.report.transition import drained_month, simulate_transition, transition_summary
 from sectorize.store.run_folder import RunFolder, RunFolderError
 from solvers import InfeasibleError, NoPlanError, resolve_nested, solve_nested
@@ -439,7 +440,9 @@ def _transition(inputs: Inputs, prev_worker: pd.Series, plan: Plan, follow_up: p
 
 def _summary(scenario: Scenario, previous: PreviousPlan, changes: pd.DataFrame, follow_up: pd.Series,
              cap_text: str, transition: pd.DataFrame, change: TeamChange) -> dict[str, Any]:
-    """The re-run's figures for ``plan.solve["rerun"]``: communes and patients moved, cap, handovers."""
+    """The re-run's figures for ``plan.solve["rerun"]``: communes and patients moved, cap, handovers,
+    and the referent changes per worker (``moved_by_worker``, :func:`sectorize.report.kpi.moved_per_worker`:
+    the re-run's ``kpi.html`` charts them)."""
     cfg = scenario.rerun
     moved = changes["reason"].eq("moved")
     return {
@@ -456,6 +459,7 @@ def _summary(scenario: Scenario, previous: PreviousPlan, changes: pd.DataFrame, 
         "handover": dict(change.successor),
         "left": list(change.left),
         "joined": list(change.joined),
+        "moved_by_worker": moved_per_worker(changes, previous.workers),
     }
 
 

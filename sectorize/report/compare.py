@@ -1,8 +1,11 @@
 """Compare plans side by side: balance, travel, sector size, local partners, disruption.
 
-:func:`compare` gives one row per plan, :func:`compare_maps` one offline HTML
-page with the plans' maps side by side, :func:`plot_tradeoffs` a scatter plot
-of two columns of the table (matplotlib).
+:func:`compare` gives one row per plan, :func:`worker_changes` one row per
+plan and worker (caseload, communes, and what moves against a reference plan),
+:func:`compare_maps` one offline HTML page with the plans' maps side by side
+(one colour per worker on all of them, one legend outside the maps, the
+tables of differences below), :func:`plot_tradeoffs` a scatter plot of two
+columns of the table (matplotlib).
 
 Units: caseload deviations in percent of the sector's target; travel in
 minutes (``plan.units.travel_min``: from the sector's centre commune, or from
@@ -37,8 +40,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "PARTNER_COLUMNS", "compare", "compare_maps", "disruption", "partner_codes", "partner_counts", "plan_figures",
-    "territory_load",
-    "plot_tradeoffs",
+    "territory_load", "plot_tradeoffs", "worker_changes",
 ]
 
 #: Columns of the units naming the local partners a worker deals with: the
@@ -261,14 +263,149 @@ def compare(plans: Mapping[str, Plan] | Sequence[Plan], reference: Plan | None =
     return table
 
 
-def compare_maps(plans: Mapping[str, Plan] | Sequence[Plan], *, columns: int = 2, height_px: int = 560,
-                 simplify_m: float = 500.0, title: str = "Sectorization scenarios") -> str:
-    """One self-contained HTML page with the plans' maps side by side (works offline).
+def worker_changes(plans: Mapping[str, Plan] | Sequence[Plan],
+                   reference: str | Plan | None = None) -> pd.DataFrame:
+    """Per plan and worker: sector, caseload against target, communes, and what moves against a reference.
 
-    Each map (:func:`sectorize.report.maps.sector_map`, no background tiles) is
-    embedded whole in an ``<iframe srcdoc>``, in a CSS grid of ``columns``
-    columns; ``simplify_m`` (metres) simplifies commune borders to keep the
-    page light.
+    Parameters
+    ----------
+    plans
+        ``{label: plan}``, or a list (labelled by scenario name).
+    reference
+        The plan the moves are counted against: a label of ``plans``, a
+        plan, or ``None`` for the first plan.
+
+    Returns
+    -------
+    DataFrame
+        One row per plan and worker of that plan, in the order of the plans
+        then of the worker ids (``TS2`` before ``TS10``). Columns: ``plan``
+        (label), ``worker_id``, ``worker_name``, ``fte``, ``group``,
+        ``sector``; ``caseload`` (sum of the communes' ``workload``, the
+        scenario's weighted units), ``target`` (same units),
+        ``target_pct`` (caseload / target × 100); ``communes``;
+        ``communes_out`` and ``communes_in`` (communes of the reference
+        that this plan gives to another worker, or takes from one; 0 for the
+        reference itself); ``moved_out`` and ``moved_in`` (the patients in
+        follow-up of those communes, as counted by the reference plan's
+        demand column of the role ``follow_up``; without one, the reference
+        plan's caseload of those communes, weighted units). ``attrs``:
+        ``reference`` (its label), ``moved_unit`` (``"patients in
+        follow-up"`` or ``"caseload (weighted units)"``), ``moved``
+        (``{plan label: {"communes": n, "moved": patients}}``: every commune
+        that changes worker, those of a worker who is not in the plan
+        included). Communes in only one of the two plans are not counted as
+        moved.
+
+    Example
+    -------
+    >>> table = worker_changes({"2026": plan26, "2027": plan27})  # doctest: +SKIP
+    >>> table[table.plan == "2027"][["worker_id", "communes_out", "moved_out"]]  # doctest: +SKIP
+    """
+    from sectorize.report.kpi import role_column
+    from sectorize.report.maps import _natural
+
+    named = _as_dict(plans)
+    ref_label, ref = _reference(named, reference)
+    follow_up = role_column(ref, "follow_up")
+    counts = ref.units[follow_up if follow_up else "workload"].astype(float)
+    before = ref.units["worker_id"].astype(str)
+    rows, totals = [], {}
+    for label, plan in named.items():
+        units, workers = plan.units, plan.workers
+        now = units["worker_id"].astype(str)
+        common = now.index.intersection(before.index)
+        moved = common[(now.loc[common] != before.loc[common]).to_numpy()]
+        totals[label] = {"communes": len(moved), "moved": float(counts.loc[moved].sum())}
+        caseload = units.groupby(units["worker_id"].astype(str))["workload"].sum()
+        communes = now.value_counts()
+        for w in sorted(workers.itertuples(index=False), key=lambda w: _natural(str(w.worker_id))):
+            wid = str(w.worker_id)
+            gone = moved[(before.loc[moved] == wid).to_numpy()]
+            came = moved[(now.loc[moved] == wid).to_numpy()]
+            load, target = float(caseload.get(wid, 0.0)), float(w.target)
+            rows.append({
+                "plan": label, "worker_id": wid, "worker_name": str(w.worker_name), "fte": float(w.fte),
+                "group": w.group, "sector": w.sector, "caseload": load, "target": target,
+                "target_pct": 100 * load / target if target > 0 else np.nan, "communes": int(communes.get(wid, 0)),
+                "communes_out": len(gone), "communes_in": len(came),
+                "moved_out": float(counts.loc[gone].sum()), "moved_in": float(counts.loc[came].sum()),
+            })
+    table = pd.DataFrame(rows, columns=[
+        "plan", "worker_id", "worker_name", "fte", "group", "sector", "caseload", "target", "target_pct", "communes",
+        "communes_out", "communes_in", "moved_out", "moved_in"])
+    table.attrs.update(reference=ref_label,
+                       moved_unit="patients in follow-up" if follow_up else "caseload (weighted units)",
+                       moved=totals)
+    return table
+
+
+def _reference(named: dict[str, Plan], reference: str | Plan | None) -> tuple[str, Plan]:
+    """(label, plan) of the reference of a comparison: a label of ``named``, a plan, or the first plan."""
+    if reference is None:
+        label = next(iter(named))
+        return label, named[label]
+    if isinstance(reference, str):
+        if reference not in named:
+            raise ValueError(f"reference {reference!r} is not one of the plans {list(named)}")
+        return reference, named[reference]
+    for label, plan in named.items():
+        if plan is reference:
+            return label, plan
+    return "reference", reference
+
+
+def compare_maps(plans: Mapping[str, Plan] | Sequence[Plan], *, columns: int = 2, height_px: int = 560,
+                 simplify_m: float = 500.0, title: str = "Sectorization scenarios",
+                 reference: str | Plan | None = None, sync: bool = True) -> str:
+    """One self-contained HTML page with the plans' maps side by side and their differences (works offline).
+
+    The page holds:
+
+    - a search box above the maps: the commune (name, postcode or INSEE
+      code, as on :func:`sectorize.report.maps.sector_map`) is found and
+      outlined on every map;
+    - the maps (:func:`sectorize.report.maps.sector_map` without legend,
+      layer control or search box, no background tiles), each embedded whole
+      in an ``<iframe srcdoc>``, in a CSS grid of ``columns`` columns, each
+      ``height_px`` pixels high; ``simplify_m`` (metres) simplifies commune
+      borders to keep the page light. Every worker has one colour on all the
+      maps (:func:`sectorize.report.maps.team_colours`), whatever her
+      sector id. With ``sync``, moving or zooming one map moves the others
+      (a check box turns it off);
+    - one legend beside the maps (below them on narrow screens), outside
+      every map: each worker's colour, name, id and FTE, and what the lines
+      and circles mean;
+    - a table per plan (largest caseload deviation from target in percent,
+      caseload-weighted mean travel in minutes, communes and patients that
+      change worker against the reference plan) and a table per worker and
+      plan (sector; caseload as a share of target; communes; communes and
+      patients that leave and join her against the reference), from
+      :func:`worker_changes`.
+
+    Parameters
+    ----------
+    plans
+        ``{label: plan}``, or a list (labelled by scenario name).
+    columns
+        Maps per row (>= 1).
+    height_px
+        Height of each map, CSS pixels.
+    simplify_m
+        Simplification tolerance of the commune borders, metres.
+    title
+        The page's title and heading.
+    reference
+        The plan moves are counted against: a label of ``plans``, a plan,
+        or ``None`` for the first plan. Its groups also decide the workers'
+        colours (:func:`sectorize.report.maps.team_colours`).
+    sync
+        Move the maps together (the page's check box starts ticked).
+
+    Returns
+    -------
+    str
+        The HTML page; write it as UTF-8.
 
     Example
     -------
@@ -276,29 +413,191 @@ def compare_maps(plans: Mapping[str, Plan] | Sequence[Plan], *, columns: int = 2
     >>> external_resources(page)                                       # doctest: +SKIP
     []
     """
-    from sectorize.report.maps import sector_map
+    from sectorize.report.maps import sector_map, team_colours
 
     if columns < 1:
         raise ValueError(f"columns must be >= 1, got {columns}")
+    named = _as_dict(plans)
+    ref_label, ref_plan = _reference(named, reference)
+    colours = team_colours([ref_plan, *named.values()])
+    changes = worker_changes(named, ref_plan)
     cells = []
-    for label, plan in _as_dict(plans).items():
-        page = sector_map(plan, simplify_m=simplify_m).get_root().render()
+    for label, plan in named.items():
+        page = sector_map(plan, simplify_m=simplify_m, colours=colours, legend=False, layer_control=False,
+                          search=False).get_root().render()
+        note = ' <span class="ref">(reference)</span>' if label == ref_label else ""
         cells.append(
-            f'<figure><figcaption>{html.escape(label)}</figcaption>'
-            f'<iframe title="{html.escape(label)}" srcdoc="{html.escape(page, quote=True)}"></iframe></figure>'
+            f"<figure><figcaption>{html.escape(label)}{note}</figcaption>"
+            f'<iframe class="plan-map" title="{html.escape(label)}" allowfullscreen '
+            f'srcdoc="{html.escape(page, quote=True)}"></iframe></figure>'
         )
     style = (
-        "body{font:14px sans-serif;margin:12px;background:#fafafa}"
-        f".grid{{display:grid;grid-template-columns:repeat({columns},minmax(0,1fr));gap:12px}}"
+        "body{font:14px/1.35 sans-serif;margin:12px;background:#fafafa;color:#111}"
+        "h1{font-size:20px;margin:0 0 8px}h2{font-size:16px;margin:18px 0 6px}"
+        ".find{display:flex;flex-wrap:wrap;gap:8px;align-items:center;margin-bottom:10px}"
+        ".find input[type=search]{width:20em;padding:4px 6px;font:14px sans-serif}"
+        ".find .status{color:#555}"
+        ".layout{display:flex;gap:12px;align-items:flex-start}"
+        f".grid{{flex:1;min-width:0;display:grid;grid-template-columns:repeat({columns},minmax(0,1fr));gap:12px}}"
         "figure{margin:0;background:#fff;box-shadow:0 1px 3px rgba(0,0,0,.3)}"
-        "figcaption{font-weight:bold;padding:6px 8px}"
+        "figcaption{font-weight:bold;padding:6px 8px}figcaption .ref{font-weight:normal;color:#555}"
         f"iframe{{width:100%;height:{int(height_px)}px;border:0;display:block}}"
+        ".legend{order:2;flex:0 0 240px;position:sticky;top:8px;background:#fff;padding:8px 10px;"
+        "box-shadow:0 1px 3px rgba(0,0,0,.3);max-height:calc(100vh - 16px);overflow-y:auto}"
+        ".legend h2{margin-top:0}.legend ul{list-style:none;margin:0;padding:0}.legend li{padding:1px 0;"
+        "white-space:nowrap;break-inside:avoid}.legend small{color:#555}.legend p{font-size:12px;color:#333}"
+        ".swatch{display:inline-block;width:14px;height:10px;border:1px solid #555}"
+        "@media (max-width:900px){.layout{flex-direction:column}.legend{order:0;position:static;flex:none;"
+        "max-height:none}.legend ul{columns:15em}.grid{width:100%}}"
+        "table.diff{border-collapse:collapse;background:#fff;font-size:13px}"
+        "table.diff th,table.diff td{border:1px solid #ddd;padding:2px 6px;text-align:right;white-space:nowrap}"
+        "table.diff th{background:#f0f0f0}table.diff td.text,table.diff th.text{text-align:left}"
+        ".differences{overflow-x:auto}.note{color:#444;font-size:12px;max-width:70em}"
+    )
+    find = (
+        '<form class="find" id="find"><label>Find a commune on every map: '
+        '<input type="search" id="find-input" placeholder="Commune, postcode, INSEE code"></label>'
+        '<button type="submit">Find</button>'
+        + ('<label><input type="checkbox" id="sync" checked> Move the maps together</label>' if sync else "")
+        + '<span class="status" id="find-status" role="status"></span></form>'
     )
     return (
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-        f"<style>{style}</style></head><body><h1>{html.escape(title)}</h1>"
-        f'<div class="grid">{"".join(cells)}</div></body></html>\n'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<style>{style}</style></head><body><h1>{html.escape(title)}</h1>{find}"
+        f'<div class="layout">{_workers_legend(named, colours)}<div class="grid">{"".join(cells)}</div></div>'
+        f'<section class="differences">{_plans_table(named, changes)}{_workers_table(named, changes, colours)}'
+        f"</section><script>{_PAGE_JS}</script></body></html>\n"
     )
+
+
+#: The comparison page's script: the shared search and the synchronised views (messages to and
+#: from the maps' ``sectorizeTools``).
+_PAGE_JS = """
+(function () {
+  "use strict";
+  var frames = Array.prototype.slice.call(document.querySelectorAll("iframe.plan-map"));
+  var sync = document.getElementById("sync"), status = document.getElementById("find-status");
+  var asked = null, answers = 0;
+  window.addEventListener("message", function (ev) {
+    var d = ev.data;
+    if (!d || typeof d !== "object" || !d.sectorize) { return; }
+    if (d.sectorize === "view" && sync && sync.checked) {
+      frames.forEach(function (f) {
+        if (f.contentWindow !== ev.source) { f.contentWindow.postMessage({sectorize: "setView", view: d.view}, "*"); }
+      });
+    } else if (d.sectorize === "found" && d.query === asked && answers++ === 0) {
+      status.textContent = d.hit ? "Shown on every map: " + d.hit.name + " (INSEE " + d.hit.insee + ")"
+                                 : "No commune matches \u201c" + d.query + "\u201d";
+    }
+  });
+  // The maps drew while the page was still being laid out: once every map has loaded, fit each to
+  // its region again, so that all start from the same view at their final size.
+  window.addEventListener("load", function () {
+    frames.forEach(function (f) { f.contentWindow.postMessage({sectorize: "fit", name: "Region"}, "*"); });
+  });
+  document.getElementById("find").addEventListener("submit", function (ev) {
+    ev.preventDefault();
+    asked = document.getElementById("find-input").value;
+    answers = 0;
+    frames.forEach(function (f) { f.contentWindow.postMessage({sectorize: "find", query: asked}, "*"); });
+  });
+})();
+"""
+
+
+def _workers_legend(named: dict[str, Plan], colours: Mapping[str, str]) -> str:
+    """The page's one legend: each worker's colour, name, id and FTE (from the first plan that has her)."""
+    from sectorize.report.maps import _natural
+
+    seen: dict[str, tuple[str, float]] = {}
+    for plan in named.values():
+        for w in plan.workers.itertuples(index=False):
+            seen.setdefault(str(w.worker_id), (str(w.worker_name), float(w.fte)))
+    items = "".join(
+        f'<li data-worker="{html.escape(wid)}"><span class="swatch" style="background:{colours[wid]}"></span> '
+        f"{html.escape(name)} <small>{html.escape(wid)} · {_fmt(fte)} FTE</small></li>"
+        for wid, (name, fte) in sorted(seen.items(), key=lambda item: _natural(item[0]))
+    )
+    return (
+        '<aside class="legend" id="legend"><h2>Workers</h2><ul>' + items + "</ul>"
+        "<p>Each worker has the same colour on every map, whatever her sector id. Thin lines: sectors; "
+        "bold lines: groups; dashed lines: departments; circles: the workers' bases. Commune names show "
+        "from zoom 10; hover a commune for its figures.</p></aside>"
+    )
+
+
+def _plans_table(named: dict[str, Plan], changes: pd.DataFrame) -> str:
+    """Per plan: validity, largest caseload deviation, mean travel, communes and patients that change worker."""
+    unit, moved = changes.attrs["moved_unit"], changes.attrs["moved"]
+    head = ("<tr><th class=text>Plan</th><th>Checks</th><th>Largest caseload deviation (%)</th>"
+            "<th>Mean travel (min)</th><th>Communes changing worker</th>"
+            f"<th>{html.escape(unit.capitalize())} changing worker</th></tr>")
+    rows = []
+    for label, plan in named.items():
+        mine = changes[changes["plan"] == label]
+        dev = (mine["target_pct"] - 100).abs().max()
+        units = plan.units
+        travel = travel_stats(units["travel_min"].to_numpy(dtype=float), units["workload"].to_numpy(dtype=float))
+        ref = " (reference)" if label == changes.attrs["reference"] else ""
+        rows.append(
+            f"<tr><td class=text>{html.escape(label)}{ref}</td><td>{'passed' if plan.valid else 'failed'}</td>"
+            f"<td>{_fmt(dev)}</td><td>{_fmt(travel['mean_min'])}</td><td>{moved[label]['communes']}</td>"
+            f"<td>{_fmt(moved[label]['moved'])}</td></tr>"
+        )
+    return (f'<h2>Plans</h2><table class="diff" id="plans-table">{head}{"".join(rows)}</table>'
+            f'<p class="note">Changes are counted against the plan {html.escape(changes.attrs["reference"])}.</p>')
+
+
+def _workers_table(named: dict[str, Plan], changes: pd.DataFrame, colours: Mapping[str, str]) -> str:
+    """Per worker (rows) and plan (column groups): sector, caseload vs target, communes, moves."""
+    from sectorize.report.maps import _natural
+
+    unit = changes.attrs["moved_unit"]
+    short = "patients" if unit.startswith("patients") else "caseload"
+    by = changes.set_index(["plan", "worker_id"])
+    workers = sorted(dict.fromkeys(changes["worker_id"]), key=_natural)
+    names = changes.drop_duplicates("worker_id").set_index("worker_id")["worker_name"]
+    labels = list(named)
+    head = ('<tr><th class=text rowspan="2" colspan="2">Worker</th>'
+            + "".join(f'<th colspan="4">{html.escape(label)}</th>' for label in labels) + "</tr><tr>"
+            + "<th>Sector</th><th>Caseload vs target</th><th>Communes</th><th>Moved out / in</th>" * len(labels)
+            + "</tr>")
+    rows = []
+    for wid in workers:
+        cells = [f'<td><span class="swatch" style="background:{colours.get(wid, "#888888")}"></span></td>'
+                 f"<td class=text>{html.escape(str(names[wid]))} ({html.escape(wid)})</td>"]
+        for label in labels:
+            if (label, wid) not in by.index:
+                cells.append('<td colspan="4" class=text>not in this plan</td>')
+                continue
+            r = by.loc[(label, wid)]
+            if label == changes.attrs["reference"]:
+                moved = "reference"
+            elif r["communes_out"] == 0 and r["communes_in"] == 0:
+                moved = "no change"
+            else:
+                moved = (f"−{int(r['communes_out'])} / +{int(r['communes_in'])} communes<br>"
+                         f"−{_fmt(r['moved_out'])} / +{_fmt(r['moved_in'])} {short}")
+            cells.append(
+                f"<td>{html.escape(str(r['sector']))}</td><td>{_fmt(r['caseload'])} ({_fmt(r['target_pct'], 0)} %)</td>"
+                f"<td>{int(r['communes'])}</td><td>{moved}</td>"
+            )
+        rows.append(f"<tr>{''.join(cells)}</tr>")
+    return (
+        '<h2>Per worker</h2><table class="diff" id="workers-table">' + head + "".join(rows) + "</table>"
+        f'<p class="note">Caseload in the scenario\'s weighted units, with its share of the worker\'s target. '
+        f"Moved out / in: communes of the reference plan {html.escape(changes.attrs['reference'])} that the plan "
+        f"gives to another worker / takes from one, and their {html.escape(unit)} (from the reference plan).</p>"
+    )
+
+
+def _fmt(value: Any, digits: int = 1) -> str:
+    """A number for a table: whole numbers without decimals, else ``digits`` decimals; NaN as a dash."""
+    x = float(value)
+    if not np.isfinite(x):
+        return "–"
+    return f"{x:.0f}" if digits == 0 or x == round(x) or abs(x) >= 100 else f"{x:.{digits}f}"
 
 
 def plot_tradeoffs(table: pd.DataFrame, x: str = "max_dev_pct", y: str = "travel_mean_min", *,
@@ -320,15 +619,17 @@ def plot_tradeoffs(table: pd.DataFrame, x: str = "max_dev_pct", y: str = "travel
     Returns
     -------
     matplotlib.figure.Figure
-        Not shown: display it in a notebook or ``fig.savefig(path)``.
+        Without ``ax``, a :class:`sectorize.report.charts.Chart` (a Figure
+        Jupyter displays inline, no pyplot needed); ``fig.savefig(path)`` or
+        ``fig.save(path)`` writes it. With ``ax``, its figure.
     """
-    from matplotlib.figure import Figure
+    from sectorize.report.charts import Chart
 
     missing = [c for c in (x, y, highlight) if c is not None and c not in table.columns]
     if missing:
         raise ValueError(f"plot_tradeoffs: no column(s) {missing}; the table has {list(table.columns)}")
     if ax is None:
-        fig = Figure(figsize=(6.4, 4.4), layout="constrained")
+        fig = Chart(figsize=(6.4, 4.4), layout="constrained")
         ax = fig.subplots()
     else:
         fig = ax.figure

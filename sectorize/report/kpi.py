@@ -2,7 +2,9 @@
 
 :func:`compute_kpis` returns a JSON-ready dictionary; :func:`kpi_table`,
 :func:`kpi_text` and :func:`kpi_html` present it as a table, a fixed-width
-text report and a self-contained HTML page.
+text report and a self-contained HTML page, whose charts (caseload against
+target, travel per sector, a re-run's referent changes per worker) are drawn
+by :mod:`sectorize.report.charts` as inline SVG.
 
 Units:
 
@@ -178,6 +180,63 @@ def travel_stats(minutes: np.ndarray, weights: np.ndarray) -> dict[str, float | 
     return stats
 
 
+#: Weighted percentiles of :func:`travel_spread`: key -> percentile (0..100).
+SPREAD_PERCENTILES = {"p10_min": 10, "p25_min": 25, "median_min": 50, "p75_min": 75, "p90_min": 90}
+
+
+def travel_spread(minutes: np.ndarray, weights: np.ndarray) -> dict[str, float | None]:
+    """How a sector's caseload spreads over travel times: a box-plot summary, minutes.
+
+    Parameters
+    ----------
+    minutes
+        Travel minutes to each commune (NaN = unknown, left out).
+    weights
+        Workload (caseload) of each commune; when they sum to 0 every
+        commune counts equally.
+
+    Returns
+    -------
+    dict
+        Caseload-weighted percentiles (``inverted_cdf``, as
+        :func:`travel_stats`: the smallest time reached by that share of the
+        caseload): ``p10_min``, ``p25_min``, ``median_min``, ``p75_min``,
+        ``p90_min``; ``mean_min`` (weighted mean); ``min_min`` and
+        ``max_min`` (nearest and farthest commune, unweighted). All ``None``
+        when no minutes are known.
+
+    Example
+    -------
+    >>> s = travel_spread(np.array([10.0, 20.0, 30.0, 90.0]), np.array([1.0, 2.0, 1.0, 0.0]))
+    >>> s["p25_min"], s["median_min"], s["p75_min"], s["max_min"]
+    (10.0, 20.0, 20.0, 90.0)
+    """
+    minutes = np.asarray(minutes, dtype=float)
+    weights = np.asarray(weights, dtype=float)
+    known = np.isfinite(minutes)
+    m, w = minutes[known], weights[known]
+    keys = [*SPREAD_PERCENTILES, "mean_min", "min_min", "max_min"]
+    if not len(m):
+        return dict.fromkeys(keys)
+    if not w.sum() > 0:
+        w = np.ones_like(m)
+    out: dict[str, float | None] = {
+        key: float(np.percentile(m, q, weights=w, method="inverted_cdf")) for key, q in SPREAD_PERCENTILES.items()
+    }
+    out.update(mean_min=float(np.average(m, weights=w)), min_min=float(m.min()), max_min=float(m.max()))
+    return out
+
+
+def _spread_column(travel: dict[str, str | None]) -> tuple[str, str | None]:
+    """(what, column) of the minutes the travel chart shows: from the worker's base when known,
+    else from the sector's centre commune."""
+    if travel["base"] is not None:
+        return "worker base", travel["base"]
+    if travel["centre"] is not None:
+        return "sector centre", travel["centre"]
+    return "reference point", "travel_min"
+
+
 def _is_contiguous(graph: nx.Graph, keys: list[Any]) -> bool:
     return bool(keys) and nx.is_connected(graph.subgraph(keys))
 
@@ -334,6 +393,102 @@ def jsonable(value: Any) -> Any:
     return str(value)
 
 
+#: Reasons of a referent change, in the order the re-run report stacks them (others follow, sorted).
+MOVE_REASONS = ("moved", "rebalanced", "moved by hand", "handover", "worker left", "new commune")
+
+
+def moved_per_worker(changes: pd.DataFrame, names: Any = None) -> list[dict[str, Any]]:
+    """Patients (or caseload) changing referent, per worker: what each one gives up and takes on.
+
+    Parameters
+    ----------
+    changes
+        One row per commune whose referent changes, as
+        :attr:`sectorize.pipeline.rerun.RerunResult.changes` (``changes.csv``):
+        ``from_worker`` (``""`` for a new commune), ``to_worker``,
+        ``follow_up`` (patients in follow-up, or caseload units when the
+        demand has no follow-up column) and ``reason`` (``moved``,
+        ``handover``, ``worker left``, ``new commune``; ``moved by hand``,
+        ``rebalanced`` for an edited plan).
+    names
+        Worker names: a mapping id -> name, or a table with ``worker_id``
+        and ``worker_name`` columns (e.g. the previous plan's ``workers``);
+        a worker without a name is named by her id.
+
+    Returns
+    -------
+    list of dict
+        One dict per worker named in ``from_worker`` or ``to_worker``, sorted
+        by id: ``worker_id``, ``worker_name``, ``out`` and ``in`` (reason ->
+        patients leaving / joining the worker's caseload, reasons of
+        :data:`MOVE_REASONS` first), ``out_total``, ``in_total`` (patients),
+        ``communes_out``, ``communes_in`` (counts). JSON-ready.
+
+    Example
+    -------
+    >>> changes = pd.DataFrame({"from_worker": ["TS01", "TS01", ""], "to_worker": ["TS02", "TS03", "TS02"],
+    ...                         "follow_up": [12.0, 3.0, 1.0], "reason": ["moved", "moved", "new commune"]})
+    >>> [(r["worker_id"], r["out_total"], r["in"]) for r in moved_per_worker(changes)]
+    [('TS01', 15.0, {}), ('TS02', 0.0, {'moved': 12.0, 'new commune': 1.0}), ('TS03', 0.0, {'moved': 3.0})]
+    """
+    missing = [c for c in ("from_worker", "to_worker", "follow_up", "reason") if c not in changes.columns]
+    if missing:
+        raise ValueError(f"moved_per_worker: the changes lack the column(s) {missing}")
+    frame = changes.assign(
+        from_worker=changes["from_worker"].fillna("").astype(str),
+        to_worker=changes["to_worker"].fillna("").astype(str),
+        reason=changes["reason"].fillna("").astype(str),
+        follow_up=pd.to_numeric(changes["follow_up"], errors="coerce").fillna(0.0).astype(float),
+    )
+    order = {reason: i for i, reason in enumerate(MOVE_REASONS)}
+    if isinstance(names, pd.DataFrame):
+        names = (dict(zip(names["worker_id"].astype(str), names["worker_name"].astype(str)))
+                 if {"worker_id", "worker_name"} <= set(names.columns) else {})
+
+    def by_reason(part: pd.DataFrame) -> dict[str, float]:
+        sums = part.groupby("reason")["follow_up"].sum()
+        return {str(r): float(sums[r]) for r in sorted(sums.index, key=lambda r: (order.get(r, len(order)), r))}
+
+    ids = sorted((set(frame["from_worker"]) | set(frame["to_worker"])) - {""})
+    rows = []
+    for wid in ids:
+        out, into = frame[frame["from_worker"] == wid], frame[frame["to_worker"] == wid]
+        rows.append({
+            "worker_id": wid, "worker_name": (names or {}).get(wid, wid),
+            "out": by_reason(out), "in": by_reason(into),
+            "out_total": float(out["follow_up"].sum()), "in_total": float(into["follow_up"].sum()),
+            "communes_out": len(out), "communes_in": len(into),
+        })
+    return rows
+
+
+#: Entries of ``plan.solve`` that may carry referent changes per worker (``moved_by_worker``).
+_MOVE_SOURCES = ("rerun", "edit")
+
+
+def _moves(plan: Plan) -> dict[str, Any] | None:
+    """The referent changes per worker of a re-run (or an edited plan) carried by ``plan.solve``, with names."""
+    solve = plan.solve if isinstance(plan.solve, dict) else {}
+    found = [solve[k] for k in _MOVE_SOURCES if isinstance(solve.get(k), dict) and "moved_by_worker" in solve[k]]
+    if not found:
+        return None
+    rerun = found[0]
+    rows = rerun["moved_by_worker"]
+    names = dict(zip(plan.workers["worker_id"].astype(str), plan.workers["worker_name"].astype(str)))
+    workers = [{**row, "worker_name": names.get(str(row["worker_id"]), row.get("worker_name") or row["worker_id"])}
+               for row in rows]
+    return {"unit": rerun.get("moved_unit", "patients"),
+            "previous_plan": rerun.get("previous_plan", rerun.get("parent")), "workers": workers}
+
+
+def _without_moves(solve: dict[str, Any]) -> dict[str, Any]:
+    """``plan.solve`` without the per-worker moves (``kpis["moves"]`` carries them)."""
+    if not isinstance(solve, dict):
+        return solve
+    return {k: ({kk: vv for kk, vv in v.items() if kk != "moved_by_worker"}
+                if k in _MOVE_SOURCES and isinstance(v, dict) else v) for k, v in solve.items()}
+
+
 def compute_kpis(plan: Plan) -> dict[str, Any]:
     """Patients, caseload balance, travel and contiguity figures of a plan, JSON-serialisable.
 
@@ -365,22 +520,33 @@ def compute_kpis(plan: Plan) -> dict[str, Any]:
         ``None`` when the plan lacks those minutes; ``contiguous`` (the
         sector's communes form one connected piece of ``plan.graph``),
         ``centre`` and ``base`` (key, name; base also lon, lat);
+        ``travel_spread`` (:func:`travel_spread` of the minutes from the
+        worker's base, or from the sector's centre when the plan lacks
+        them; ``from`` says which: ``"worker base"``, ``"sector centre"``);
         ``groups``: the same aggregates per group, with ``target`` the sum of
         its sectors' targets and ``within_tolerance`` against
         ``model.group_tolerance`` (travel from each commune's own worker's
         base and sector centre);
         ``excluded``: demand left out of the plan by department and reason
         (:func:`excluded_summary`), ``None`` when nothing was;
-        ``solve`` (``plan.solve`` without logs); ``violations``; ``valid``.
+        ``moves``: for a re-run or an edited plan
+        (``plan.solve["rerun"]["moved_by_worker"]`` or ``["edit"]``,
+        :func:`moved_per_worker`), ``unit`` (``"patients"``: patients in
+        follow-up, or ``"caseload units"``) and ``workers`` (one dict per
+        worker, with ``worker_name`` added); ``None`` for other plans;
+        ``solve`` (``plan.solve`` without logs nor the per-worker moves);
+        ``violations``; ``valid``.
     """
     units, workers, model = plan.units, plan.workers, plan.scenario.model
     demand = demand_columns(plan)
     roles = {role: role_column(plan, role) for role in ROLES}
     travel = _travel_columns(plan)
+    spread_from, spread_column = _spread_column(travel)
     sectors = []
     for _, w in workers.iterrows():
         target = float(w["target"])
-        agg = _aggregate(units[units["sector"] == w["sector"]], plan.graph, demand, roles, travel)
+        members = units[units["sector"] == w["sector"]]
+        agg = _aggregate(members, plan.graph, demand, roles, travel)
         sectors.append({
             "group": str(w["group"]), "sector": str(w["sector"]),
             "worker_id": str(w["worker_id"]), "worker_name": str(w["worker_name"]),
@@ -390,6 +556,8 @@ def compute_kpis(plan: Plan) -> dict[str, Any]:
             "within_tolerance": _within(agg["caseload"], target, model.tolerance),
             **{k: v for k, v in agg.items() if k != "caseload"},
             "centre": _place(plan, w.get("centre")), "base": _base(plan, w),
+            "travel_spread": {"from": spread_from, **travel_spread(members[spread_column].to_numpy(dtype=float),
+                                                                    members["workload"].to_numpy(dtype=float))},
         })
     groups = []
     for group, members in workers.groupby("group", sort=False):
@@ -418,7 +586,8 @@ def compute_kpis(plan: Plan) -> dict[str, Any]:
         "tolerance": {"sector": model.tolerance, "group": model.group_tolerance},
         "totals": totals, "sectors": sectors, "groups": groups,
         "excluded": excluded_summary(getattr(plan, "excluded", None)),
-        "solve": _without_logs(plan.solve), "violations": list(plan.violations), "valid": plan.valid,
+        "moves": _moves(plan),
+        "solve": _without_logs(_without_moves(plan.solve)), "violations": list(plan.violations), "valid": plan.valid,
     })
 
 
@@ -587,6 +756,55 @@ def _excluded_table(kpis: dict[str, Any]) -> pd.DataFrame | None:
     return frame
 
 
+def _moves_unit(kpis: dict[str, Any]) -> str:
+    unit = (kpis.get("moves") or {}).get("unit")
+    return "caseload units" if unit == "caseload units" else "patients in follow-up"
+
+
+def _moves_table(kpis: dict[str, Any]) -> pd.DataFrame | None:
+    """A re-run's referent changes per worker (strings), with a total row; ``None`` for other plans."""
+    moves = kpis.get("moves")
+    if not moves or not moves.get("workers"):
+        return None
+    rows = moves["workers"]
+    unit = "patients" if _moves_unit(kpis) == "patients in follow-up" else "caseload"
+
+    def count(value: float) -> str:
+        return _fmt(float(value), 0 if float(value).is_integer() else 1)
+
+    def net(value: float) -> str:
+        return _fmt(float(value), 0 if float(value).is_integer() else 1, sign=True)
+
+    def moved(row: dict[str, Any], side: str) -> str:
+        return count(sum(v for r, v in row[side].items() if r == "moved"))
+
+    frame = pd.DataFrame({
+        "worker": [f"{r['worker_name']} ({r['worker_id']})" if r["worker_name"] != r["worker_id"] else r["worker_id"]
+                   for r in rows] + ["total"],
+        "communes out": [_fmt(int(r["communes_out"])) for r in rows]
+        + [_fmt(sum(int(r["communes_out"]) for r in rows))],
+        f"{unit} out": [count(r["out_total"]) for r in rows] + [count(sum(r["out_total"] for r in rows))],
+        "of which moved": [moved(r, "out") for r in rows] + [count(sum(r["out"].get("moved", 0.0) for r in rows))],
+        "communes in": [_fmt(int(r["communes_in"])) for r in rows]
+        + [_fmt(sum(int(r["communes_in"]) for r in rows))],
+        f"{unit} in": [count(r["in_total"]) for r in rows] + [count(sum(r["in_total"] for r in rows))],
+        "net": [net(r["in_total"] - r["out_total"]) for r in rows]
+        + [net(sum(r["in_total"] - r["out_total"] for r in rows))],
+    })
+    frame.attrs["levels"] = ["sector"] * len(rows) + ["group"]
+    return frame
+
+
+#: (title, note) of the re-run's table of referent changes.
+_MOVES_CAPTION = ("Referent changes per worker", "communes and {unit} whose referent changes, leaving (out) and "
+                  "joining (in) each worker; moved: the re-run's rebalancing, the rest handovers, departures "
+                  "and new communes")
+
+
+def _moves_caption(kpis: dict[str, Any]) -> tuple[str, str]:
+    return _MOVES_CAPTION[0], _MOVES_CAPTION[1].format(unit=_moves_unit(kpis))
+
+
 def _lay_out(frame: pd.DataFrame) -> list[str]:
     """A table of strings as fixed-width lines: text columns left-aligned, numbers right-aligned."""
     columns = list(frame.columns)
@@ -716,8 +934,8 @@ def kpi_text(kpis: dict[str, Any]) -> str:
     follow-up when the demand has them), caseload as a share of the target,
     within tolerance, and the weighted caseload / target; travel in minutes
     from the worker's base and from the sector's centre (caseload-weighted
-    mean, max); demand left out of the plan by department; checks; solver
-    facts.
+    mean, max); demand left out of the plan by department; for a re-run,
+    the referent changes per worker; checks; solver facts.
     """
     lines = _summary_lines(kpis)
     excluded = _excluded_summary(kpis)
@@ -728,6 +946,9 @@ def kpi_text(kpis: dict[str, Any]) -> str:
     table = _excluded_table(kpis)
     if table is not None:
         lines += ["", f"Demand left out of the plan, by department ({_EXCLUDED_NOTE}):", *_lay_out(table)]
+    moves = _moves_table(kpis)
+    if moves is not None:
+        lines += ["", _caption(_moves_caption(kpis)), *_lay_out(moves)]
     lines.append("")
     if kpis["violations"]:
         lines += ["Violations:"] + [f"  - {v}" for v in kpis["violations"]]
@@ -748,6 +969,15 @@ tr.group td { font-weight: bold; background: #f4f4f4; }
 td.bad { color: #a00; font-weight: bold; }
 .invalid { color: #a00; }
 p.caption { font-size: 0.9em; color: #444; }
+figure.chart { margin: 0.5em 0 1em 0; max-width: 60em; }
+figure.chart svg { display: block; width: 100%; height: auto; }
+figure.chart figcaption { font-size: 0.85em; color: #444; }
+p.chart-error { color: #a00; }
+@media print {
+  body { margin: 0; }
+  figure.chart, table { break-inside: avoid; page-break-inside: avoid; }
+  h2 { break-after: avoid; page-break-after: avoid; }
+}
 """
 
 
@@ -763,21 +993,67 @@ def _html_table(frame: pd.DataFrame, table_id: str) -> str:
     return f'<table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
 
 
+def _chart_figure(kind: str, kpis: dict[str, Any], caption: str) -> str:
+    """One chart of :mod:`sectorize.report.charts` as ``<figure id="<kind>-chart">`` with inline SVG.
+
+    A chart that cannot be drawn leaves a visible note in its place rather
+    than losing the run folder.
+    """
+    from sectorize.report import charts
+
+    draw = {"caseload": charts.caseload_chart, "travel": charts.travel_chart, "moves": charts.moved_chart}[kind]
+    try:
+        svg = draw(kpis).to_svg(id_prefix=kind)
+    except Exception as err:  # noqa: BLE001 - the page says what failed
+        return f'<p class="chart-error" id="{kind}-chart">Chart not drawn: {html.escape(repr(err))}</p>'
+    return (f'<figure class="chart" id="{kind}-chart">{svg}'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+
+#: Captions of the charts of the page.
+_CHART_CAPTIONS = {
+    "caseload": "Each bar is a worker's caseload (weighted units); the shaded band is the caseload the tolerance "
+                "allows around the target (dark line), the target being the total caseload shared by FTE.",
+    "travel": "For each sector, the minutes from the {origin} to its communes, each commune counted by its "
+              "caseload: the box holds the middle half of the caseload, whiskers 10 % to 90 %, the diamond is "
+              "the mean, the open circle the farthest commune.",
+    "moves": "Per worker, the {unit} of the communes she gives up (left) and takes on (right), by reason.",
+}
+
+
+def _spread_origin(kpis: dict[str, Any]) -> str:
+    """Where the travel chart measures from, in words."""
+    origins = {(s.get("travel_spread") or {}).get("from") for s in kpis["sectors"]}
+    return {"worker base": "worker's base", "sector centre": "sector's centre commune"}.get(
+        origins.pop() if len(origins) == 1 else "", "reference point")
+
+
 def kpi_html(kpis: dict[str, Any]) -> str:
-    """A self-contained HTML page (inline CSS, no scripts or external files) with the same content
-    as :func:`kpi_text`: summary, workload per worker, travel, demand left out, checks, solver facts."""
+    """A self-contained HTML page (inline CSS and SVG, no scripts or external files) with the same
+    content as :func:`kpi_text`: summary, workload per worker, travel, demand left out, a re-run's
+    referent changes per worker, checks, solver facts; with charts (:mod:`sectorize.report.charts`)
+    of the caseload against target with its tolerance band, of the travel per sector and of a
+    re-run's changes per worker, readable when printed."""
     title = html.escape(f"sectorize: {kpis['scenario']}")
     summary = _summary_lines(kpis)
     excluded = _excluded_summary(kpis)
     parts = [f"<h1>{title}</h1>"]
     parts += [f"<p>{html.escape(line)}</p>" for line in summary[1:] + ([excluded] if excluded else [])]
-    for (heading, note), table_html in ((_workload_caption(kpis), _html_table(_workload_table(kpis), "workload")),
-                                        (_TRAVEL_CAPTION, _html_table(_travel_table(kpis), "travel"))):
-        parts += [f"<h2>{html.escape(heading)}</h2>", f'<p class="caption">{html.escape(note)}.</p>', table_html]
+    for kind, (heading, note), table_html in (
+            ("caseload", _workload_caption(kpis), _html_table(_workload_table(kpis), "workload")),
+            ("travel", _TRAVEL_CAPTION, _html_table(_travel_table(kpis), "travel"))):
+        parts += [f"<h2>{html.escape(heading)}</h2>", f'<p class="caption">{html.escape(note)}.</p>',
+                  _chart_figure(kind, kpis, _CHART_CAPTIONS[kind].format(origin=_spread_origin(kpis))), table_html]
     table = _excluded_table(kpis)
     if table is not None:
         parts += ["<h2>Demand left out of the plan</h2>",
                   f'<p class="caption">By department: {html.escape(_EXCLUDED_NOTE)}.</p>', _html_table(table, "excluded")]
+    moves = _moves_table(kpis)
+    if moves is not None:
+        heading, note = _moves_caption(kpis)
+        caption = _CHART_CAPTIONS["moves"].format(unit=_moves_unit(kpis))
+        parts += [f"<h2>{html.escape(heading)}</h2>", f'<p class="caption">{html.escape(note)}.</p>',
+                  _chart_figure("moves", kpis, caption), _html_table(moves, "moves")]
     if kpis["violations"]:
         parts.append("<h2 class='invalid'>Violations</h2><ul>"
                      + "".join(f"<li>{html.escape(v)}</li>" for v in kpis["violations"]) + "</ul>")

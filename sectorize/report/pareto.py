@@ -5,7 +5,8 @@ tolerance and sparse-area weight (and, given a previous plan, of move
 penalty through the annual re-run, :func:`sectorize.pipeline.rerun.rerun`), measures
 each plan with :func:`sectorize.report.compare.plan_figures` and marks the rows no
 other row beats on every objective (:func:`non_dominated`).
-:func:`plot_pareto` draws them.
+:func:`plot_pareto` draws them as a :class:`sectorize.report.charts.Chart`,
+which Jupyter displays inline (no pyplot needed).
 
 Units: ``max_dev_pct`` in percent of the target, ``travel_mean_min`` in
 caseload-weighted minutes, ``moved_workload_pct`` in percent of the caseload.
@@ -31,6 +32,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
     from sectorize.plan import Plan
+    from sectorize.report.charts import Chart
     from sectorize.pipeline.rerun import PreviousPlan
     from sectorize.config.scenario import Scenario
 
@@ -154,11 +156,37 @@ def pareto(
     return table
 
 
-def plot_pareto(table: pd.DataFrame, x: str = "max_dev_pct", y: str = "travel_mean_min", ax: Any = None) -> Figure:
-    """The solves of :func:`pareto` as points, the non-dominated ones joined (matplotlib Figure).
+def plot_pareto(table: pd.DataFrame, x: str = "max_dev_pct", y: str = "travel_mean_min",
+                ax: Any = None) -> Chart | Figure:
+    """The solves of :func:`pareto` as points, the non-dominated ones joined.
 
-    Points are labelled by their tolerance (and sparse weight when it varies, and move penalty).
+    Points are labelled by their tolerance (and sparse weight when it
+    varies, and move penalty).
+
+    Parameters
+    ----------
+    table
+        The table of :func:`pareto`.
+    x, y
+        Columns to plot (default: largest caseload deviation from target,
+        %, against caseload-weighted mean travel, minutes).
+    ax
+        A matplotlib Axes to draw into; its figure is returned as it is.
+
+    Returns
+    -------
+    Chart or matplotlib.figure.Figure
+        Without ``ax``, a :class:`sectorize.report.charts.Chart` (a
+        Figure): the last line of a notebook cell shows it inline;
+        ``chart.save(path)`` or ``chart.savefig(path)`` writes it.
+
+    Example
+    -------
+    >>> plot_pareto(table)                                  # doctest: +SKIP
+    >>> plot_pareto(table).save("output/pareto.png")        # doctest: +SKIP
     """
+    from sectorize.report.charts import Chart, chart_style
+
     def label(row: pd.Series) -> str:
         parts = [f"±{100 * row['tolerance']:g} %"] if pd.notna(row.get("tolerance")) else []
         if table.get("sparse_weight") is not None and table["sparse_weight"].nunique() > 1:
@@ -168,4 +196,10 @@ def plot_pareto(table: pd.DataFrame, x: str = "max_dev_pct", y: str = "travel_me
         return ", ".join(parts) or str(row.name)
 
     labels = [label(row) for _, row in table.iterrows()]
-    return plot_tradeoffs(table.set_axis(labels, axis=0), x=x, y=y, highlight="pareto", ax=ax)
+    if ax is not None:
+        return plot_tradeoffs(table.set_axis(labels, axis=0), x=x, y=y, highlight="pareto", ax=ax)
+    with chart_style():
+        chart = Chart(figsize=(6.4, 4.4), layout="constrained")
+        plot_tradeoffs(table.set_axis(labels, axis=0), x=x, y=y, highlight="pareto", ax=chart.subplots())
+    chart.chart_title = f"Trade-offs: {y} against {x}"
+    return chart

@@ -712,15 +712,16 @@ def plot_weekly(result: SimulationResult, *, title: str | None = None) -> Figure
 
     Boxes span the quartiles, whiskers the 5th and 95th percentiles of every
     simulated week; a dot marks the highest week; the dashed line is the
-    threshold. Built on :class:`matplotlib.figure.Figure` (no pyplot, works
-    without a display); returns the figure (``fig.savefig("weekly.png")``).
+    threshold. Returns a :class:`sectorize.report.charts.Chart` (a Figure
+    Jupyter displays inline; no pyplot, works without a display):
+    ``fig.savefig("weekly.png")`` or ``fig.save("weekly.png")``.
     """
-    from matplotlib.figure import Figure
+    from sectorize.report.charts import Chart
 
     k = len(result.workers)
     labels = [f"{s} {n}".strip() or str(w) for s, n, w in
               zip(result.workers["sector"], result.workers["worker_name"], result.workers["worker_id"])]
-    fig = Figure(figsize=(max(7.0, 0.75 * k + 2), 7.5), layout="constrained")
+    fig = Chart(figsize=(max(7.0, 0.75 * k + 2), 7.5), layout="constrained")  # displayed inline by Jupyter
     top, bottom = fig.subplots(2, 1, sharex=True)
     for ax, data, unit in ((top, result.counts, "new patients / week"), (bottom, result.travel, "travel min / week")):
         flat = data.reshape(-1, k)

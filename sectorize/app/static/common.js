@@ -271,7 +271,8 @@
     group.addTo(map);
     const bounds = group.getBounds();
     if (bounds.isValid()) {
-      map.fitBounds(bounds, { padding: [10, 10] });
+      // not animated: Leaflet drops a view asked for during a zoom animation (the first answer's zoom)
+      map.fitBounds(bounds, { padding: [10, 10], animate: false });
     }
     return { group, layers, bounds };
   }

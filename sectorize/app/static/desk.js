@@ -174,6 +174,9 @@
 
   dateInput.addEventListener('change', () => {
     loadPlan();
+    if (lastParams) {   // the answer shown follows the day asked
+      route(lastParams, { fit: false });
+    }
   });
 
   // ------------------------------------------------------------------ result
@@ -274,8 +277,11 @@
 
   let routeSeq = 0;
 
+  let lastParams = null;
+
   async function route(params, opts = {}) {
     const seq = ++routeSeq;
+    lastParams = params;
     const qs = new URLSearchParams(params);
     if (dateInput.value) {
       qs.set('on', dateInput.value);
