@@ -197,6 +197,223 @@ def test_inline_svg_is_self_contained_with_unique_ids():
         caseload_chart(kpis).to_svg(id_prefix="1 bad")
 
 
+# --------------------------------------------------------------------------- layout (long names, labels, trade-offs)
+
+LONG_NAME = "Travailleuse sociale 12 (remplace TS005)"       # 40 characters
+LONG_TITLE = "Charge de travail par travailleur social contre la cible, secteur Nord-Ouest (bande ±10 %)"
+
+
+def long_name_kpis() -> dict:
+    """``tiny_plan``'s KPIs with a 40-character worker name and a long demand formula (x label)."""
+    kpis = compute_kpis(tiny_plan(["A1", "A1", "A2", "A2"]))
+    kpis["sectors"][1]["worker_name"] = LONG_NAME
+    kpis["demand"] = {**kpis.get("demand", {}),
+                      "formula": "1.0 × referrals + 0.5 × home_care + 0.25 × follow_up (patients/year)"}
+    return kpis
+
+
+def long_moves() -> pd.DataFrame:
+    """``changes_table`` with the departed worker handing over 3,800 patients: a long bar and a long label."""
+    table = changes_table()
+    table.loc[1:2, "follow_up"] = [3000.0, 800.0]
+    return table
+
+
+def renderer_of(chart):
+    """Lay the chart out and return the renderer that measured it (an Agg canvas if the chart has none)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = chart.canvas if hasattr(chart.canvas, "get_renderer") else FigureCanvasAgg(chart)
+    chart.draw_without_rendering()
+    return canvas.get_renderer()
+
+
+def drawn_texts(chart) -> list:
+    """Every text the chart draws: titles, axis and tick labels (within the limits), value labels, legends."""
+    from matplotlib.text import Text
+
+    out = []
+    for ax in chart.axes:
+        ticks = set()
+        for axis, (low, high) in ((ax.xaxis, sorted(ax.get_xlim())), (ax.yaxis, sorted(ax.get_ylim()))):
+            ticks.add(axis.label)
+            if ax.axison and axis.get_visible():
+                out.append(axis.label)
+            for tick in axis.get_major_ticks():
+                ticks.add(tick.label1)
+                ticks.add(tick.label2)
+                if (ax.axison and low - 1e-9 <= tick.get_loc() <= high + 1e-9 and tick.label1.get_visible()):
+                    out.append(tick.label1)
+        out += [t for t in ax.findobj(Text) if t not in ticks and t not in out]
+    out += [t for legend in chart.legends for t in legend.get_texts()]
+    return [t for t in out if t.get_visible() and t.get_text().strip()]
+
+
+def assert_inside_figure(chart) -> None:
+    """Every drawn text, and the axes with all they draw, lie inside the figure."""
+    renderer = renderer_of(chart)
+    figure = chart.bbox
+    inside = lambda box: (box.x0 >= figure.x0 - 0.5 and box.x1 <= figure.x1 + 0.5         # noqa: E731
+                          and box.y0 >= figure.y0 - 0.5 and box.y1 <= figure.y1 + 0.5)
+    for text in drawn_texts(chart):
+        assert inside(text.get_window_extent(renderer)), f"{text.get_text()!r} runs out of the figure"
+    for ax in chart.axes:
+        assert inside(ax.get_tightbbox(renderer)), "the axes (title, labels, texts) run out of the figure"
+
+
+def value_labels(chart, prefix: str = "") -> list:
+    """The texts written in the axes (ax.text, annotations) starting with ``prefix``."""
+    (ax,) = chart.axes
+    return [t for t in ax.texts if t.get_text().startswith(prefix)]
+
+
+def test_caseload_chart_with_a_long_name_and_title_fits_the_figure():
+    assert len(LONG_NAME) == 40
+    for title in (None, LONG_TITLE):
+        chart = caseload_chart(long_name_kpis(), title=title)
+        assert_inside_figure(chart)
+        renderer = renderer_of(chart)
+        (ax,) = chart.axes
+        axes_box = ax.get_window_extent(renderer)
+        names = ax.get_yticklabels()
+        for name in names:                                     # worker names left of the plot
+            assert name.get_window_extent(renderer).x1 <= axes_box.x0 + 0.5
+        for label in value_labels(chart):                      # "93 % of target" inside the plot, clear of the names
+            box = label.get_window_extent(renderer)
+            assert axes_box.x0 <= box.x0 and box.x1 <= axes_box.x1 + 0.5, label.get_text()
+            assert not any(box.overlaps(n.get_window_extent(renderer)) for n in names)
+        assert axes_box.width / chart.dpi >= 3.5                 # the long name leaves room for the bars
+    # the long name on two lines of at most 28 characters; in full in the SVG title of its label
+    shown = [t.get_text() for t in chart.axes[0].get_yticklabels()]
+    assert shown[1] == "A2 Travailleuse sociale 12\n(remplace TS005) (0.75 FTE)"
+    assert all(len(line) <= 28 for text in shown for line in text.split("\n"))
+    root = svg_tree(chart.to_svg(id_prefix="caseload"))
+    group = by_id(root, "caseload-label-A2")
+    assert "".join(group.find("title").itertext()) == f"A2 {LONG_NAME} (0.75 FTE)"
+    assert [t.text for t in group.iter("text")] == ["A2 Travailleuse sociale 12", "(remplace TS005) (0.75 FTE)"]
+    assert by_id(root, "caseload-label-A1").find("title") is None         # a short name is not repeated
+    assert "".join(root.find("title").itertext()) == LONG_TITLE           # the accessible name stays whole
+    assert "\n" in chart.axes[0].get_title(loc="left")                    # the drawn title is wrapped
+
+
+def test_a_very_long_name_is_cut_with_an_ellipsis_and_kept_whole_in_the_svg():
+    from sectorize.report.charts import shorten
+
+    name = "Travailleuse sociale 12 (remplace TS05 jusqu'au retour de congé maternité, secteur Nord-Ouest)"
+    assert shorten(name) == "Travailleuse sociale 12\n(remplace TS05 jusqu'au ret\u2026"
+    assert shorten("Worker 1") == "Worker 1" and shorten("W" * 60, 10, 2) == "W" * 10 + "\n" + "W" * 9 + "\u2026"
+    kpis = long_name_kpis()
+    kpis["sectors"][1]["worker_name"] = name + " $5"
+    chart = caseload_chart(kpis)
+    assert_inside_figure(chart)
+    group = by_id(svg_tree(chart.to_svg(id_prefix="c")), "c-label-A2")
+    assert "".join(group.find("title").itertext()) == f"A2 {name} $5 (0.75 FTE)"
+
+
+def test_the_figure_widens_for_labels_that_leave_no_room(monkeypatch):
+    from sectorize.report import charts
+
+    monkeypatch.setattr(charts, "LABEL_CHARS", 400)        # no wrapping: the whole name on one line
+    kpis = long_name_kpis()
+    kpis["sectors"][1]["worker_name"] = LONG_NAME * 2
+    chart = caseload_chart(kpis)
+    assert chart.get_size_inches()[0] > 7.5
+    assert_inside_figure(chart)
+    (ax,) = chart.axes
+    assert ax.get_window_extent(renderer_of(chart)).width / chart.dpi >= charts.MIN_PLOT_WIDTH - 0.05
+
+
+def test_travel_chart_with_a_long_name_fits_the_figure():
+    plan, _, _ = tiny_instance()
+    kpis = compute_kpis(plan)
+    kpis["sectors"][0]["worker_name"] = LONG_NAME
+    chart = travel_chart(kpis)
+    assert_inside_figure(chart)
+    renderer = renderer_of(chart)
+    axes_box = chart.axes[0].get_window_extent(renderer)
+    for label in value_labels(chart, "mean "):
+        assert label.get_window_extent(renderer).x1 <= axes_box.x1 + 0.5
+
+
+def test_moved_chart_labels_stay_clear_of_the_worker_names():
+    result = SimpleNamespace(plan=None, changes=long_moves(), summary={"moved_unit": "patients"},
+                             previous=SimpleNamespace(workers=pd.DataFrame({"worker_id": ["TS05"],
+                                                                           "worker_name": [LONG_NAME]})))
+    for source in (result, changes_table(), long_moves()):
+        chart = moved_chart(source)
+        assert_inside_figure(chart)
+        renderer = renderer_of(chart)
+        (ax,) = chart.axes
+        axes_box = ax.get_window_extent(renderer)
+        names = [n.get_window_extent(renderer) for n in ax.get_yticklabels()]
+        labels = value_labels(chart, "out ") + value_labels(chart, "in ")
+        assert len(labels) == 5                                # TS01 in, TS02 out and in, TS05 out, TS12 in
+        for label in labels:
+            box = label.get_window_extent(renderer)
+            assert axes_box.x0 <= box.x0 and box.x1 <= axes_box.x1 + 0.5, label.get_text()
+            assert not any(box.overlaps(name) for name in names), label.get_text()
+    # the departed worker's 3,800 patients: the label inside its bar (on a white box), the small ones beyond theirs
+    to_px = lambda x: ax.transData.transform((x, 0))[0]                                  # noqa: E731
+    (big,) = value_labels(chart, "out 3\u202f800")
+    box = big.get_window_extent(renderer)
+    assert to_px(-3800) <= box.x0 and box.x1 <= to_px(0) and big.get_bbox_patch() is not None
+    (small,) = value_labels(chart, "out 12")
+    assert small.get_window_extent(renderer).x1 <= to_px(-12) and small.get_bbox_patch() is None
+    root = svg_tree(chart.to_svg(id_prefix="moves"))
+    assert by_id(root, "moves-worker-TS05").find("title") is None          # a short label: no title repeating it
+
+
+def test_moved_chart_keeps_a_long_name_whole_in_the_svg():
+    result = SimpleNamespace(plan=None, changes=long_moves(), summary={"moved_unit": "patients"},
+                             previous=SimpleNamespace(workers=pd.DataFrame({"worker_id": ["TS05"],
+                                                                           "worker_name": [LONG_NAME]})))
+    root = svg_tree(moved_chart(result).to_svg(id_prefix="moves"))
+    group = by_id(root, "moves-worker-TS05")
+    assert "".join(group.find("title").itertext()) == f"{LONG_NAME} (TS05)"
+    assert [t.text for t in group.iter("text")] == ["Travailleuse sociale 12", "(remplace TS005) (TS05)"]
+
+
+def tradeoff_table() -> pd.DataFrame:
+    """Four runs: two give the very same plan; mean travel differs by tenths of a minute (under 1 %)."""
+    return pd.DataFrame({"max_dev_pct": [4.9, 4.9, 9.8, 14.0], "travel_mean_min": [48.2, 48.2, 48.0, 48.5],
+                         "pareto": [True, False, True, False]},
+                        index=["tol 5 %", "tol 5 % rerun", "tol 10 %", "tol 15 %"])
+
+
+def test_tradeoff_chart_merges_identical_points_and_takes_a_title():
+    chart = tradeoff_chart(tradeoff_table(), highlight="pareto", title="Balance against travel")
+    (ax,) = chart.axes
+    assert [t.get_text() for t in ax.texts] == ["tol 5 %, tol 5 % rerun", "tol 10 %", "tol 15 %"]
+    front = [line for line in ax.lines if line.get_label() == "pareto"]
+    assert [list(line.get_xdata()) for line in front] == [[4.9, 9.8]]       # merged point on the front (one is)
+    others = np.concatenate([c.get_offsets() for c in ax.collections])
+    assert [tuple(p) for p in others] == [(14.0, 48.5)]
+    assert ax.get_title(loc="left") == "Balance against travel" and chart.chart_title == "Balance against travel"
+    assert "Balance against travel" in texts(svg_tree(chart.to_svg(id_prefix="t")))
+    assert_inside_figure(chart)
+    untitled = tradeoff_chart(tradeoff_table())
+    assert untitled.axes[0].get_title(loc="left") == ""
+    assert untitled.chart_title == "travel_mean_min against max_dev_pct"
+    # values equal to 9 significant digits are one point; a real difference is not merged
+    near = tradeoff_table().assign(travel_mean_min=[48.2, 48.2 + 1e-12, 48.2001, 48.5])
+    assert [t.get_text() for t in tradeoff_chart(near).axes[0].texts] == [
+        "tol 5 %, tol 5 % rerun", "tol 10 %", "tol 15 %"]
+    with pytest.raises(ValueError, match="no column"):
+        tradeoff_chart(tradeoff_table(), y="nope")
+
+
+def test_tradeoff_axis_spans_at_least_two_percent_of_the_mean():
+    table = tradeoff_table()
+    mean = np.mean([48.2, 48.0, 48.5])                                       # the points drawn (one merged)
+    low, high = tradeoff_chart(table).axes[0].get_ylim()
+    assert low <= mean * 0.98 + 1e-9 and high >= mean * 1.02 - 1e-9          # 0.5 min of 48 is not the whole axis
+    assert low <= 48.0 and high >= 48.5
+    low, high = tradeoff_chart(table, min_span=0).axes[0].get_ylim()
+    assert high - low < 1.0                                                 # without: the values only
+    wide = table.assign(travel_mean_min=[20.0, 20.0, 40.0, 60.0])
+    assert tradeoff_chart(wide).axes[0].get_ylim() == tradeoff_chart(wide, min_span=0).axes[0].get_ylim()
+
+
 # --------------------------------------------------------------------------- notebooks
 
 
