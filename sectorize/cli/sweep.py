@@ -61,7 +61,8 @@ def _sweep(args: argparse.Namespace) -> int:
         try:
             from distributed import Client
         except ImportError:
-            print("error: --scheduler needs dask.distributed: pip install 'dask[distributed]'", file=sys.stderr)
+            print("error: --scheduler needs dask.distributed: pip install 'sectorize[cluster]' "
+                  "(or 'dask[distributed]')", file=sys.stderr)
             return ExitCode.BAD_INPUT
         try:
             client = Client(args.scheduler, timeout=f"{args.connect_timeout}s")

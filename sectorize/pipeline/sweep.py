@@ -260,6 +260,8 @@ def solve_task(task: SweepTask) -> Outcome:
         return out
     try:
         plan = run(task.scenario)
+        facts = summarize(plan)        # inside the try: a failure here is this scenario's error row,
+        sectors = sector_table(plan)   # not the end of a local sweep
     except InfeasibleError as err:  # proven
         out.status, out.error = "infeasible", f"no plan: {err}"
     except NoPlanFoundError as err:  # the time ran out: nothing proven
@@ -271,13 +273,12 @@ def solve_task(task: SweepTask) -> Outcome:
         out.status = "error"
         out.error = f"{type(err).__name__}: {err} (at {Path(where.filename).name}:{where.lineno})"
     else:
-        facts = summarize(plan)
         out.status = "ok" if plan.valid else "violations"
         out.error = "; ".join(plan.violations[:3])
         out.kpis = facts.pop("kpis")
         for k, v in facts.items():
             setattr(out, k, v)
-        out.sectors = sector_table(plan)
+        out.sectors = sectors
         if task.keep_plan:
             out.plan_parts = {
                 "scenario": plan.scenario, "units": pd.DataFrame(plan.units.drop(columns="geometry")),
@@ -376,12 +377,16 @@ def _dask(tasks: list[SweepTask], client: Any) -> Iterable[tuple[SweepTask, Outc
         key = f"sectorize-sweep-{run_id}-{task.index}"
         futures[client.submit(solve_task, task, key=key, pure=False)] = task
     for future in dask_completed(list(futures)):
-        task = futures[future]
+        task = futures.pop(future)
         try:
-            yield task, future.result()
+            outcome = future.result()
         except Exception as err:  # worker lost, task not deserialisable on the worker, ...
-            yield task, Outcome(task.variation, task.seed, "error", index=task.index,
-                                error=f"the Dask task failed: {type(err).__name__}: {err}")
+            outcome = Outcome(task.variation, task.seed, "error", index=task.index,
+                              error=f"the Dask task failed: {type(err).__name__}: {err}")
+        finally:
+            # the result is here: release it, or a worker lost later makes the cluster solve it again
+            future.release()
+        yield task, outcome
 
 
 def _store(outcome: Outcome, registry: Registry, sweep: SweepConfig, regions: dict[str, Any]) -> str:
