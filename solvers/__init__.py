@@ -4,6 +4,7 @@ Map of the package (one line per module or sub-package; read in this order):
 
 - ``problem``     the data: Problem (with optional territory caps), Solution, TravelTimes, Incumbent, TieBreak, the errors, cut_edges count
 - ``check``       the independent plan checker (contiguity, balance, locks) and quick infeasibility proofs
+- ``budget``      the clock every phase reads its budget from: wall seconds, or work seconds (deterministic)
 - ``options``     EngineSettings: every tuning constant of the engine, with today's values as defaults
 - ``travel``      more TravelTimes: planar distances, a table of pairs, a subset of another one
 - ``engine``      the front door: ``solve`` dispatches to a backend and runs the search loop
@@ -19,8 +20,8 @@ Map of the package (one line per module or sub-package; read in this order):
 
 Knows graphs and numbers only (no geopandas, no files).
 
-Why this layout: the imports only go down the map (``problem`` and ``options`` import no
-backend; techniques import ``problem``, ``check`` and the techniques they build on; only
+Why this layout: the imports only go down the map (``budget``, ``problem`` and ``options``
+import no backend; techniques import ``problem``, ``check`` and the techniques they build on; only
 ``engine``, ``nested`` and ``rerun`` compose), so there is no import cycle and a module can
 be read knowing only those above it. Techniques with several modules are sub-packages whose
 ``__init__`` holds a docstring only (one import path per name). The cut-edges count
@@ -31,13 +32,18 @@ or a study changes them without touching the engine. Plans passed between the se
 are :class:`Incumbent` named tuples (fields instead of ``plan[2]``; still unpackable as
 ``assign, centres, objective, backend = plan``).
 
-Time budgets are still wall-clock seconds cut into the shares that :class:`EngineSettings`
-documents (heuristic share, bound share, exact shares...). They were not wrapped in a
-wall-clock deadline object on purpose: the next step is a budget counted in work (passes,
-MIP work units, rounds) so that a plan does not depend on the machine's load, and that
-replaces the shares rather than re-packaging them. Known consequence until then: when no
-grouping of the sectors drawn first is contiguous and balanced, ``solve_nested`` falls back
-to drawing the groups first with a second full time limit (its progress line says so).
+Time budgets are cut into the shares that :class:`EngineSettings` documents (heuristic
+share, bound share, exact shares...), each a share of the active clock of
+:mod:`solvers.budget`: wall seconds, or with ``EngineSettings(deterministic=True)`` (and
+``deterministic=True`` for :func:`solve_nested` and :func:`resolve_nested`) *work seconds*,
+a virtual clock moved only by the work each phase counts (units scanned and examined by
+local search, travel-time entries read, simplex iterations and MIP nodes HiGHS reports).
+Every decision then depends on the inputs, the seed and the settings only, so the plan is
+the same on any machine and under any load; a wall-time safety cap stops a search that
+runs far past its limit, and says the plan is then not reproducible
+(:attr:`Solution.capped`). When no grouping of the sectors drawn first is contiguous and
+balanced, ``solve_nested`` falls back to drawing the groups first with a second full time
+limit (its progress line says so).
 
 Territory caps (:attr:`Problem.size` per unit, :attr:`Problem.max_size` per sector: at most so
 many communes or km² per sector) are constraints of every backend and every step that makes or

@@ -77,6 +77,21 @@ For ``"heuristic"``, ``"mip"`` and ``"auto"`` the returned
 :attr:`Solution.bound` is ``None``: they prove no bound on the whole problem
 (the allocation MIP's bound holds for its centres only), and
 :attr:`Solution.status` is ``"feasible"`` for a balanced plan.
+
+Budgets
+-------
+Every time share above is a share of the active clock (:mod:`solvers.budget`):
+wall seconds, or, with ``settings.deterministic``, work seconds counted by each
+phase, so that the same problem, seed and settings give the same plan on any
+machine and under any load (:attr:`Solution.deterministic`). In work mode three
+things differ, each so that nothing the wall clock decides reaches the plan:
+the ``"lns"`` bound is computed after the search, in the last
+``settings.lns_bound_share`` of the budget, never in a second process (whose
+progress depends on the machine); the allocation MIPs whose root work HiGHS
+cannot limit are not run (:func:`solvers.allocation.mip.allocation_mip_bounded`;
+location-allocation regrows the sectors from the LP's centres instead); and a
+wall-time safety cap stops a search that runs far beyond its limit, which the
+solution's log and :attr:`Solution.capped` report as not reproducible.
 """
 
 from __future__ import annotations
@@ -87,6 +102,7 @@ from typing import Literal
 
 import numpy as np
 
+from solvers import budget
 from solvers.allocation.loop import location_allocation, lp_screen, more_rounds
 from solvers.bound.background import BackgroundBound, background_available
 from solvers.bound.lagrangian import lower_bound
@@ -124,11 +140,13 @@ def solve(
     backend
         ``"auto"``, ``"heuristic"``, ``"mip"``, ``"lns"`` or ``"exact"`` (see module docstring).
     time_limit_s
-        Wall-clock budget in seconds for the whole solve.
+        Budget for the whole solve: wall seconds, or work seconds with
+        ``settings.deterministic`` (:mod:`solvers.budget`).
     seed
-        Seed of the heuristic's random starts (same seed, same time → same plan
-        in practice; the heuristic stops on time, so a slower machine may
-        explore fewer starts).
+        Seed of the heuristic's random starts. With ``settings.deterministic``
+        the same problem, seed and settings give the same plan on any machine
+        (unless the wall-time safety cap binds: :attr:`Solution.capped`); with
+        wall-clock budgets a slower or busier machine may explore fewer starts.
     progress
         Called with one line per improvement or phase.
     start
@@ -178,14 +196,45 @@ def solve(
     problems = diagnose(problem)
     if problems:
         raise InfeasibleError("; ".join(problems))
+    if problem.objective != "cut_edges" and backend == "exact" and problem.previous is not None:
+        raise ValueError("the 'exact' backend does not handle a previous plan; use 'auto' for a re-run")
+    with budget.session(time_limit_s, settings) as clock:
+        try:
+            sol = _dispatch(problem, backend, time_limit_s, seed, progress, start, tie_break_slack, tie_break_weight,
+                            settings, clock)
+        except NoPlanError as err:
+            if clock.capped:  # say why the search stopped short
+                raise type(err)(f"{err} ({clock.notes[0]})") from err
+            raise
+    if clock.capped and progress is not None and not clock.announced:
+        clock.announced = True  # once per clock, by the first solve to return
+        for note in clock.notes:
+            progress(note)
+    return stamped(sol, clock)
+
+
+def stamped(sol: Solution, clock: budget.Clock) -> Solution:
+    """``sol`` with the facts of the clock it was solved on: whether it was counted in work,
+    the work seconds used, whether the wall-time safety cap stopped it (its note ending the log)."""
+    notes = [note for note in clock.notes if note not in sol.log]
+    return replace(sol, deterministic=clock.deterministic, capped=clock.capped,
+                   work_s=clock.used() if clock.deterministic else None, log=[*sol.log, *notes])
+
+
+def _dispatch(problem: Problem, backend: Backend, time_limit_s: float, seed: int, progress: ProgressCallback | None,
+              start: np.ndarray | None, tie_break_slack: float | None, tie_break_weight: str | None,
+              settings: EngineSettings, clock: budget.Clock) -> Solution:
+    """:func:`solve` once the problem is checked, on ``clock`` (the tie-break, the cut-edges and
+    exact backends, or the search loop of :func:`_search`)."""
     if tie_break_slack is not None or tie_break_weight is not None:
         check_tie_break(problem, tie_break_slack, tie_break_weight)
-        began = time.monotonic()
+        began = clock.now()
         sol = solve(problem, backend=backend, time_limit_s=time_limit_s - tie_break_seconds(time_limit_s),
                     seed=seed, progress=progress, start=start, settings=settings)
         return tie_break_solution(problem, sol, slack=tie_break_slack, weight=tie_break_weight, seed=seed,
-                                  progress=progress, time_limit_s=began + time_limit_s - time.monotonic())
-    began = time.monotonic()
+                                  progress=progress, time_limit_s=began + time_limit_s - clock.now())
+    wall = time.monotonic()
+    began = clock.now()
     # keep a small reserve for re-centring and checks after the last MIP
     deadline = began + 0.97 * time_limit_s
     say = progress or (lambda line: None)
@@ -193,8 +242,6 @@ def solve(
         return solve_cut_edges(problem, backend=backend, time_limit_s=time_limit_s, seed=seed,
                                progress=progress, start=start)
     if backend == "exact":
-        if problem.previous is not None:
-            raise ValueError("the 'exact' backend does not handle a previous plan; use 'auto' for a re-run")
         return exact_backend(problem, time_limit_s, seed, progress, settings)
     if (backend == "auto" and problem.n > settings.auto_mip_max_units
             and time_limit_s < settings.auto_mip_seconds_per_1000_units * problem.n / 1000):
@@ -211,17 +258,19 @@ def solve(
         notes.append(f"lower bound: none above {settings.bound_max_units:,} units (its cost matrix would take "
                      f"{4 * problem.n ** 2 / 1e9:.1f} GB)")
     background = None
-    if (wants_bound and time_limit_s >= settings.background_bound_min_s
+    # with a work budget the bound comes after the search, on its own share: a second process
+    # would finish more or fewer steps depending on the machine
+    if (wants_bound and time_limit_s >= settings.background_bound_min_s and not clock.deterministic
             and (background_available() if settings.background_bound is None else settings.background_bound)):
         try:
-            background = BackgroundBound(problem, time_limit_s=deadline - time.monotonic() - 0.5)
+            background = BackgroundBound(problem, time_limit_s=deadline - clock.now() - 0.5)
         except (OSError, ValueError, AssertionError) as err:  # no process to be had: bound at the end
             notes.append(f"lower bound: no second process ({type(err).__name__}: {err}); computed after the search")
     for line in notes:
         say(line)
     try:
         return _search(problem, backend, time_limit_s, seed, progress, start, began, deadline, heuristic_share,
-                       wants_bound, background, notes, say, settings)
+                       wants_bound, background, notes, say, settings, clock, wall)
     finally:
         if background is not None:
             background.close()
@@ -230,9 +279,10 @@ def solve(
 def _search(problem: Problem, backend: Backend, time_limit_s: float, seed: int, progress: ProgressCallback | None,
             start: np.ndarray | None, began: float, deadline: float, heuristic_share: float, wants_bound: bool,
             background: BackgroundBound | None, notes: list[str], say: ProgressCallback,
-            settings: EngineSettings) -> Solution:
+            settings: EngineSettings, clock: budget.Clock, wall: float) -> Solution:
     """:func:`solve` for the heuristic, ``"mip"``, ``"auto"`` and ``"lns"`` backends (``notes``
-    open the solution's log)."""
+    open the solution's log; ``began`` and ``deadline`` are times of ``clock``, ``wall`` the
+    wall-clock start for the log lines)."""
     # stays whole: the search loop's phases in order (start, location-allocation, LNS or rounds, repair, bound)
     # from a given start, first repair it alone (random starts would ignore the previous plan);
     # the allocation MIP below rebalances it exactly if local moves could not
@@ -244,7 +294,7 @@ def _search(problem: Problem, backend: Backend, time_limit_s: float, seed: int, 
     balanced = not check_plan(problem, assign)
     line = (
         f"heuristic: {'balanced' if balanced else 'UNBALANCED'} plan, objective {objective:,.0f} "
-        f"after {time.monotonic() - began:.1f} s"
+        f"after {time.monotonic() - wall:.1f} s"
     )
     log.append(line)
     say(line)
@@ -262,15 +312,15 @@ def _search(problem: Problem, backend: Backend, time_limit_s: float, seed: int, 
                 deadline=search_end, log=log, say=say, screen=lp_screen, settings=settings)
         elif start is None:  # use the time left: new starts, each followed by location-allocation
             assign, centres, objective, name = more_rounds(
-                problem, Incumbent(assign, centres, objective, name), heuristic_share, seed, began, time_limit_s,
+                problem, Incumbent(assign, centres, objective, name), heuristic_share, seed, wall, time_limit_s,
                 deadline, log, say, settings=settings)
     violations = check_plan(problem, assign)
-    if violations and start is not None and problem.max_moved is None and time.monotonic() < deadline - 1.0:
+    if violations and start is not None and problem.max_moved is None and clock.now() < deadline - 1.0:
         line = "start plan could not be rebalanced; trying fresh starts (they ignore the previous plan)"
         log.append(line)
         say(line)
         assign, centres, objective, more = heuristic_solve(
-            problem, time_limit_s=deadline - time.monotonic(), seed=seed, progress=None)
+            problem, time_limit_s=deadline - clock.now(), seed=seed, progress=None)
         log.extend(more)
         name = "heuristic"
         violations = check_plan(problem, assign)
@@ -297,7 +347,7 @@ def _search(problem: Problem, backend: Backend, time_limit_s: float, seed: int, 
         objective=float(objective),
         status="optimal" if bound is not None and bound >= float(objective) else "feasible",
         backend=name,
-        time_s=time.monotonic() - began,
+        time_s=time.monotonic() - wall,
         bound=bound,
         log=log,
     )
@@ -313,7 +363,7 @@ def _collect_bound(problem: Problem, background: BackgroundBound | None, wants_b
     found = None
     if background is not None:
         # the child stops 0.5 s before the deadline; a little grace, within the time limit's reserve
-        found = background.result(timeout=max(deadline - time.monotonic(), 0.0) + max(0.02 * time_limit_s, 0.2))
+        found = background.result(timeout=max(deadline - budget.now(), 0.0) + max(0.02 * time_limit_s, 0.2))
         if found is None:
             line = f"lower bound: the background process failed ({background.error}); no bound"
             log.append(line)
@@ -322,7 +372,7 @@ def _collect_bound(problem: Problem, background: BackgroundBound | None, wants_b
             for line in found.log:
                 say(line)
     elif wants_bound:
-        found = lower_bound(problem, upper_bound=objective, time_limit_s=max(deadline - time.monotonic(), 0.5),
+        found = lower_bound(problem, upper_bound=objective, time_limit_s=max(deadline - budget.now(), 0.5),
                             progress=progress)
     if found is not None and np.isfinite(found.value):
         bound = min(found.value, objective)
@@ -344,7 +394,7 @@ def _price_moves(problem: Problem, start: np.ndarray, backend: str, deadline: fl
     scale = problem.objective_value(np.where(start >= 0, start, 0), first) / max(weight, 1e-9)
     price = max(problem.move_cost, scale, 1e-6)
     for _ in range(4):
-        left = deadline - time.monotonic()
+        left = deadline - budget.now()
         if left < 1.0:
             return None
         priced = replace(problem, max_moved=None, move_cost=price)

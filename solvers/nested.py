@@ -21,6 +21,10 @@ set into one node of its group-level graph (:func:`contract`). ``size`` and
 e.g. at most so many communes or km² per sector, in proportion to FTE); the
 groups-first fallback also caps each group at the sum of its workers' caps (a
 necessary condition).
+
+With ``deterministic=True`` every stage counts its budget in work seconds on one
+shared clock (:mod:`solvers.budget`): the sectors, the grouping and the fallback's
+shares are all work seconds, so the plan is a function of the inputs and seed only.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from dataclasses import dataclass, field
 import networkx as nx
 import numpy as np
 
+from solvers import budget
 from solvers.check import diagnose
 from solvers.engine import Backend, solve
 from solvers.problem import InfeasibleError, NoPlanError, Objective, ProgressCallback, Problem, Solution, TravelTimes
@@ -103,7 +108,9 @@ class NestedSolution:
     ``i``; ``worker_group[w]`` the group of worker ``w``; ``centre[w]`` the
     centre unit of worker ``w``'s sector; ``objective`` the sector objective
     (workload x minutes); ``strategy`` ``"sectors first"`` or ``"groups
-    first"``.
+    first"``; ``time_s`` wall seconds. ``deterministic``, ``capped`` and ``work_s``
+    as in :class:`solvers.problem.Solution`: counted in work, stopped by the
+    wall-time safety cap (not reproducible), work seconds used.
     """
 
     group: np.ndarray
@@ -115,6 +122,29 @@ class NestedSolution:
     strategy: str = "sectors first"
     time_s: float = 0.0
     log: list[str] = field(default_factory=list)
+    deterministic: bool = False
+    capped: bool = False
+    work_s: float | None = None
+
+
+def stamp_nested(nested: NestedSolution, clock: budget.Clock,
+                 progress: ProgressCallback | None = None) -> NestedSolution:
+    """``nested`` with the facts of its clock (:func:`solvers.engine.stamped`): counted in work,
+    work seconds used, stopped by the wall-time safety cap. With a work clock a line says how
+    many work seconds were counted, and the cap's note (when it bound) follows; both end the
+    log and go to ``progress``."""
+    nested.deterministic, nested.capped = clock.deterministic, clock.capped
+    nested.work_s = clock.used() if clock.deterministic else None
+    lines = []
+    if clock.deterministic:
+        lines.append(f"budget: {nested.work_s:.2f} work seconds counted (deterministic), "
+                     f"{nested.time_s:.1f} wall seconds")
+    lines.extend(note for note in clock.notes if note not in nested.log)
+    nested.log = [*nested.log, *lines]
+    for line in lines:
+        if progress is not None:
+            progress(line)
+    return nested
 
 
 def group_sectors(
@@ -365,6 +395,7 @@ def solve_nested(
     size_unit: str = "size units",
     keep_together: list | None = None,
     locked: dict[int, int] | None = None,
+    deterministic: bool = False,
 ) -> NestedSolution:
     """One contiguous sector per worker, grouped into ``n_groups`` contiguous groups.
 
@@ -398,6 +429,10 @@ def solve_nested(
     locked
         ``{unit: worker}`` assignments every plan keeps (e.g. a commune whose
         referent must not change); the unit's group is its worker's.
+    deterministic
+        Count ``time_limit_s`` in work seconds (:mod:`solvers.budget`): the same
+        inputs and seed give the same plan on any machine and under any load
+        (unless the wall-time safety cap binds: :attr:`NestedSolution.capped`).
 
     Raises
     ------
@@ -407,6 +442,22 @@ def solve_nested(
         When a stage found no plan in its time (nothing proven).
     """
     # stays whole: sectors first, then the grouping or the groups-first fallback; mostly docstring
+    with budget.session(2 * time_limit_s, deterministic=deterministic) as clock:  # the fallback: a second limit
+        nested = _solve_nested(
+            graph, workload, travel, fte, n_groups, tolerance=tolerance, group_tolerance=group_tolerance,
+            fixed_groups=fixed_groups, objective=objective, base_travel=base_travel, cost_weight=cost_weight,
+            labels=labels, worker_labels=worker_labels, group_labels=group_labels, backend=backend,
+            time_limit_s=time_limit_s, seed=seed, progress=progress, tie_break_slack=tie_break_slack,
+            tie_break_weight=tie_break_weight, size=size, max_size=max_size, size_unit=size_unit,
+            keep_together=keep_together, locked=locked)
+    return stamp_nested(nested, clock, progress)
+
+
+def _solve_nested(graph, workload, travel, fte, n_groups, *, tolerance, group_tolerance, fixed_groups, objective,
+                  base_travel, cost_weight, labels, worker_labels, group_labels, backend, time_limit_s, seed, progress,
+                  tie_break_slack, tie_break_weight, size, max_size, size_unit, keep_together,
+                  locked) -> NestedSolution:
+    """:func:`solve_nested` on the active clock."""
     start = time.monotonic()
     say = progress or (lambda line: None)
     workload = np.asarray(workload, dtype=float)
@@ -458,13 +509,15 @@ def _groups_first(graph, workload, travel, fte, worker_group, *, tolerance, grou
                   say, tie_break_slack=None, tie_break_weight=None, caps=None, together=None,
                   locked=None) -> NestedSolution:
     """Groups by a ``len(groups)``-centre p-median (30 % of the time), then
-    each group's sectors (the rest, in proportion to each group's size).
+    each group's sectors (the rest, in proportion to each group's size), on the active clock.
 
     Each set of ``together`` is one node of the group-level graph (:func:`contract`);
     with territory caps (``caps``: the ``size``, ``max_size``, ``size_unit`` of
     :func:`solve_nested`), each group's territory is capped at the sum of its
     workers' caps, and each sector at its worker's."""
-    start = time.monotonic()
+    start = time.monotonic()  # wall seconds, for NestedSolution.time_s
+    clock = budget.current()
+    began = clock.now()
     caps = caps or {}
     size, max_size = caps.get("size"), caps.get("max_size")
     n_groups = int(worker_group.max()) + 1
@@ -499,11 +552,11 @@ def _groups_first(graph, workload, travel, fte, worker_group, *, tolerance, grou
     for g in range(n_groups):
         units = np.flatnonzero(group == g)
         workers = np.flatnonzero(worker_group == g)
-        left = max(time_limit_s - (time.monotonic() - start), 1.0)
-        budget = left * len(units) / max(remaining_units, 1)
+        left = max(time_limit_s - (clock.now() - began), 1.0)
+        seconds = left * len(units) / max(remaining_units, 1)
         remaining_units -= len(units)
         sub = nx.convert_node_labels_to_integers(graph.subgraph(units.tolist()), ordering="sorted")
-        say(f"{glabels[g]}: {len(units):,} units into {len(workers)} sectors ({budget:.0f} s)")
+        say(f"{glabels[g]}: {len(units):,} units into {len(workers)} sectors ({seconds:.0f} s)")
         position = {int(u): i for i, u in enumerate(units)}
         local = {int(w): i for i, w in enumerate(workers)}
         problem = Problem(
@@ -518,7 +571,7 @@ def _groups_first(graph, workload, travel, fte, worker_group, *, tolerance, grou
             locked={position[u]: local[w] for u, w in locked.items() if u in position},
         )
         try:
-            sol = solve(problem, backend=backend, time_limit_s=budget, seed=seed,
+            sol = solve(problem, backend=backend, time_limit_s=seconds, seed=seed,
                         progress=lambda line, g=g: say(f"{glabels[g]}: {line}"),
                         tie_break_slack=tie_break_slack, tie_break_weight=tie_break_weight)
         except NoPlanError as err:

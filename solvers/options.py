@@ -8,7 +8,9 @@ rewriting module globals.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from solvers.budget import CAP_FACTOR, CAP_MARGIN_S, WorkCosts
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,18 @@ class EngineSettings:
         most districts for that list. ``exact_strong_lp_max_units``: up to this many
         units the Lagrange multipliers come from the complete strong LP relaxation
         (:func:`solvers.bound.relaxation.strong_relaxation`; ``0`` turns it off).
+
+    Budgets (:mod:`solvers.budget`)
+        ``deterministic``: count every budget in *work seconds* (a virtual clock moved
+        only by counted work: passes, units, simplex iterations, MIP nodes) instead of
+        wall seconds, so the same inputs and seed give the same plan on any machine and
+        under any load; ``False`` (the default of the Python API) keeps wall-clock
+        budgets. ``work_costs``: work seconds per counted operation
+        (:class:`solvers.budget.WorkCosts`, calibrated so that a work second is about a
+        wall second of the development machine). ``wall_cap_factor`` and
+        ``wall_cap_margin_s``: in work mode, a solve that has run ``wall_cap_factor x``
+        its time limit ``+ wall_cap_margin_s`` wall seconds stops as if its time were
+        up, and its log says it is not reproducible.
     """
 
     auto_mip_max_units: int = 20_000
@@ -78,3 +92,7 @@ class EngineSettings:
     exact_enumeration_max_s: float = 15.0
     exact_enumeration_max_districts: int = 300_000
     exact_strong_lp_max_units: int = 150
+    deterministic: bool = False
+    work_costs: WorkCosts = field(default_factory=WorkCosts)
+    wall_cap_factor: float = CAP_FACTOR
+    wall_cap_margin_s: float = CAP_MARGIN_S

@@ -450,6 +450,10 @@ class Solution:
     progress lines, for display. ``tie_break`` is the
     :class:`TieBreak` report (cut edges before and after)
     when :func:`solvers.engine.solve` ran the compactness tie-break, else ``None``.
+    ``time_s`` is in wall seconds. ``deterministic`` is true when the budget was counted
+    in work (:mod:`solvers.budget`; ``work_s`` work seconds were used): the plan is then
+    a function of the inputs, seed and settings, unless ``capped``, when the wall-time
+    safety cap stopped the search (the log says so) and the plan is not reproducible.
     """
 
     assignment: np.ndarray
@@ -461,6 +465,9 @@ class Solution:
     bound: float | None = None
     log: list[str] = field(default_factory=list)
     tie_break: TieBreak | None = None
+    deterministic: bool = False
+    capped: bool = False
+    work_s: float | None = None
 
     @property
     def gap(self) -> float | None:

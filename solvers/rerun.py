@@ -21,6 +21,11 @@ A cap on the moved weight (``max_moved``) is shared: the groups use what they
 must, and the rest is split between groups in proportion to the moves of the
 start plan in each group (to their move weight when the start is the previous
 plan); what a group leaves unused passes on to the next.
+
+With ``deterministic=True`` the groups and each group's sectors share one work clock
+(:mod:`solvers.budget`), so a re-run is a function of its inputs and seed; each step of
+:func:`resolve_or_widen` is a solve of its own, on its own clock, and which step finds
+the plan depends on what the steps find, never on the time they took.
 """
 
 from __future__ import annotations
@@ -31,8 +36,9 @@ from dataclasses import dataclass
 import networkx as nx
 import numpy as np
 
+from solvers import budget
 from solvers.engine import Backend, solve
-from solvers.nested import NestedSolution, contract, solve_nested, together_sets
+from solvers.nested import NestedSolution, contract, solve_nested, stamp_nested, together_sets
 from solvers.problem import InfeasibleError, NoPlanError, NoPlanFoundError, Objective, ProgressCallback, Problem, TravelTimes
 from solvers.travel import SubsetTravelTimes
 
@@ -73,6 +79,7 @@ def resolve_nested(
     size_unit: str = "size units",
     keep_together: list | None = None,
     keep_start_groups: bool = False,
+    deterministic: bool = False,
 ) -> NestedSolution:
     """One contiguous sector per worker in fixed groups, starting from a previous plan.
 
@@ -116,6 +123,9 @@ def resolve_nested(
         Skip the group step: the groups are those of ``start_sector`` as they
         are (every unit must have a start worker); used from a plan whose
         groups are known to work (see :func:`resolve_or_widen`).
+    deterministic
+        Count ``time_limit_s`` in work seconds (:mod:`solvers.budget`), as in
+        :func:`solvers.nested.solve_nested`.
     size, max_size, size_unit
         Territory caps, as in :func:`solvers.nested.solve_nested` (``max_size``
         per worker): each group's sectors keep them.
@@ -151,8 +161,28 @@ def resolve_nested(
     >>> bool((sol.sector == before).all())
     True
     """
+    with budget.session(time_limit_s, deterministic=deterministic) as clock:
+        nested = _resolve_nested(
+            graph, workload, travel, fte, worker_group, previous_sector, tolerance=tolerance,
+            group_tolerance=group_tolerance, move_weight=move_weight, move_cost=move_cost, max_moved=max_moved,
+            move_unit_cost=move_unit_cost, locked=locked, start_sector=start_sector, objective=objective,
+            base_travel=base_travel, cost_weight=cost_weight, labels=labels, worker_labels=worker_labels,
+            group_labels=group_labels, backend=backend, time_limit_s=time_limit_s, seed=seed, progress=progress,
+            tie_break_slack=tie_break_slack, tie_break_weight=tie_break_weight, size=size, max_size=max_size,
+            size_unit=size_unit, keep_together=keep_together, keep_start_groups=keep_start_groups)
+    return stamp_nested(nested, clock, progress)
+
+
+def _resolve_nested(graph, workload, travel, fte, worker_group, previous_sector, *, tolerance, group_tolerance,
+                    move_weight, move_cost, max_moved, move_unit_cost, locked, start_sector, objective, base_travel,
+                    cost_weight, labels, worker_labels, group_labels, backend, time_limit_s, seed, progress,
+                    tie_break_slack, tie_break_weight, size, max_size, size_unit, keep_together,
+                    keep_start_groups) -> NestedSolution:
+    """:func:`resolve_nested` on the active clock."""
     # stays whole: step 1 (groups) sets the cap and move shares that step 2's loop over the groups consumes in order
-    start = time.monotonic()
+    start = time.monotonic()  # wall seconds, for NestedSolution.time_s
+    clock = budget.current()
+    began = clock.now()
     say = progress or (lambda line: None)
     workload = np.asarray(workload, dtype=float)
     fte = np.asarray(fte, dtype=float)
@@ -258,7 +288,7 @@ def resolve_nested(
         if left_cap is not None:
             rest = share[g:].sum()
             cap = (left_cap - used) * (share[g] / rest if rest > 0 else 1.0 / (n_groups - g))
-        budget = max((time_limit_s - (time.monotonic() - start)) * len(units) / max(remaining_units, 1), 0.5)
+        seconds = max((time_limit_s - (clock.now() - began)) * len(units) / max(remaining_units, 1), 0.5)
         remaining_units -= len(units)
         sub = nx.convert_node_labels_to_integers(graph.subgraph(units.tolist()), ordering="sorted")
         position = {int(u): i for i, u in enumerate(units)}
@@ -274,9 +304,9 @@ def resolve_nested(
             size=None if size is None else np.asarray(size, dtype=float)[units],
             max_size=None if size is None else np.asarray(max_size, dtype=float)[workers], size_unit=size_unit,
         )
-        say(f"{glabels[g]}: {len(units):,} units into {len(workers)} sectors from the previous plan ({budget:.0f} s)")
+        say(f"{glabels[g]}: {len(units):,} units into {len(workers)} sectors from the previous plan ({seconds:.0f} s)")
         try:
-            sol = solve(problem, backend=backend, time_limit_s=budget, seed=seed, start=start_local,
+            sol = solve(problem, backend=backend, time_limit_s=seconds, seed=seed, start=start_local,
                         progress=lambda line, g=g: say(f"{glabels[g]}: {line}"),
                         tie_break_slack=tie_break_slack, tie_break_weight=tie_break_weight)
         except NoPlanError as err:
@@ -541,6 +571,9 @@ def resolve_or_widen(
     def done(sol: NestedSolution, step: str) -> WidenedSolution:
         sol.log.extend(f"re-run step '{a.step}': " + (f"plan, move weight {a.moved:,.1f}" if a.found else
                                                        f"no plan ({a.note})") for a in attempts)
+        if any(not a.found and "wall-time safety cap" in a.note for a in attempts):
+            sol.capped = True  # an earlier step stopped on the cap: which step found the plan may differ
+            sol.log.append("an earlier step was stopped by the wall-time safety cap: not reproducible")
         if step != "as asked":
             sol.strategy = f"re-run from previous plan, widened: {step}"
         return WidenedSolution(sol, attempts, step, max_moved, moved(sol.sector))
@@ -610,5 +643,5 @@ def resolve_or_widen(
         raise NoPlanFoundError(f"no plan keeps the locked units ({reasons})")
     plan = NestedSolution(groups[matched], matched, groups, fresh.centre[inverse], fresh.objective,
                           fresh.solutions, "re-run from previous plan, widened: fresh plan matched",
-                          fresh.time_s, list(fresh.log))
+                          fresh.time_s, list(fresh.log), fresh.deterministic, fresh.capped, fresh.work_s)
     return done(plan, "fresh plan matched")

@@ -52,6 +52,7 @@ SETTINGS = {
     "backend": ({"model.backend": "lns"}, _reached("backend", "lns")),
     "time_limit_s": ({"model.time_limit_s": 17.0}, _reached("time_limit_s", 17.0)),
     "seed": ({"model.seed": 5}, _reached("seed", 5)),
+    "deterministic": ({"model.deterministic": False}, _reached("deterministic", False)),
     "sparse_weight": ({"model.sparse_weight": 0.2}, _sparse_weight),
     "tie_break_slack": ({"model.tie_break_slack": 0.01},
                         lambda kw: kw["tie_break_slack"] == 0.01 and kw["tie_break_weight"] == TIE_BREAK_WEIGHT),
@@ -89,8 +90,10 @@ def test_every_model_setting_is_covered():
 #: Translations that are not one ``[model]`` field each: the defaults, ``"auto"`` and ``[groups]``.
 LYON = [f"6938{i}" for i in range(1, 10)]
 DERIVED = {
-    "defaults: communes capped at 2.5 x the mean per FTE, Lyon in one group, objective auto = pmedian": (
-        {}, lambda kw: (kw["objective"] == "pmedian" and np.allclose(kw["max_size"], 2.5 * 4033 / FTE.sum() * FTE)
+    "defaults: communes capped at 2.5 x the mean per FTE, Lyon in one group, objective auto = pmedian, "
+    "budgets counted in work": (
+        {}, lambda kw: (kw["objective"] == "pmedian" and kw["deterministic"] is True
+                        and np.allclose(kw["max_size"], 2.5 * 4033 / FTE.sum() * FTE)
                         and kw["size_unit"] == "communes" and len(kw["keep_together"]) == 1
                         and len(kw["keep_together"][0]) == 9)),
     "territory_measure none: no cap": (
@@ -155,7 +158,7 @@ def test_run_and_rerun_share_one_translation(monkeypatch, aura_run):
         rerun_module.rerun(scenario, load_previous(folder))
     shared = set(from_run) & set(from_rerun) - {"progress", "workload"}
     assert {"tolerance", "backend", "time_limit_s", "seed", "tie_break_slack", "cost_weight", "size", "max_size",
-            "keep_together"} <= shared
+            "keep_together", "deterministic"} <= shared
     for key in shared:
         a, b = from_run[key], from_rerun[key]
         same = np.array_equal(a, b) if isinstance(a, np.ndarray) or isinstance(b, np.ndarray) else a == b

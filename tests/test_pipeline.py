@@ -8,6 +8,7 @@ solver and of :func:`sectorize.pipeline.assemble.check`.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -174,8 +175,11 @@ def test_cli_default_run_writes_a_valid_run_folder(tmp_path, aura_lyon):
     half = workers.loc[workers["fte"] == 0.5, "sector"]
     assert len(half) == 1 and sectors.groupby("sector").size()[half.iloc[0]] <= 499  # 2.5 x 399.3 x 0.5
     assert external_resources((run_dir / "map.html").read_text(encoding="utf-8")) == []
-    facts = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-    assert facts["solve"]["time_s"] <= s.model.time_limit_s * 1.05
+    # the budget is counted in work (model.deterministic, the default), so the solve's wall time
+    # depends on the machine's load: what must hold is the work budget, without the safety cap
+    work = [float(m.group(1)) for m in re.finditer(r"budget: ([0-9.]+) work seconds counted", proc.stderr)]
+    assert work and work[-1] <= s.model.time_limit_s * 1.05, proc.stderr[-2000:]
+    assert "wall-time safety cap" not in proc.stderr
     assert "written:" in proc.stdout and "Plan: valid" in proc.stdout
     # a second run never overwrites the first
     proc2 = subprocess.run([sys.executable, "-m", "sectorize.cli", "run", "--out", str(out),

@@ -20,6 +20,12 @@ the inertia (``--tie-break-slack 0``: ties only). Every ``summary.json``
 holds the plan's ``cut_edges`` (and ``boundary_length`` with
 ``--edge-weight``); with a tie-break, ``tie_break`` holds both before and after.
 
+``--deterministic`` counts ``--time-limit`` in work seconds instead of wall seconds
+(:mod:`solvers.budget`): the same inputs and seed then give the same ``sectors.csv`` on
+any machine and under any load. ``summary.json`` says which (``budget``: ``"work"`` or
+``"wall"``), the work seconds used (``work_s``) and whether the wall-time safety cap
+stopped the search (``capped``: the plan is then not reproducible).
+
 Writes a new folder ``OUT/<YYYYmmdd-HHMMSS>`` with ``sectors.csv`` and
 ``summary.json``. Exit codes: 0 a valid plan; 1 a plan was written but the
 independent check failed; 2 invalid input (the message names the file, line
@@ -71,7 +77,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="inertia/travel only: after solving, lower the cut edges (or the --edge-weight boundary) "
                         "by local moves that keep contiguity and balance and raise the objective by at most this "
                         "fraction (0: ties only; 0.005: +0.5 %%); uses 10 %% of the time limit, at most 10 s")
-    p.add_argument("--time-limit", type=float, default=60.0, help="seconds (default 60)")
+    p.add_argument("--time-limit", type=float, default=60.0,
+                   help="seconds (default 60): wall seconds, or work seconds with --deterministic")
+    p.add_argument("--deterministic", action="store_true",
+                   help="count the time limit in work (search passes, simplex iterations, MIP nodes) instead of "
+                        "wall seconds: the same inputs and seed give the same plan on any machine and under any "
+                        "load (a wall-time safety cap of 3 x the limit + 10 s stops an extremely slow run, and "
+                        "summary.json then says capped: not reproducible)")
     p.add_argument("--seed", type=int, default=0, help="seed of the heuristic's random starts")
     p.add_argument("--backend", choices=("auto", "heuristic", "mip", "lns", "exact"), default="auto",
                    help="solver (lns: adds re-optimisation of pairs and triples of sectors and a lower bound, so a gap; "
@@ -97,18 +109,26 @@ def run_solve(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(line, file=sys.stderr, flush=True)
 
+    from solvers import budget
+
     try:
-        result = solve_units(request, progress)
+        # every solve inside runs on this session's clock: work seconds with --deterministic
+        with budget.session(args.time_limit, deterministic=args.deterministic) as clock:
+            result = solve_units(request, progress)
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)
         return ExitCode.BAD_INPUT
+    result.summary.update(budget="work" if clock.deterministic else "wall",
+                          work_s=round(clock.used(), 3) if clock.deterministic else None, capped=clock.capped)
+    if clock.capped:
+        result.summary.setdefault("notes", []).extend(clock.notes)
     try:
         folder = write_result(result, args.out)
     except OSError as err:
         print(f"error: cannot write the result into {args.out}: {err}", file=sys.stderr)
         return ExitCode.BAD_INPUT
     s = result.summary
-    if not args.quiet:
+    if not args.quiet or s["capped"]:
         for note in s["notes"]:
             print(f"note: {note}", file=sys.stderr)
     if result.sector is None:

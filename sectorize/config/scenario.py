@@ -393,9 +393,18 @@ class ModelConfig(BaseModel):
         and a Lagrangian lower bound so the plan reports a gap); see
         :mod:`solvers.engine`.
     time_limit_s
-        Total solve budget, seconds (> 0).
+        Total solve budget, seconds (> 0): work seconds when ``deterministic``
+        (about wall seconds of the development machine), else wall seconds.
     seed
         Random seed of the solver.
+    deterministic
+        ``true`` (default): the budget is counted in work (search passes, units
+        examined, simplex iterations, MIP nodes) rather than on the clock, so the
+        same scenario and seed give the same plan (the same ``sectors.csv``) on any
+        machine and however busy it is; a wall-time safety cap (3 x the limit + 10 s)
+        stops a search on an extremely slow machine, and the run's log then says the
+        plan is not reproducible. ``false``: the budget is wall-clock seconds, as
+        before (a busy machine explores less and may return another plan).
     sparse_weight
         Objective weight floor of each commune, as a fraction of the mean
         commune workload (>= 0); keeps sectors compact where demand is sparse.
@@ -435,6 +444,7 @@ class ModelConfig(BaseModel):
     backend: Literal["auto", "heuristic", "mip", "lns"] = "auto"
     time_limit_s: float = Field(30, gt=0)
     seed: int = 0
+    deterministic: bool = True
     sparse_weight: float = Field(0.05, ge=0)
     tie_break_slack: float | None = Field(None, ge=0, lt=1)
     tie_break_measure: Literal["boundary", "cut_edges"] = "boundary"

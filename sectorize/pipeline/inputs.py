@@ -457,7 +457,8 @@ class Inputs:
 
         The one place where ``[model]`` reaches :mod:`solvers`: tolerances,
         objective (``"auto"`` resolved: :meth:`ModelConfig.resolve_objective`), base travel, cost
-        weights, labels, backend, time limit (seconds), seed, the tie-break, the territory caps
+        weights, labels, backend, time limit (seconds), seed, whether the budget is counted in work
+        (``deterministic``, :mod:`solvers.budget`), the tie-break, the territory caps
         (``size`` per unit and ``max_size`` per worker: :func:`territory_sizes`,
         :func:`territory_caps`) and, from ``[groups]``, the units kept in one group
         (``keep_together``: :func:`keep_together_units`). :func:`solvers.solve_nested` and
@@ -479,6 +480,7 @@ class Inputs:
             backend=model.backend,
             time_limit_s=model.time_limit_s,
             seed=model.seed,
+            deterministic=model.deterministic,
             tie_break_slack=model.tie_break_slack,
             tie_break_weight=TIE_BREAK_WEIGHT if boundary else None,
             size=sizes,

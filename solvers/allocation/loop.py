@@ -8,6 +8,14 @@ start. On large graphs the loop first runs on the allocation LP
 (:func:`lp_warm_up`, a fraction of a second per step). :func:`more_rounds`
 restarts the heuristic with the next seeds, each start followed by the loop,
 while a fifth of the time limit is left.
+
+Deadlines are times of the active clock (:mod:`solvers.budget`). With a work clock and
+a model whose allocation MIP cannot be bounded (territory caps on thousands of units,
+:func:`solvers.allocation.mip.allocation_mip_bounded`), each allocation step is replaced
+by regrowing the sectors from the centres the LP warm-up reached
+(:func:`solvers.construct.heuristic.grow_from`): the LP moves the centres towards a
+better fixed point in a fraction of a second, and growth, rebalancing and local search
+from those centres give a balanced plan at a cost the work clock counts.
 """
 
 from __future__ import annotations
@@ -16,9 +24,10 @@ import time
 
 import numpy as np
 
+from solvers import budget
 from solvers.allocation.mip import STAGED_MIN_UNITS, allocate, edge_minutes, lp_allocation
 from solvers.check import check_plan
-from solvers.construct.heuristic import heuristic_solve, recentre
+from solvers.construct.heuristic import grow_from, heuristic_solve, neighbour_lists, recentre
 from solvers.options import EngineSettings
 from solvers.problem import Incumbent, NoPlanError, ProgressCallback, Problem
 
@@ -55,6 +64,7 @@ def location_allocation(
     the starting one (``objective``, named ``"heuristic"``) unless an allocation beat it
     (``"mip"``)."""
     settings = settings or EngineSettings()
+    clock = budget.current()
     lengths = edge_minutes(problem)
     name = "heuristic"
     seen: set[tuple[int, ...]] = set()
@@ -62,15 +72,15 @@ def location_allocation(
     candidates = nearest_centres(problem)
     if problem.n >= STAGED_MIN_UNITS and problem.objective != "base":
         # at most half the time left: on 64k units the LP steps could fill the limit, and the MIP needs the rest
-        warm_end = time.monotonic() + 0.5 * (deadline - time.monotonic())
+        warm_end = clock.now() + 0.5 * (deadline - clock.now())
         centres = lp_warm_up(problem, centres, lengths, candidates, assign, warm_end, log, say)[0]
-    while time.monotonic() < deadline - 0.5:
+    while clock.now() < deadline - 0.5:
         key = tuple(int(c) for c in centres)
         if key in seen:
             break
         seen.add(key)
         hint = best[1] if best[0] < float("inf") else None
-        limit = deadline - time.monotonic()
+        limit = deadline - clock.now()
         if problem.size is not None:  # with territory caps HiGHS may search long for a first plan
             limit = min(limit, CAPPED_ALLOCATION_S)
         alloc = allocate(
@@ -78,6 +88,30 @@ def location_allocation(
             candidates=candidates, hint=hint, relative_gap=settings.location_allocation_gap, staged=staged,
             stage_limit_s=settings.allocation_stage_s,
         )
+        if alloc.status == "skipped":  # a work budget and a MIP it cannot bound: regrow from these centres
+            if problem.previous is not None:  # growth would ignore last year's plan
+                log.extend(alloc.log)
+                break
+            grown = grow_from(problem, centres, neighbour_lists(problem),
+                              np.random.default_rng([int(c) for c in centres]), deadline)
+            if grown is not None and check_plan(problem, grown[0]):
+                grown = None
+            if grown is None:
+                line = "location-allocation: sectors regrown from these centres could not be rebalanced"
+                log.append(line)
+                say(line)
+                break
+            new_assign, new_centres, new_obj = grown
+            line = f"location-allocation: objective {new_obj:,.0f} (sectors regrown from the centres)"
+            log.append(line)
+            say(line)
+            if new_obj < best[0] - 1e-9:
+                best = (new_obj, new_assign, new_centres)
+                name = "heuristic"
+            else:
+                break
+            centres = new_centres
+            continue
         log.extend(alloc.log)
         if alloc.assignment is None:
             line = _no_allocation_line(alloc.status)
@@ -116,10 +150,11 @@ def lp_warm_up(problem: Problem, centres: np.ndarray, lengths, candidates: int |
     value)`` (``None`` and ``inf`` when no LP was solved). Each step takes a fraction of a
     second where an allocation MIP from a poor start can take most of a minute."""
     best_value, best_centres, best_assign, seen = float("inf"), centres, None, set()
-    while time.monotonic() < deadline - 1.0 and tuple(int(c) for c in centres) not in seen:
+    clock = budget.current()
+    while clock.now() < deadline - 1.0 and tuple(int(c) for c in centres) not in seen:
         seen.add(tuple(int(c) for c in centres))
         found = lp_allocation(problem, centres, lengths=lengths, candidates=candidates, hint=hint,
-                              time_limit_s=deadline - time.monotonic())
+                              time_limit_s=deadline - clock.now())
         if found is None or found[1] >= best_value - 1e-9 * max(abs(best_value), 1.0):
             break
         best_value, best_centres, best_assign = found[1], centres, found[0]
@@ -143,12 +178,14 @@ def more_rounds(problem: Problem, best: Incumbent, heuristic_share: float, seed:
                 time_limit_s: float, deadline: float, log: list[str], say: ProgressCallback,
                 *, settings: EngineSettings | None = None) -> Incumbent:
     """Restart heuristic + location-allocation with the next seeds while at least a
-    fifth of the time limit is left; keep the best balanced plan."""
+    fifth of the time limit is left; keep the best balanced plan. ``deadline`` is a time of
+    the active clock; ``began`` the wall-clock start, for the log lines."""
     rounds = 1
+    clock = budget.current()
     best_ok = not check_plan(problem, best.assignment)
-    while time.monotonic() < deadline - max(0.2 * time_limit_s, 1.0):
+    while clock.now() < deadline - max(0.2 * time_limit_s, 1.0):
         rounds += 1
-        left = deadline - time.monotonic()
+        left = deadline - clock.now()
         try:
             assign, centres, objective, more = heuristic_solve(
                 problem, time_limit_s=min(heuristic_share, 0.5 * left), seed=seed + rounds - 1, progress=None)

@@ -25,11 +25,19 @@ The model is built with OR-Tools MathOpt and solved with HiGHS (bundled with
 OR-Tools). It is the *allocation* step of the location-allocation loop in
 :mod:`solvers.allocation.loop`; its bound is a bound for the given centres only, not
 for the whole problem.
+
+Budgets are times of the active clock (:mod:`solvers.budget`). With a work clock, the
+LP gets a simplex iteration limit and each MIP a node limit worth the work seconds
+left, and both are charged the iterations and nodes HiGHS reports. HiGHS cannot
+limit the work of a MIP's root node, which with territory caps (rows (6)) and
+thousands of units runs for minutes: the LP is then far from integral, and HiGHS's
+root cuts and sub-MIP heuristics do not close the gap. So with a work clock such
+models are not solved (:func:`allocation_mip_bounded`; :func:`allocate` answers
+``"skipped"``), and location-allocation regrows sectors from the LP's centres instead.
 """
 
 from __future__ import annotations
 
-import datetime
 import time
 from dataclasses import dataclass, field
 
@@ -39,8 +47,8 @@ from ortools.math_opt.python import mathopt
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import dijkstra
 
+from solvers import budget
 from solvers.problem import Problem
-from solvers.quiet import quiet_stdout
 
 
 def edge_minutes(problem: Problem) -> csr_matrix:
@@ -59,6 +67,7 @@ def edge_minutes(problem: Problem) -> csr_matrix:
         minutes = np.maximum(minutes, 0.01)
         return csr_matrix((np.r_[minutes, minutes], (np.r_[u, v], np.r_[v, u])), shape=(n, n))
     # rows in chunks: one row per source unit, read the neighbour columns
+    budget.tick("entry", n * n)
     order = np.argsort(u, kind="stable")
     u_sorted, v_sorted = u[order], v[order]
     sources = np.unique(u_sorted)
@@ -95,6 +104,14 @@ class Allocation:
 STAGED_MIN_UNITS = 1_000
 
 
+def allocation_mip_bounded(problem: Problem) -> bool:
+    """Whether a work budget can bound the allocation MIP of ``problem``: no territory caps, or
+    fewer than :data:`STAGED_MIN_UNITS` units. Otherwise HiGHS's root node (which no
+    deterministic limit reaches) may run for minutes, and with a work clock :func:`allocate`
+    does not solve it (see the module docstring)."""
+    return problem.size is None or problem.n < STAGED_MIN_UNITS
+
+
 def allocate(
     problem: Problem,
     centres: np.ndarray,
@@ -119,7 +136,7 @@ def allocate(
         Edge lengths in minutes from :func:`edge_minutes` (computed if omitted;
         pass it when calling repeatedly).
     time_limit_s
-        Time limit in seconds for the whole call.
+        Budget for the whole call, in the active clock's seconds (:mod:`solvers.budget`).
     relative_gap
         Stop when the proven gap is below this fraction.
     candidates
@@ -146,6 +163,13 @@ def allocate(
         limit). Past it the best plan so far is returned as ``"feasible"``:
         from poor centres the last stage can take far longer than the rest.
 
+    Returns
+    -------
+    Allocation
+        ``status`` ``"optimal"``, ``"feasible"``, ``"infeasible"``, ``"unknown"`` (nothing
+        found in the budget) or ``"skipped"`` (a work clock and a model whose root HiGHS
+        cannot bound: :func:`allocation_mip_bounded`).
+
     Examples
     --------
     >>> import networkx as nx, numpy as np
@@ -157,8 +181,13 @@ def allocate(
     [0, 0, 1, 1]
     """
     # stays whole: the staged solve changes the bounds of one model in place (set_bounds, solve and read share them)
-    start = time.monotonic()
-    deadline = start + time_limit_s
+    start = time.monotonic()  # wall seconds, for the log and Allocation.time_s
+    clock = budget.current()
+    if clock.deterministic and not allocation_mip_bounded(problem):
+        return Allocation(None, float("inf"), float("inf"), "skipped", 0.0,
+                          [f"allocation MIP: not solved with a work budget ({problem.n:,} units with territory caps: "
+                           "its root node cannot be bounded)"])
+    deadline = clock.now() + time_limit_s
     n, k = problem.n, problem.k
     centres, lengths = _inputs(problem, centres, lengths)
     built_model = _build(problem, centres, lengths, candidates, hint)
@@ -166,6 +195,7 @@ def allocate(
         return Allocation(None, float("inf"), float("inf"), "infeasible", time.monotonic() - start,
                           [f"{problem.label(built_model)} cannot join any sector with these centres"])
     proto, sec, unit = built_model
+    size = (len(proto.linear_constraints.ids), len(sec), len(proto.linear_constraint_matrix.row_ids))
     cost = problem.cost_rows(centres)
     model = mathopt.Model.from_model_proto(proto)
     x = [model.get_variable(v) for v in range(len(sec))]
@@ -181,11 +211,7 @@ def allocate(
         lb[chosen], ub[chosen] = low[chosen], high[chosen]
 
     def solve(hint_values: np.ndarray | None, limit: float | None = None) -> mathopt.SolveResult:
-        left = deadline - time.monotonic()
-        params = mathopt.SolveParameters(
-            time_limit=datetime.timedelta(seconds=max(left if limit is None else min(left, limit), 0.1)),
-            relative_gap_tolerance=relative_gap,
-        )
+        left = deadline - clock.now()
         model_params = None
         if hint_values is not None:
             values = (hint_values[unit] == sec).astype(float)
@@ -193,8 +219,8 @@ def allocate(
             if np.all(values >= lb) and np.all(values <= ub):
                 model_params = mathopt.ModelSolveParameters(solution_hints=[mathopt.SolutionHint(
                     variable_values=dict(zip(x, values.tolist())))])
-        with quiet_stdout():
-            return mathopt.solve(model, mathopt.SolverType.HIGHS, params=params, model_params=model_params)
+        return budget.highs(model, left if limit is None else min(left, limit), size=size, integer=True,
+                            model_params=model_params, min_seconds=0.1, relative_gap_tolerance=relative_gap)
 
     def read(result: mathopt.SolveResult) -> np.ndarray:
         values = np.asarray(result.variable_values(x))
@@ -206,7 +232,7 @@ def allocate(
     incumbent = None if hint is None else np.asarray(hint, dtype=np.intp)
     fallback: np.ndarray | None = None  # plan of stage (1), kept if the last stage finds none
     if staged if staged is not None else n >= STAGED_MIN_UNITS:
-        lp, lp_x = _solve_relaxation(proto, deadline - time.monotonic())
+        lp, lp_x = _solve_relaxation(proto, deadline - clock.now())
         reason = lp.termination.reason
         if reason == mathopt.TerminationReason.INFEASIBLE:
             log[0] += ", LP relaxation infeasible"
@@ -275,7 +301,8 @@ def lp_allocation(problem: Problem, centres: np.ndarray, *, lengths: csr_matrix 
                   time_limit_s: float = 30.0) -> tuple[np.ndarray, float] | None:
     """The LP relaxation of :func:`allocate`'s model, rounded: ``(assignment, LP value)``
     with each unit in the sector of its largest LP share (balance and contiguity may be
-    off by the few fractional units), or ``None`` when the LP is infeasible or unsolved.
+    off by the few fractional units), or ``None`` when the LP is infeasible or unsolved
+    within ``time_limit_s`` (seconds of the active clock).
 
     A fraction of a second on 4,025 units: the location-allocation loop uses it to move
     the centres near their fixed point before the MIPs (see ``solvers.engine``).
@@ -304,20 +331,22 @@ def _build(problem: Problem, centres: np.ndarray, lengths: csr_matrix, candidate
     """The allocation model (see :func:`_allocation_proto`), or the first unit that can
     join no sector with these centres."""
     allowed, dist = _allowed_pairs(problem, centres, lengths, candidates, hint)
+    budget.tick("entry", 1200 * problem.k * problem.n)  # shortest paths, pruning and the model's arrays (measured)
     if not allowed.any(axis=0).all():
         return int(np.flatnonzero(~allowed.any(axis=0))[0])
     return _allocation_proto(problem, centres, lengths, allowed, dist)
 
 
 def _solve_relaxation(proto: model_pb2.ModelProto, seconds: float) -> tuple[mathopt.SolveResult, list]:
-    """The LP relaxation of ``proto`` solved by HiGHS: ``(result, variables)``."""
+    """The LP relaxation of ``proto`` solved by HiGHS within ``seconds`` of the active clock:
+    ``(result, variables)``."""
     relaxed = model_pb2.ModelProto()
     relaxed.CopyFrom(proto)
     relaxed.variables.integers[:] = [False] * len(relaxed.variables.ids)
     model = mathopt.Model.from_model_proto(relaxed)
     x = [model.get_variable(v) for v in range(len(relaxed.variables.ids))]
-    result = mathopt.solve(model, mathopt.SolverType.HIGHS, params=mathopt.SolveParameters(
-        time_limit=datetime.timedelta(seconds=max(seconds, 0.1))))
+    size = (len(relaxed.linear_constraints.ids), len(x), len(relaxed.linear_constraint_matrix.row_ids))
+    result = budget.highs(model, seconds, size=size, integer=False, min_seconds=0.1)
     return result, x
 
 

@@ -42,7 +42,9 @@ only drops constraints (the bound stays valid).
 
 Cost: one ``(n, n)`` float32 cost matrix (4,033 units: 65 MB) and ``O(n^2 log
 n)`` per iteration at worst (rows whose negative reduced costs miss the
-bounds are sorted).
+bounds are sorted). The time limit is in seconds of the active clock
+(:mod:`solvers.budget`); a work clock counts the matrix entries each evaluation
+passes over, so the number of steps in a budget is the same on any machine.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ from typing import Literal
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from solvers import budget
 from solvers.problem import ProgressCallback, Problem
 
 
@@ -185,6 +188,8 @@ def _evaluate(c: np.ndarray, lam: np.ndarray, problem: Problem) -> tuple[float, 
     cls = np.array([keys.index((float(lower[s]), float(upper[s]))) for s in range(k)])
     table = np.empty((len(keys), n))
     known = np.empty((len(keys), n), dtype=bool)
+    budget.tick("entry", 3 * len(keys) * n * n)  # the floors: passes over the cost matrix
+    budget.tick("step", 250 * len(keys))  # and their fixed cost (a few dozen numpy calls each)
     for q, (lo, hi) in enumerate(keys):
         table[q], known[q] = _floor_values(c, lam, w, lo, hi)
     rows: dict[tuple[int, int], np.ndarray] = {}
@@ -197,6 +202,8 @@ def _evaluate(c: np.ndarray, lam: np.ndarray, problem: Problem) -> tuple[float, 
         todo = {(int(cls[s]), int(j)) for s, j in pick if not known[cls[s], j]}
         if not todo:
             break
+        budget.tick("entry", 20 * n * len(todo))  # a sorted row per exact value
+        budget.tick("step", 30 * len(todo))
         for q, j in sorted(todo):
             lo, hi = keys[q]
             table[q, j], rows[q, j] = _sector_row(c[j].astype(np.float64) - lam, w, j, lo, hi)
@@ -240,7 +247,7 @@ def lower_bound(
         Objective of a known plan: the first step aims at it (Polyak step);
         without it, at 5 % above the current bound.
     time_limit_s
-        Wall-clock budget in seconds (the cost matrix is built within it).
+        Budget in seconds of the active clock, wall or work (the cost matrix is built within it).
     max_iterations
         Stop after this many evaluations of the bound.
     start
@@ -281,9 +288,12 @@ def lower_bound(
         return None
     if method not in ("bundle", "subgradient"):
         raise ValueError(f"unknown bound method {method!r}; choose 'bundle' or 'subgradient'")
-    began = time.monotonic()
+    began = time.monotonic()  # wall seconds, for the log
+    deadline = budget.now() + time_limit_s
     say = progress or (lambda line: None)
     n, k = problem.n, problem.k
+    if costs is None:
+        budget.tick("entry", 4 * n * n)  # the cost matrix: travel rows, products, rounding
     c = cost_matrix(problem) if costs is None else costs
     if start is not None:
         lam = np.asarray(start, dtype=np.float64).copy()
@@ -298,7 +308,7 @@ def lower_bound(
         scale = weight / weight.mean() + SCALE_FLOOR
     run = _bundle if method == "bundle" else _subgradient
     track = _Best(began, say)
-    it = run(c, lam, problem, scale, upper_bound, began + time_limit_s, max_iterations, track)
+    it = run(c, lam, problem, scale, upper_bound, deadline, max_iterations, track)
     # float64 sums of n terms: keep a margin far above their rounding error
     best = track.value - 1e-9 * abs(track.value) if np.isfinite(track.value) else track.value
     line = f"Lagrangian bound {best:,.2f} after {it} {method} steps in {time.monotonic() - began:.1f} s"
@@ -334,7 +344,8 @@ def _subgradient(c: np.ndarray, lam: np.ndarray, problem: Problem, scale: np.nda
     halved after 20 steps without a better bound. Returns the number of steps."""
     theta, stall, it = 1.0, 0, 0
     direction = None
-    while it < max_iterations and time.monotonic() < deadline:
+    clock = budget.current()
+    while it < max_iterations and clock.now() < deadline:
         it += 1
         value, g, chosen = _evaluate(c, lam, problem)
         if track.see(value, lam, chosen):
@@ -391,6 +402,7 @@ def _bundle_weights(a: np.ndarray, q: np.ndarray, t: float, start: np.ndarray, s
         x, s = nxt, s_next
         if step >= 20 and moved < 1e-7:
             break
+    budget.tick("step", 20 * (step + 1) * (1 + len(a) / 40))  # a projection and a product per step
     return x
 
 
@@ -407,9 +419,10 @@ def _bundle(c: np.ndarray, lam: np.ndarray, problem: Problem, scale: np.ndarray,
     """
     # stays whole: one bundle loop (serious and null steps) whose cuts, centre and step size are its locals
     it = 1
+    clock = budget.current()
     f_hat, g, chosen = _evaluate(c, lam, problem)
     track.see(f_hat, lam, chosen)
-    while not np.isfinite(f_hat) and it < max_iterations and time.monotonic() < deadline:
+    while not np.isfinite(f_hat) and it < max_iterations and clock.now() < deadline:
         lam = lam * 0.9  # no centre fits the bounds yet: cheaper units
         it += 1
         f_hat, g, chosen = _evaluate(c, lam, problem)
@@ -425,7 +438,7 @@ def _bundle(c: np.ndarray, lam: np.ndarray, problem: Problem, scale: np.ndarray,
     t = t_first = (target - f_hat) / norm
     theta = np.ones(1)
     restarts = 0
-    while it < max_iterations and time.monotonic() < deadline:
+    while it < max_iterations and clock.now() < deadline:
         gm = np.array(cuts)
         a = np.array(heights)
         weights = _bundle_weights(a, (gm * scale) @ gm.T, t,

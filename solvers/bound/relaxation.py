@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from solvers import budget
 from solvers.problem import Problem
 from solvers.bound.lagrangian import cost_matrix
 
@@ -63,7 +64,8 @@ def strong_relaxation(problem: Problem, pairs: np.ndarray | None = None, *, cost
     costs
         A precomputed :func:`cost_matrix`.
     time_limit_s
-        HiGHS time limit in seconds.
+        HiGHS's budget in seconds of the active clock (:mod:`solvers.budget`): a time
+        limit, or with a work clock a simplex iteration limit worth that many work seconds.
 
     Raises
     ------
@@ -117,9 +119,17 @@ def strong_relaxation(problem: Problem, pairs: np.ndarray | None = None, *, cost
     a_ub = vstack([link, load - hi * opened, lo * opened - load]).tocsr()
     a_eq = vstack([csr_matrix((np.ones(m), (unit, cols)), shape=(n, m)),
                    csr_matrix((np.ones(nc), (np.zeros(nc, dtype=np.intp), y)), shape=(1, m))]).tocsr()
+    clock = budget.current()
+    size = (a_ub.shape[0] + a_eq.shape[0] + m) / 1000.0
+    options = {"time_limit": float(time_limit_s)}
+    if clock.deterministic:  # an iteration limit worth the work seconds; the time limit is the safety cap's
+        options = {"time_limit": max(min(clock.wall_left(), 1e6), 0.05),
+                   "maxiter": int(min(max(time_limit_s / (clock.costs.lp_iteration * size), 1.0), 1e9))}
     res = linprog(c[centre, unit].astype(np.float64), A_ub=a_ub, b_ub=np.zeros(a_ub.shape[0]), A_eq=a_eq,
-                  b_eq=np.r_[np.ones(n), k], bounds=(0, 1), method="highs-ds",
-                  options={"time_limit": float(time_limit_s)})
+                  b_eq=np.r_[np.ones(n), k], bounds=(0, 1), method="highs-ds", options=options)
+    clock.tick("lp_iteration", float(getattr(res, "nit", 0) or 0) * size)
+    if clock.deterministic and "time limit" in str(res.message).lower():
+        clock.stop("stopped by the wall-time safety cap inside the strong LP relaxation: not reproducible")
     if res.status != 0:
         raise ValueError(f"strong relaxation over {m:,} pairs: HiGHS ended without an optimum ({res.message})")
     # the costs were rounded down to float32; keep the same relative margin as lower_bound

@@ -9,7 +9,8 @@ The pieces, each a plain function over a :class:`~solvers.problem.Problem`:
 3. :func:`rebalance` — boundary moves that reduce the squared relative
    deviation from the targets until every caseload is within tolerance;
 4. :func:`improve` — boundary moves that lower the objective while keeping
-   balance and contiguity, alternated with :func:`recentre` (weighted medoid).
+   balance and contiguity, alternated with :func:`recentre` (weighted medoid);
+   :func:`grow_from` chains 2-4 from given centres.
 
 Every move keeps the losing sector connected (checked by a bounded search
 around the moved unit), so the plan stays contiguous throughout. With
@@ -17,6 +18,13 @@ territory caps (:attr:`~solvers.problem.Problem.max_size`), growth takes a
 unit only into a sector it fits (unless no sector can grow otherwise), the
 rebalancing treats the caps as a growing penalty until every territory fits,
 and no move of the local search puts a sector over its cap (:meth:`Moves.fits`).
+
+Budgets: every deadline is a time of the active clock (:mod:`solvers.budget`), wall or
+work seconds. In work mode each step counts its work: the units grown, the travel-time
+entries read (seeding, cost rows, medoids), and per pass of :func:`rebalance` and
+:func:`improve` the units scanned for the boundary, the boundary units examined and the
+units visited by the connectivity tests (:meth:`Moves.can_leave`). Those counts depend
+on the inputs and the seed only, so the point where a work budget stops a search does too.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from typing import NamedTuple
 import networkx as nx
 import numpy as np
 
+from solvers import budget
 from solvers.problem import NoPlanError, NoPlanFoundError, ProgressCallback, Problem, within_cap
 
 
@@ -75,6 +84,7 @@ def initial_centres(problem: Problem, rng: np.random.Generator) -> np.ndarray:
             nxt = int(rng.choice(n, p=score / score.sum()))
         chosen.append(nxt)
         nearest = np.minimum(nearest, problem.travel.rows(np.array([nxt]))[0])
+    budget.tick("entry", k * n)  # one travel row per chosen centre
     free_sectors = iter(s for s in range(k) if s not in fixed)
     centres = [0] * k
     for s, u in fixed.items():
@@ -92,6 +102,7 @@ def _centres_near_bases(problem: Problem, fixed: dict[int, int], rng: np.random.
     where the worker starts from; workers sharing a base start side by side.
     """
     minutes = np.asarray(problem.base_travel, dtype=float)
+    budget.tick("entry", problem.k * problem.n)  # one sort of each worker's base row
     centres = np.full(problem.k, -1, dtype=np.intp)
     taken: set[int] = set()
     for s, u in fixed.items():
@@ -155,6 +166,9 @@ def grow_sectors(
     def fits(s: int, u: int) -> bool:
         return size is None or bool(within_cap(territory[s] + size[u], cap[s]))
 
+    clock = budget.current()
+    clock.tick("entry", k * n)  # the centres' travel rows
+    clock.tick("grow", n)  # each unit taken once: its neighbours pushed, a sector chosen
     for s, c in enumerate(centres):
         take(s, int(c))
     remaining = n - k
@@ -205,6 +219,7 @@ def recentre(problem: Problem, assign: np.ndarray, centres: np.ndarray) -> np.nd
         return centres
     w = problem.weights
     new = centres.copy()
+    clock = budget.current()
     for s in range(problem.k):
         members = np.flatnonzero(assign == s)
         if members.size == 0:
@@ -217,6 +232,7 @@ def recentre(problem: Problem, assign: np.ndarray, centres: np.ndarray) -> np.nd
             cand = np.union1d(top, [centres[s]])
         rows = problem.travel.rows(cand)[:, members]
         cost = rows @ w[members]
+        clock.tick("entry", cand.size * problem.n)
         new[s] = cand[int(np.argmin(cost))]
     return new
 
@@ -241,6 +257,7 @@ class Moves:
         self.mw = problem.disruption
         self.cap = problem.max_moved
         self.moved = problem.moved(assign)
+        self.clock = budget.current()  # charged for scans and connectivity tests
 
     def move_delta(self, u: int, t: int) -> float:
         """Change of the moved weight if ``u`` goes to sector ``t``."""
@@ -283,6 +300,7 @@ class Moves:
             return False
         same = [v for v in self.nbrs[u] if self.a[v] == s]
         if len(same) <= 1:
+            self.clock.tick("visit")
             return True
         # bounded BFS inside the sector without u, from one same-sector
         # neighbour until all others are reached
@@ -297,9 +315,11 @@ class Moves:
                     if y in targets:
                         targets.discard(y)
                         if not targets:
+                            self.clock.tick("visit", len(seen))
                             return True
                     seen.add(y)
                     queue.append(y)
+        self.clock.tick("visit", len(seen))
         return False
 
     def move(self, u: int, t: int) -> None:
@@ -317,6 +337,7 @@ class Moves:
     def boundary(self) -> np.ndarray:
         """Units with at least one neighbour in another sector."""
         a = self.a
+        self.clock.tick("scan", self.p.n)
         return np.array(
             [u for u in range(self.p.n) if any(a[v] != a[u] for v in self.nbrs[u])], dtype=np.intp
         )
@@ -381,12 +402,14 @@ def rebalance(
     def done() -> bool:
         return bool(np.all((m.loads >= lower - 1e-9) & (m.loads <= upper + 1e-9)) and not m.excess().any())
 
-    while time.monotonic() < deadline:
+    clock = m.clock
+    while clock.now() < deadline:
         if done():
             return True
         improved = False
         units = m.boundary()
         rng.shuffle(units)
+        clock.tick("step", len(units))
         for u in units:
             s = assign[u]
             wu = m.w[u]
@@ -431,14 +454,18 @@ def improve(
     m = Moves(problem, assign, nbrs)
     lower, upper = problem.lower, problem.upper
     objective = problem.objective_value(assign, centres)
-    while time.monotonic() < deadline:
+    clock = m.clock
+    while clock.now() < deadline:
         cost = problem.cost_rows(centres)
         moved = 0
         units = m.boundary()
         rng.shuffle(units)
+        clock.tick("entry", 3 * problem.k * problem.n)  # the cost rows here and in the objectives below
+        examined = 0
         for u in units:
-            if time.monotonic() >= deadline:
+            if clock.now() >= deadline:
                 break
+            examined += 1
             s = assign[u]
             wu = m.w[u]
             if m.loads[s] - wu < lower[s] - 1e-9:
@@ -453,12 +480,28 @@ def improve(
             if best_t >= 0 and m.can_leave(u, centres):
                 m.move(u, best_t)
                 moved += 1
+        clock.tick("step", examined)
         new_centres = recentre(problem, assign, centres)
         new_obj = problem.objective_value(assign, new_centres)
         if moved == 0 and new_obj >= objective - 1e-9:
             break
         centres, objective = new_centres, min(new_obj, objective) if moved == 0 else new_obj
     return centres, problem.objective_value(assign, centres)
+
+
+def grow_from(problem: Problem, centres: np.ndarray, nbrs: list[list[int]], rng: np.random.Generator,
+              deadline: float) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """A plan grown from given centres: :func:`grow_sectors`, :func:`rebalance`, :func:`improve`
+    until ``deadline`` (a time of the active clock). Returns ``(assignment, centres,
+    objective)``, or ``None`` when the growth or the rebalancing fails."""
+    assign = grow_sectors(problem, np.asarray(centres, dtype=np.intp), nbrs)
+    if assign is None:
+        return None
+    centres = np.asarray(centres, dtype=np.intp).copy()
+    if not rebalance(problem, assign, centres, nbrs, rng, deadline):
+        return None
+    centres, objective = improve(problem, assign, centres, nbrs, rng, deadline)
+    return assign, centres, objective
 
 
 def repair_start(problem: Problem, start: np.ndarray, nbrs: list[list[int]]) -> tuple[np.ndarray, list[str]]:
@@ -484,6 +527,7 @@ def repair_start(problem: Problem, start: np.ndarray, nbrs: list[list[int]]) -> 
     """
     n, k = problem.n, problem.k
     a = np.asarray(start, dtype=np.intp).copy()
+    budget.tick("grow", n)  # pieces of each sector, attachment of the units left out
     if a.shape != (n,):
         raise ValueError(f"start must be an (n,) array of sectors, got shape {a.shape}")
     a[(a < 0) | (a >= k)] = -1
@@ -560,11 +604,14 @@ def heuristic_solve(
     progress: ProgressCallback | None = None,
     start: np.ndarray | None = None,
 ) -> HeuristicPlan:
-    """Multi-start construct + rebalance + improve within ``time_limit_s`` seconds.
+    """Multi-start construct + rebalance + improve within ``time_limit_s`` seconds of the
+    active clock (:mod:`solvers.budget`; wall seconds outside a work session).
 
     Returns ``(assignment, centres, objective, log)`` of the best balanced
     plan found; if none is balanced, the least unbalanced one (the caller's
-    checker reports it). Deterministic for a given ``seed`` and enough time.
+    checker reports it). Deterministic for a given ``seed`` with a work clock, or with
+    enough wall time. The first start gets at most half the time, each later one what is
+    left.
 
     With ``start`` (an ``(n,)`` assignment, e.g. last year's plan), the first
     attempt repairs it (:func:`repair_start`), rebalances and improves it
@@ -573,7 +620,9 @@ def heuristic_solve(
     respect one.
     """
     # stays whole: the multi-start loop (construct, rebalance, improve each start) under one clock
-    begin = time.monotonic()
+    clock = budget.current()
+    wall = time.monotonic()  # for the log lines only
+    begin = clock.now()
     deadline = begin + time_limit_s
     rng = np.random.default_rng(seed)
     nbrs = neighbour_lists(problem)
@@ -581,7 +630,7 @@ def heuristic_solve(
     best: tuple[float, np.ndarray, np.ndarray] | None = None
     best_unbalanced: tuple[float, np.ndarray, np.ndarray] | None = None
     attempt = 0
-    while time.monotonic() < deadline and (restarts is None or attempt < restarts):
+    while clock.now() < deadline and (restarts is None or attempt < restarts):
         attempt += 1
         if start is not None and attempt == 1:
             try:
@@ -610,9 +659,9 @@ def heuristic_solve(
                 log.append(f"start {attempt}: locked units unreachable from their sector's start")
             continue
         # each start gets at most a fair share of the remaining time
-        left = deadline - time.monotonic()
+        left = deadline - clock.now()
         share = left if restarts is None and attempt > 1 and best is not None else left / 2
-        local_deadline = time.monotonic() + max(share, 0.0)
+        local_deadline = clock.now() + max(share, 0.0)
         ok = rebalance(problem, assign, centres, nbrs, rng, local_deadline)
         if not ok and start is not None and attempt == 1:
             # local moves could not absorb the change (e.g. a departed worker's communes):
@@ -644,7 +693,7 @@ def heuristic_solve(
                 best_unbalanced = (dev, assign.copy(), centres.copy())
             continue
         centres, obj = improve(problem, assign, centres, nbrs, rng, local_deadline)
-        line = f"start {attempt}: balanced plan, objective {obj:,.0f} ({time.monotonic() - begin:.1f} s)"
+        line = f"start {attempt}: balanced plan, objective {obj:,.0f} ({time.monotonic() - wall:.1f} s)"
         if best is None or obj < best[0]:
             log.append(line)
             if progress:

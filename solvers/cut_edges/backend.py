@@ -61,6 +61,7 @@ from typing import Literal
 
 import numpy as np
 
+from solvers import budget
 from solvers.check import diagnose
 from solvers.problem import InfeasibleError, NoPlanFoundError, ProgressCallback, Problem, Solution
 from solvers.cut_edges.search import heuristic_cut_edges
@@ -99,7 +100,7 @@ def solve_cut_edges(
     backend
         ``"auto"``, ``"heuristic"`` or ``"exact"``.
     time_limit_s
-        Wall-clock budget in seconds.
+        Budget in seconds of the active clock, wall or work (:mod:`solvers.budget`).
     seed
         Seed of the starting plans, the local search and HiGHS.
     progress
@@ -127,7 +128,9 @@ def solve_cut_edges(
         raise ValueError(f"the cut-edges objective has backends {', '.join(CUT_BACKENDS)}; got {backend!r}")
     if problem.previous is not None and start is None:
         start = np.asarray(problem.previous)
-    began = time.monotonic()
+    began = time.monotonic()  # wall seconds, for Solution.time_s
+    clock = budget.current()
+    start_clock = clock.now()
     reasons = diagnose(problem)
     if reasons:
         raise InfeasibleError("; ".join(reasons))
@@ -149,7 +152,7 @@ def solve_cut_edges(
         first, hint = None, None
         log.append(f"no heuristic start ({err}); the MIP decides alone")
     try:
-        sol = exact_cut_edges(problem, weight=weight, time_limit_s=max(began + time_limit_s - time.monotonic(), 0.5),
+        sol = exact_cut_edges(problem, weight=weight, time_limit_s=max(start_clock + time_limit_s - clock.now(), 0.5),
                               hint=hint, progress=progress, seed=seed)
     except NoPlanFoundError:
         if first is None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 import math
 import time
 from typing import Literal
@@ -10,6 +9,7 @@ from typing import Literal
 import numpy as np
 from ortools.math_opt.python import mathopt
 
+from solvers import budget
 from solvers.check import check_plan, diagnose
 from solvers.construct.heuristic import neighbour_lists
 from solvers.exact.model import best_centres, sector_classes
@@ -100,7 +100,9 @@ def exact_cut_edges(
         (nothing proven) when time ran out before any plan was found.
     """
     # stays whole: one model built then solved: the variables, numbered constraint families and warm start share its locals
-    start = time.monotonic()
+    start = time.monotonic()  # wall seconds, for the log and Solution.time_s
+    clock = budget.current()
+    began = clock.now()
     reasons = diagnose(problem)
     if reasons:
         raise InfeasibleError("; ".join(reasons))
@@ -191,6 +193,7 @@ def exact_cut_edges(
     note(f"cut-edges MIP (labeling, flow contiguity, {roots} roots, {len(classes)} sector class(es)): "
          f"{model.get_num_variables():,} variables, {model.get_num_linear_constraints():,} constraints, "
          f"built in {time.monotonic() - start:.1f} s")
+    clock.tick("step", 4 * model.get_num_variables())  # the model built in Python
 
     incumbent: tuple[np.ndarray, float] | None = None
     model_params = None
@@ -203,17 +206,16 @@ def exact_cut_edges(
                 values[x[i, s]] = float(h[i] == s)
                 values[r[i, s]] = float(h[i] == s and not (h[:i] == s).any())
         model_params = mathopt.ModelSolveParameters(solution_hints=[mathopt.SolutionHint(variable_values=values)])
-    params = mathopt.SolveParameters(
-        time_limit=datetime.timedelta(seconds=max(start + time_limit_s - time.monotonic(), 0.2)),
-        relative_gap_tolerance=1e-9,
-        # with integer edge costs, a bound within 1 of the incumbent proves it
-        absolute_gap_tolerance=0.999 if integral else 1e-9,
-        random_seed=seed,
-    )
+    # with integer edge costs, a bound within 1 of the incumbent proves it
+    gaps = dict(relative_gap_tolerance=1e-9, absolute_gap_tolerance=0.999 if integral else 1e-9, random_seed=seed)
+    size = budget.model_size(model) if clock.deterministic else (0, 0, 0)
+    params = budget.solve_parameters(max(began + time_limit_s - clock.now(), 0.2), rows=size[0], columns=size[1],
+                                     integer=True, min_seconds=0.2, **gaps)
     result = mathopt.solve(
         model, mathopt.SolverType.HIGHS, params=params, model_params=model_params,
         msg_cb=(lambda lines: [say(line) for line in lines if line.strip()]) if progress else None,
     )
+    budget.record(result, rows=size[0], columns=size[1], nonzeros=size[2], integer=True)
     reason = result.termination.reason
     if reason == mathopt.TerminationReason.INFEASIBLE:
         raise InfeasibleError(

@@ -1,5 +1,10 @@
 """The cut-edges heuristic: a compact balanced start, boundary moves and swaps, then a tabu search
-(:func:`improve_cut`); new starts while time is left (:func:`heuristic_cut_edges`)."""
+(:func:`improve_cut`); new starts while time is left (:func:`heuristic_cut_edges`).
+
+Deadlines are times of the active clock (:mod:`solvers.budget`); with a work clock each
+descent pass, swap pass and tabu iteration counts the boundary units it examines and the
+units its connectivity tests visit, so the search stops at the same point on any machine.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from solvers import budget
 from solvers.check import check_plan
 from solvers.construct.heuristic import Moves, heuristic_solve, neighbour_lists
 from solvers.allocation.mip import allocate
@@ -34,13 +40,13 @@ def start_plan(problem: Problem, *, time_limit_s: float, seed: int = 0, start: n
     NoPlanFoundError
         When no balanced plan was found in the time (infeasibility not proven).
     """
-    began = time.monotonic()
+    began = budget.now()
     compact = replace(problem, objective="pmedian")
     assign, centres, _, _ = heuristic_solve(compact, time_limit_s=time_limit_s, seed=seed,
                                             restarts=1 if start is not None else restarts, start=start)
     if not check_plan(problem, assign):
         return assign
-    left = time_limit_s - (time.monotonic() - began)
+    left = time_limit_s - (budget.now() - began)
     alloc = allocate(compact, centres, time_limit_s=max(left, 1.0), hint=assign)
     if alloc.assignment is not None and not check_plan(problem, alloc.assignment):
         return alloc.assignment
@@ -131,6 +137,7 @@ class CutSearch:
                 if a[y] == s and y not in seen:
                     seen.add(y)
                     queue.append(y)
+        self.m.clock.tick("visit", len(seen))
         return len(seen) == self.m.size[s]
 
     def try_swap(self, u: int, v: int, threshold: float) -> float | None:
@@ -166,10 +173,11 @@ class CutSearch:
 
     def descend(self, rng: np.random.Generator, deadline: float) -> None:
         """Improving single moves, then improving swaps, until neither improves (or time is up)."""
-        a, nbrs = self.a, self.nbrs
-        while time.monotonic() < deadline:
+        a, nbrs, clock = self.a, self.nbrs, self.m.clock
+        while clock.now() < deadline:
             units = self.free_boundary()
             rng.shuffle(units)
+            clock.tick("step", len(units))
             improved = False
             for u in units:
                 s = int(a[u])
@@ -189,13 +197,14 @@ class CutSearch:
     def _swap_pass(self, units: list[int], threshold: float, deadline: float) -> float | None:
         """First swap of two boundary units of adjacent sectors that changes the cut by less than
         ``threshold`` (in the order of ``units``)."""
-        a, nbrs = self.a, self.nbrs
+        a, nbrs, clock = self.a, self.nbrs, self.m.clock
         facing: dict[tuple[int, int], list[int]] = {}
         for v in units:
             for t in {int(a[x]) for x in nbrs[v]} - {int(a[v])}:
                 facing.setdefault((int(a[v]), t), []).append(v)
         for u in units:
-            if time.monotonic() >= deadline:
+            clock.tick("step")
+            if clock.now() >= deadline:
                 return None
             s = int(a[u])
             for t in sorted({int(a[x]) for x in nbrs[u]} - {s}):
@@ -231,10 +240,13 @@ class CutSearch:
         best = self.state() if total == 0 else (a.copy(), math.inf)
         tabu_until = np.zeros((p.n, k), dtype=np.int64)
         alpha, it, idle = 1.0, 0, 0
-        while idle < patience and time.monotonic() < deadline:
+        clock = m.clock
+        while idle < patience and clock.now() < deadline:
             it += 1
             moves = []
-            for u in self.free_boundary():
+            boundary = self.free_boundary()
+            clock.tick("step", 2 * len(boundary))  # every move's gain and penalty, then the sort
+            for u in boundary:
                 s, wu = int(a[u]), m.w[u]
                 for t in {int(a[v]) for v in nbrs[u]} - {s}:
                     dc = self.delta(u, t)
@@ -315,7 +327,7 @@ def improve_cut(
         Seed of the move order and tie-breaks: same seed, same start, same plan
         (unless the time limit cuts the search short).
     time_limit_s
-        Seconds.
+        Seconds of the active clock (:mod:`solvers.budget`), wall or work.
     patience
         Tabu iterations without a new best balanced plan before stopping.
 
@@ -340,7 +352,7 @@ def improve_cut(
     problems = check_plan(problem, a)
     if problems:
         raise ValueError("improve_cut needs a valid plan to start from: " + "; ".join(problems[:3]))
-    deadline = time.monotonic() + time_limit_s
+    deadline = budget.now() + time_limit_s
     rng = np.random.default_rng(seed)
     search = CutSearch(problem, a, weight)
     search.descend(rng, deadline)
@@ -372,16 +384,17 @@ def heuristic_cut_edges(
     best. ``start`` (a plan) replaces the first start. Raises
     :class:`~solvers.problem.NoPlanFoundError` when no start was balanced.
     """
-    began = time.monotonic()
-    deadline = began + time_limit_s
+    began = time.monotonic()  # wall seconds, for the log
+    clock = budget.current()
+    deadline = clock.now() + time_limit_s
     say = progress or (lambda line: None)
     log: list[str] = []
     best: tuple[np.ndarray, float] | None = None
     failure: NoPlanFoundError | None = None
     tried = idle = 0
-    while (time.monotonic() < deadline and (starts is None or tried < starts)
+    while (clock.now() < deadline and (starts is None or tried < starts)
            and (stall is None or idle < stall)):
-        left = deadline - time.monotonic()
+        left = deadline - clock.now()
         share = max(min(0.2 * time_limit_s, 10.0, 0.5 * left), 0.2)
         try:
             plan = start_plan(problem, time_limit_s=share, seed=seed + tried,
@@ -392,10 +405,10 @@ def heuristic_cut_edges(
             idle += best is not None
             continue
         first = float(cut_edges(problem.graph, plan, weight=weight))
-        left = deadline - time.monotonic()
+        left = deadline - clock.now()
         # each start keeps searching while it improves, with at most half the time left (all for the last)
-        budget = left if starts is not None and tried == starts - 1 else max(0.5 * left, 0.1)
-        plan, cut = improve_cut(problem, plan, weight=weight, seed=seed + tried, time_limit_s=budget)
+        seconds = left if starts is not None and tried == starts - 1 else max(0.5 * left, 0.1)
+        plan, cut = improve_cut(problem, plan, weight=weight, seed=seed + tried, time_limit_s=seconds)
         tried += 1
         idle += 1
         if best is None or cut < best[1] - 1e-9:

@@ -9,6 +9,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from solvers import budget
 from solvers.check import check_plan
 from solvers.construct.heuristic import recentre
 from solvers.problem import ProgressCallback, Problem, Solution, TieBreak, cut_edges
@@ -100,9 +101,10 @@ def tie_break(
     weight
         Edge attribute to sum instead of counting edges (e.g. shared boundary length).
     time_limit_s
-        Seconds.
+        Seconds of the active clock (:mod:`solvers.budget`), wall or work.
     seed
-        Seed of the move order: same seed, same plan (unless time cuts the search short).
+        Seed of the move order: same seed, same plan (unless wall time cuts the search short;
+        a work clock never lets it).
     patience
         Tabu iterations without a better plan before a round stops.
 
@@ -136,11 +138,12 @@ def tie_break(
     limit = obj0 + float(slack) * abs(obj0)
     tol = TIE_BREAK_RTOL * max(abs(limit), 1.0)
     cut0, edges0 = float(cut_edges(g, a0, weight=weight)), int(cut_edges(g, a0))
-    deadline = began + 0.97 * time_limit_s  # a reserve for the checks below
+    clock = budget.current()
+    deadline = clock.now() + 0.97 * time_limit_s  # a reserve for the checks below
     rng = np.random.default_rng(seed)
     # the search keeps half the rounding tolerance, the verification below allows all of it
     search = CutSearch(problem, a0.copy(), weight, centres=c0, limit=limit + 0.5 * tol)
-    while time.monotonic() < deadline:
+    while clock.now() < deadline:
         search.descend(rng, deadline)
         best = search.state()
         found = search.tabu(rng, deadline, patience)

@@ -7,7 +7,8 @@ Its steps: the complete list of feasible districts on small problems
 multipliers rule out the unit-centre pairs no cheaper plan can use
 (:mod:`solvers.bound`), then the MIP on the pairs left, or growing kernels
 (:func:`_kernels`) when too many are left. Its tuning is the ``exact_*`` fields of
-:class:`solvers.options.EngineSettings`.
+:class:`solvers.options.EngineSettings`. Every share of the time is a share of the
+active clock (:mod:`solvers.budget`), wall or work seconds.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import time
 
 import numpy as np
 
+from solvers import budget
 from solvers.allocation.loop import location_allocation, more_rounds
 from solvers.bound.fixing import fixable_pairs
 from solvers.bound.lagrangian import Bound, cost_matrix, lower_bound
@@ -63,18 +65,29 @@ def exact_backend(problem: Problem, time_limit_s: float, seed: int, progress: Pr
     if problem.objective != "pmedian":
         raise ValueError("the 'exact' backend solves the 'pmedian' objective only; use 'auto' for worker bases")
     settings = settings or EngineSettings()
-    start = time.monotonic()
+    wall = time.monotonic()
+    sol = _exact(problem, time_limit_s, seed, progress, settings)
+    sol.time_s = time.monotonic() - wall
+    return sol
+
+
+def _exact(problem: Problem, time_limit_s: float, seed: int, progress: ProgressCallback | None,
+           settings: EngineSettings) -> Solution:
+    """:func:`exact_backend` on the active clock (:mod:`solvers.budget`): every deadline is a
+    time of that clock, wall or work seconds."""
+    clock = budget.current()
+    start = clock.now()
     end = start + time_limit_s
     say = progress or (lambda line: None)
     enumerated = _by_enumeration(
         problem, settings, min(settings.exact_enumeration_share * time_limit_s, settings.exact_enumeration_max_s), say)
     if enumerated is not None:
-        enumerated.time_s = time.monotonic() - start
         return enumerated
     assign, centres, objective, balanced, log = _starting_plan(problem, time_limit_s, seed, start, say, settings)
     hint = assign if balanced else None
     allowed, lagrangian, found, costs = None, None, None, None
     if balanced:
+        budget.tick("entry", 4 * problem.n * problem.n)  # the cost matrix
         costs = cost_matrix(problem)
         relaxed = _strong_multipliers(problem, settings, costs, settings.exact_bound_share * time_limit_s, log, say)
         # from the LP's optimal multipliers one evaluation gives the bound and its centres
@@ -86,7 +99,7 @@ def exact_backend(problem: Problem, time_limit_s: float, seed: int, progress: Pr
                 log.append(line)
                 say(line)
             better = _from_lagrangian_centres(problem, found.centres, (assign, centres, objective),
-                                              min(end, time.monotonic() + settings.exact_bound_share * time_limit_s),
+                                              min(end, clock.now() + settings.exact_bound_share * time_limit_s),
                                               log, say, settings)
             if better is not None:
                 assign, centres, objective = better
@@ -120,7 +133,7 @@ def _starting_plan(problem: Problem, time_limit_s: float, seed: int, began: floa
         plan = location_allocation(problem, assign, centres, objective, balanced, start_end, log, say,
                                    settings=settings)
         if problem.n < settings.exact_lns_from_units:  # new starts (next seeds) in the time left for the start
-            plan = more_rounds(problem, plan, share, seed, began, start_end - began, start_end, log, say,
+            plan = more_rounds(problem, plan, share, seed, time.monotonic(), start_end - began, start_end, log, say,
                                settings=settings)
         elif not check_plan(problem, plan.assignment):
             plan = lns_rounds(problem, plan, seed=seed, heuristic_share=share, deadline=start_end, log=log, say=say,
@@ -145,7 +158,7 @@ def _cuts_then_flow(problem: Problem, hint: np.ndarray | None, allowed: np.ndarr
     end = began + time_limit_s
     # two exact models, neither faster everywhere: separator cuts first, flow for the rest
     try:
-        sol = exact_solve(problem, time_limit_s=max(0.4 * (end - time.monotonic()), 0.5),
+        sol = exact_solve(problem, time_limit_s=max(0.4 * (end - budget.now()), 0.5),
                           contiguity="cuts", progress=progress, hint=hint, allowed=allowed)
     except NoPlanFoundError as err:
         sol = None
@@ -160,7 +173,7 @@ def _cuts_then_flow(problem: Problem, hint: np.ndarray | None, allowed: np.ndarr
                 log.append(fixing.summary())
                 say(fixing.summary())
         # HiGHS may overrun its limit by seconds in presolve on large models: keep a reserve
-        sol = exact_solve(problem, time_limit_s=max(began + 0.95 * time_limit_s - time.monotonic(), 0.5),
+        sol = exact_solve(problem, time_limit_s=max(began + 0.95 * time_limit_s - budget.now(), 0.5),
                           contiguity="flow", progress=progress, hint=hint, allowed=allowed)
         if first is not None:
             if first.bound is not None and (sol.bound is None or first.bound > sol.bound):
@@ -171,7 +184,6 @@ def _cuts_then_flow(problem: Problem, hint: np.ndarray | None, allowed: np.ndarr
     if sol.bound is not None and sol.objective - sol.bound <= 1e-6 * abs(sol.objective):
         sol.status = "optimal"
     sol.log[:0] = log
-    sol.time_s = time.monotonic() - began
     return sol
 
 
@@ -198,6 +210,7 @@ def _by_enumeration(problem: Problem, settings: EngineSettings, time_limit_s: fl
     # the plan checker's slack (solvers.check.EPS): every district it accepts is listed
     slack = EPS * max(1.0, abs(upper))
     cost = problem.travel.rows(np.arange(problem.n)) * problem.weights[None, :]
+    budget.tick("entry", 2 * problem.n * problem.n)
     found = partition(problem.graph, np.asarray(problem.workload, dtype=np.float64), lower - slack, upper + slack,
                       problem.k,
                       cost, time_limit_s=time_limit_s, max_districts=settings.exact_enumeration_max_districts,
@@ -254,7 +267,7 @@ def _from_lagrangian_centres(
     from scipy.optimize import linear_sum_assignment
 
     assign, centres, objective = plan
-    if chosen is None or len(set(chosen.tolist())) < problem.k or time.monotonic() > deadline - 1.0:
+    if chosen is None or len(set(chosen.tolist())) < problem.k or budget.now() > deadline - 1.0:
         return None
     chosen = np.asarray(chosen, dtype=np.intp)
     if len({(float(lo), float(hi)) for lo, hi in zip(problem.lower, problem.upper)}) == 1:
@@ -286,10 +299,12 @@ def _kernels(
     """
     assign, centres, objective = plan
     status, limit, tried = "feasible", settings.exact_kernel_pairs, -np.inf
-    while time.monotonic() < deadline - 2.0 and objective - bound > 1e-6 * abs(objective):
+    clock = budget.current()
+    while clock.now() < deadline - 2.0 and objective - bound > 1e-6 * abs(objective):
         for share in (1.0, 0.5, 0.25, 0.1, 0.03, 0.01):
             guess = bound + share * (objective - bound)
             kernel = fixable_pairs(problem, found.multipliers, guess, costs=costs)
+            clock.tick("entry", 2 * problem.n * problem.n)
             if kernel.pairs <= limit:
                 break
         if guess <= tried + 1e-9 * abs(guess):
@@ -298,7 +313,7 @@ def _kernels(
         log.append(line)
         say(line)
         try:
-            sol = exact_solve(problem, time_limit_s=deadline - time.monotonic(), contiguity="cuts", hint=assign,
+            sol = exact_solve(problem, time_limit_s=deadline - clock.now(), contiguity="cuts", hint=assign,
                               allowed=kernel.allowed | _pairs_of(assign, centres, problem.n))
         except NoPlanError as err:
             log.append(f"kernel: {err}")
@@ -310,14 +325,14 @@ def _kernels(
             bound = max(bound, min(sol.bound, guess))
         else:
             limit //= 2  # the kernel was too hard for the time left: try smaller ones
-        line = f"kernel done: objective {objective:,.2f}, bound {bound:,.2f} ({time.monotonic() - began:.1f} s)"
+        line = f"kernel done: objective {objective:,.2f}, bound {bound:,.2f} ({clock.now() - began:.1f} s)"
         log.append(line)
         say(line)
     bound = min(bound, objective)
     if objective - bound <= 1e-6 * abs(objective):
         status = "optimal"
     return Solution(assignment=assign, centres=centres, objective=float(objective), status=status, backend="exact",
-                    time_s=time.monotonic() - began, bound=bound, log=log)
+                    time_s=0.0, bound=bound, log=log)
 
 
 def _pairs_of(assign: np.ndarray, centres: np.ndarray, n: int) -> np.ndarray:

@@ -63,6 +63,8 @@ import numpy as np
 from ortools.sat.python import cp_model
 from scipy.sparse import csr_matrix
 
+from solvers import budget
+
 #: Iterations of the enumeration between two looks at the clock.
 _CLOCK_EVERY = 1 << 16
 
@@ -165,7 +167,8 @@ def enumerate_districts(
     max_districts
         Most districts to list before giving up.
     deadline
-        Instant (``time.monotonic()`` seconds) after which to give up; ``None``: never.
+        Time of the active clock (:func:`solvers.budget.now`) after which to give up;
+        ``None``: never. A work clock counts the sets examined.
 
     Returns
     -------
@@ -214,6 +217,7 @@ def enumerate_districts(
     rest = _RestTest(full, nbr, wt, float(lower), float(upper), None if k is None else k - 1)
     found: list[int] = []
     ticks = 0
+    clock = budget.current()
     for r in range(n):
         if wt[r] + suffix[r + 1] < lo:
             break  # later roots have even less workload available
@@ -228,7 +232,8 @@ def enumerate_districts(
         while stack:
             s_mask, s, ext, avail, seen = stack.pop()
             ticks += 1
-            if ticks % _CLOCK_EVERY == 0 and deadline is not None and time.monotonic() > deadline:
+            if ticks % _CLOCK_EVERY == 0 and deadline is not None and (
+                    clock.tick("visit", n * _CLOCK_EVERY) or clock.now() > deadline):  # a rest test per set
                 raise EnumerationTimeoutError(
                     f"deadline passed while listing districts ({len(found):,} so far, root {r + 1} of {n})",
                     len(found))
@@ -321,11 +326,13 @@ def partition(
         cost = np.asarray(cost, dtype=float)
         if cost.shape != (n, n) or not np.isfinite(cost).all() or (cost < 0).any():
             raise ValueError(f"cost must be a finite non-negative ({n}, {n}) matrix, got shape {cost.shape}")
-    start = time.monotonic()
+    start = time.monotonic()  # wall seconds, for the log
+    clock = budget.current()
+    began = clock.now()
     log: list[str] = []
     try:
         districts = enumerate_districts(graph, workload, lower, upper, k=k, max_districts=max_districts,
-                                        deadline=start + time_limit_s)
+                                        deadline=began + time_limit_s)
     except IncompleteEnumerationError as err:
         elapsed = time.monotonic() - start
         log.append(f"enumeration stopped after {elapsed:.1f} s: {err}")
@@ -365,9 +372,18 @@ def partition(
         model.minimize(cp_model.LinearExpr.weighted_sum(z, [int(c) for c in np.rint(d_cost * scale)]))
         log.append(f"objective scaled by 2**{p}")
     solver = cp_model.CpSolver()
-    solver.parameters.max_time_in_seconds = max(0.1, time_limit_s - (time.monotonic() - start))
-    solver.parameters.num_workers = workers
+    left = max(0.1, time_limit_s - (clock.now() - began))
+    if clock.deterministic:  # CP-SAT's own deterministic time, one worker; the time limit is the safety cap's
+        solver.parameters.max_deterministic_time = left / clock.costs.cpsat_time
+        solver.parameters.max_time_in_seconds = max(min(clock.wall_left(), 1e6), 0.1)
+        solver.parameters.num_workers = 1
+    else:
+        solver.parameters.max_time_in_seconds = left
+        solver.parameters.num_workers = workers
     code = solver.solve(model)
+    clock.charge(solver.deterministic_time * clock.costs.cpsat_time if clock.deterministic else 0.0)
+    if clock.deterministic and code == cp_model.UNKNOWN and solver.wall_time >= solver.parameters.max_time_in_seconds:
+        clock.stop("stopped by the wall-time safety cap inside CP-SAT: not reproducible")
     solve_s = time.monotonic() - t_solve
     log.append(f"CP-SAT {solver.status_name(code)} in {solver.wall_time:.1f} s "
                f"({len(districts):,} columns, {n} rows; {solve_s:.1f} s with model building)")

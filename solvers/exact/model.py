@@ -91,6 +91,7 @@ from ortools.math_opt.python import mathopt
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import dijkstra
 
+from solvers import budget
 from solvers.check import check_plan, diagnose
 from solvers.allocation.mip import edge_minutes
 from solvers.problem import InfeasibleError, NoPlanFoundError, ProgressCallback, Problem, Solution
@@ -208,13 +209,13 @@ def build_model(
         :func:`solvers.bound.fixing.fixable_pairs`); the model then holds only the
         plans that use allowed pairs.
     deadline
-        A :func:`time.monotonic` time: building stops with
+        A time of the active clock (:func:`solvers.budget.now`): building stops with
         :class:`ModelTooLargeError` when it passes (large models take tens
-        of seconds to build in Python).
+        of seconds to build in Python; a work clock counts the pairs built).
     """
     # stays whole: builds one model: each block adds one constraint family of the module docstring
     def check_clock() -> None:
-        if deadline is not None and time.monotonic() > deadline:
+        if deadline is not None and budget.now() > deadline:
             raise ModelTooLargeError(
                 f"the MIP ({int(ok.sum()):,} unit-centre pairs) could not be built in the time left")
 
@@ -225,6 +226,7 @@ def build_model(
     ok = reachable_pairs(problem, big)
     if allowed is not None:
         ok &= np.asarray(allowed, dtype=bool)
+    budget.tick("step", 4 * int(ok.sum()))  # variables and constraint terms per unit-centre pair
     nbrs = [np.fromiter(problem.graph.adj[i], dtype=np.intp) for i in range(n)]
     if contiguity == "shortest_path":
         dist = dijkstra(edge_minutes(problem), directed=False)
@@ -432,15 +434,29 @@ def _solve_once(
     model_params = None
     if incumbent is not None:
         model_params = mathopt.ModelSolveParameters(solution_hints=[_hint(built, *incumbent[:2])])
-    params = mathopt.SolveParameters(
-        time_limit=datetime.timedelta(seconds=max(seconds, 0.2)),
-        relative_gap_tolerance=relative_gap,
-        absolute_gap_tolerance=1e-9,
-    )
+    clock = budget.current()
+    gaps = dict(relative_gap_tolerance=relative_gap, absolute_gap_tolerance=1e-9)
+    counted = clock.deterministic and solver == "highs"
+    if counted:  # a node limit worth the work seconds left (solvers.budget)
+        size = budget.model_size(built.model)
+        params = budget.solve_parameters(seconds, rows=size[0], columns=size[1], integer=True, **gaps)
+    else:
+        params = mathopt.SolveParameters(time_limit=datetime.timedelta(seconds=max(seconds, 0.2)), **gaps)
+        if clock.deterministic:  # SCIP and CP-SAT: no deterministic limit through MathOpt here, only the cap
+            params.time_limit = datetime.timedelta(seconds=max(min(clock.wall_left(), 1e6), 0.2))
+            if solver == "cpsat":
+                params.cp_sat.max_deterministic_time = max(seconds, 0.1) / clock.costs.cpsat_time
+                params.cp_sat.num_workers = 1
     result = mathopt.solve(
         built.model, SOLVERS[solver], params=params, model_params=model_params,
         msg_cb=(lambda lines: [progress(line) for line in lines if line.strip()]) if progress else None,
     )
+    if counted:
+        budget.record(result, rows=size[0], columns=size[1], nonzeros=size[2], integer=True)
+    elif clock.deterministic:
+        clock.charge(max(seconds, 0.0))
+        if result.termination.limit == mathopt.Limit.TIME:
+            clock.stop(f"stopped by the wall-time safety cap inside the exact MIP ({solver}): not reproducible")
     reason = result.termination.reason
     plan = None
     if result.has_primal_feasible_solution():
@@ -472,7 +488,7 @@ def exact_solve(
         A ``"pmedian"`` problem (centres chosen by the model). Locked units
         are honoured.
     time_limit_s
-        Wall-clock budget in seconds (model building included).
+        Budget in seconds of the active clock, wall or work (:mod:`solvers.budget`; model building included).
     contiguity
         ``"flow"`` (exact, default), ``"cuts"`` (exact) or
         ``"shortest_path"`` (a faster restriction); see the module docstring.
@@ -529,8 +545,9 @@ def exact_solve(
         raise ValueError(f"unknown solver {solver!r}; choose one of {', '.join(SOLVERS)}")
     if allowed is not None and hint is None:
         raise ValueError("'allowed' drops plans: give the plan it was computed from as 'hint'")
-    start = time.monotonic()
-    deadline = start + time_limit_s
+    start = time.monotonic()  # wall seconds, for the log and Solution.time_s
+    clock = budget.current()
+    deadline = clock.now() + time_limit_s
     reasons = diagnose(problem)
     if reasons:
         raise InfeasibleError("; ".join(reasons))
@@ -567,12 +584,12 @@ def exact_solve(
     rounds = 0
     while True:
         rounds += 1
-        run = _solve_once(problem, built, solver, deadline - time.monotonic(), relative_gap, incumbent,
+        run = _solve_once(problem, built, solver, deadline - clock.now(), relative_gap, incumbent,
                           progress if contiguity != "cuts" else None)
         if run.reason == mathopt.TerminationReason.INFEASIBLE:
             if contiguity == "shortest_path":
                 note("no plan under shortest-path contiguity (a restriction); the exact model decides")
-                sol = exact_solve(problem, time_limit_s=max(deadline - time.monotonic(), 0.5), progress=progress,
+                sol = exact_solve(problem, time_limit_s=max(deadline - clock.now(), 0.5), progress=progress,
                                   hint=hint, solver=solver, relative_gap=relative_gap, allowed=allowed)
                 sol.log[:0] = log
                 sol.time_s = time.monotonic() - start
@@ -602,7 +619,7 @@ def exact_solve(
                 note(f"round {rounds}: relaxation {plan[2]:,.2f} (bound {fmt_bound(bound)}) has disconnected "
                      f"sectors; {len(cuts):,} separator sets added, {time.monotonic() - start:.1f} s")
                 plan = None
-                if time.monotonic() < deadline - 0.2 and run.reason == mathopt.TerminationReason.OPTIMAL:
+                if clock.now() < deadline - 0.2 and run.reason == mathopt.TerminationReason.OPTIMAL:
                     continue
         if plan is not None and (incumbent is None or plan[2] < incumbent[2] - 1e-9):
             incumbent = plan

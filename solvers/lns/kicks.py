@@ -5,6 +5,10 @@ also *kicks* its plans (:func:`lns_rounds`): the centre of a costly sector moves
 into a cheap one, which is cut in two; location-allocation on the allocation LP
 screens the kick in a few seconds, and only kicks that lower the LP value markedly
 are repaired and polished by LNS.
+
+Deadlines are times of the active clock (:mod:`solvers.budget`), wall or work seconds;
+with a work clock the 2-medoid splits count the travel-time entries they read, and the
+screens, repairs and polishes count their own work.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import Callable
 
 import numpy as np
 
+from solvers import budget
 from solvers.allocation.loop import location_allocation
 from solvers.check import check_plan
 from solvers.construct.heuristic import heuristic_solve
@@ -54,6 +59,7 @@ def split_centres(problem: Problem, members: np.ndarray, *, iterations: int = 10
     members = np.asarray(members, dtype=np.intp)
     cand = members if members.size <= 300 else members[np.argsort(-w[members], kind="stable")[:300]]
     rows = problem.travel.rows(cand)[:, members]  # (candidates, members) minutes
+    budget.tick("entry", (len(cand) + 2 * iterations) * problem.n)
     first = cand[int(np.argmin(rows @ w[members]))]
     far = problem.travel.rows(np.array([first]))[0, members] * w[members]
     pair = np.array([first, members[int(np.argmax(far))]])
@@ -133,8 +139,8 @@ def lns_rounds(
     best plan of all rounds is returned. Without ``screen``, rounds are polished by LNS only.
 
     ``best`` is an :class:`~solvers.problem.Incumbent` (a plain ``(assignment, centres,
-    objective, backend name)`` tuple also works); ``deadline`` a :func:`time.monotonic`
-    time; new rounds and unrepaired kicks go through
+    objective, backend name)`` tuple also works); ``deadline`` a time of the active clock
+    (:func:`solvers.budget.now`); new rounds and unrepaired kicks go through
     :func:`solvers.allocation.loop.location_allocation` with ``settings``; ``screen`` is
     called as ``(problem, centres, hint assignment, deadline)``
     (:func:`solvers.allocation.loop.lp_screen` in the engine). The name becomes
@@ -142,9 +148,10 @@ def lns_rounds(
     """
     # stays whole: its steps (polish, kicked, kick_and_polish) are closures sharing the screened set, rng and deadline
     best = Incumbent(*best)
+    clock = budget.current()
 
     def polish(plan: Incumbent) -> Incumbent:
-        left = deadline - time.monotonic()
+        left = deadline - clock.now()
         if left < 0.5 or check_plan(problem, plan.assignment):
             return plan
         assign, centres, objective, more = improve_lns(problem, plan.assignment, plan.centres, time_limit_s=left,
@@ -170,13 +177,13 @@ def lns_rounds(
             return None
         try:  # the rounded LP, made contiguous and balanced
             start, start_centres, start_objective, _ = heuristic_solve(
-                problem, time_limit_s=min(KICK_REPAIR_S, deadline - time.monotonic()), seed=seed, start=rounded,
+                problem, time_limit_s=min(KICK_REPAIR_S, deadline - clock.now()), seed=seed, start=rounded,
                 restarts=1)
         except NoPlanError:
             return None
         if check_plan(problem, start):  # not repaired: the allocation MIP rebalances it
             return polish(location_allocation(problem, start, centres, float("inf"), False,
-                                              min(deadline, time.monotonic() + KICK_ALLOCATION_S), log, say,
+                                              min(deadline, clock.now() + KICK_ALLOCATION_S), log, say,
                                               settings=settings))
         # else LNS directly: from kicked centres the allocation MIP's shortest-path restriction
         # costs more than it gains
@@ -190,8 +197,8 @@ def lns_rounds(
         queue: list[tuple[int, int]] | None = None  # the plan's kicks, listed when needed
         reference = float("inf")  # the LP value of the plan's own centres
         polished, tried = False, 0
-        while deadline - time.monotonic() > 1.0:
-            if polished and deadline - time.monotonic() > round_s:
+        while deadline - clock.now() > 1.0:
+            if polished and deadline - clock.now() > round_s:
                 break  # a new round fits: it gets the time
             if not polished and tried >= KICKS_BEFORE_POLISH:
                 plan, polished, queue = polish(plan), True, None
@@ -221,7 +228,7 @@ def lns_rounds(
     best_ok = not check_plan(problem, best.assignment)
     best = kick_and_polish(best)
     rounds = 1
-    while deadline - time.monotonic() > round_s:
+    while deadline - clock.now() > round_s:
         rounds += 1
         try:
             assign, centres, objective, _ = heuristic_solve(

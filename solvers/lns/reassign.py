@@ -12,12 +12,14 @@ The MIP stays small because a plan at least as good as the current one is
 known (``hint``): after the LP relaxation (no contiguity), a unit-sector pair
 whose reduced cost lifts the LP value above that plan's cost cannot be in any
 plan at least as good (reduced-cost fixing), and is dropped.
+
+Deadlines are times of the active clock (:mod:`solvers.budget`); with a work clock each
+HiGHS solve gets the deterministic limit worth the work seconds left and is charged the
+work it reports (:func:`highs_optimum`).
 """
 
 from __future__ import annotations
 
-import datetime
-import time
 
 import networkx as nx
 import numpy as np
@@ -26,8 +28,8 @@ from ortools.math_opt.python import mathopt
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 
+from solvers import budget
 from solvers.problem import Problem
-from solvers.quiet import quiet_stdout
 
 
 def adjacency(graph: nx.Graph) -> csr_matrix:
@@ -94,21 +96,16 @@ def _model(sub: Problem, cost: np.ndarray, allowed: np.ndarray, *, integers: boo
     return mathopt.Model.from_model_proto(proto), sec, unit
 
 
-def highs_optimum(model: mathopt.Model | mathopt.IncrementalSolver, deadline: float,
-                  model_params: mathopt.ModelSolveParameters | None = None) -> mathopt.SolveResult | None:
-    """HiGHS on ``model`` (or an incremental solver over one) until ``deadline``
-    (:func:`time.monotonic` seconds), at a 1e-7 relative gap, its prints silenced;
-    ``None`` unless solved to optimality in time."""
-    left = deadline - time.monotonic()
+def highs_optimum(model: mathopt.Model, deadline: float, model_params: mathopt.ModelSolveParameters | None = None,
+                  *, solver: mathopt.IncrementalSolver | None = None) -> mathopt.SolveResult | None:
+    """HiGHS on ``model`` (through ``solver``, an incremental solver over it, when given)
+    until ``deadline`` (a time of the active clock, :mod:`solvers.budget`), at a 1e-7
+    relative gap, its prints silenced; ``None`` unless solved to optimality in time."""
+    left = deadline - budget.now()
     if left <= 0.05:
         return None
-    params = mathopt.SolveParameters(time_limit=datetime.timedelta(seconds=min(left, 3600.0)),
-                                     relative_gap_tolerance=1e-7)
-    with quiet_stdout():
-        if isinstance(model, mathopt.IncrementalSolver):
-            result = model.solve(params=params, model_params=model_params)
-        else:
-            result = mathopt.solve(model, mathopt.SolverType.HIGHS, params=params)
+    result = budget.highs(model, min(left, 3600.0), solver=solver, model_params=model_params,
+                          relative_gap_tolerance=1e-7)
     return result if result.termination.reason == mathopt.TerminationReason.OPTIMAL else None
 
 
@@ -130,7 +127,7 @@ def reassign(sub: Problem, centres: np.ndarray, hint: np.ndarray, *, deadline: f
         ``(n,)`` a valid plan with these centres (contiguous, balanced, locks kept):
         the result costs at most as much. Its cost bounds the reduced-cost fixing.
     deadline
-        :func:`time.monotonic` seconds.
+        A time of the active clock (:func:`solvers.budget.now`).
     max_rounds
         At most this many MIP solves (each adds separator cuts, as in
         :func:`solvers.lns.search.split_pair`: for a piece ``C`` of sector ``s`` cut off
@@ -144,12 +141,13 @@ def reassign(sub: Problem, centres: np.ndarray, hint: np.ndarray, *, deadline: f
     >>> g = nx.path_graph(6)
     >>> t = DenseTravelTimes(np.abs(np.subtract.outer(np.arange(6), np.arange(6))) * 10.0)
     >>> p = Problem(g, np.ones(6), np.array([2.0, 2.0, 2.0]), 0.0, t)
-    >>> reassign(p, np.array([0, 2, 5]), np.array([0, 0, 1, 1, 2, 2]), deadline=time.monotonic() + 10).tolist()
+    >>> reassign(p, np.array([0, 2, 5]), np.array([0, 0, 1, 1, 2, 2]), deadline=budget.now() + 10).tolist()
     [0, 0, 1, 1, 2, 2]
     """
     n, k = sub.n, sub.k
     centres = np.asarray(centres, dtype=np.intp)
     hint = np.asarray(hint, dtype=np.intp)
+    budget.tick("entry", 20 * k * n)  # cost rows, the two models' arrays
     cost = sub.cost_rows(centres)  # (k, n)
     ceiling = float(cost[hint, np.arange(n)].sum())
     allowed = np.ones((k, n), dtype=bool)
@@ -174,7 +172,7 @@ def reassign(sub: Problem, centres: np.ndarray, hint: np.ndarray, *, deadline: f
         variable_values={x[v]: float(hint[unit[v]] == sec[v]) for v in range(len(x))})])
     graph = adjacency(sub.graph)
     for _ in range(max_rounds):
-        result = highs_optimum(solver, deadline, start)
+        result = highs_optimum(model, deadline, start, solver=solver)
         if result is None:
             return None
         values = np.asarray(result.variable_values(x), dtype=float)
@@ -182,6 +180,7 @@ def reassign(sub: Problem, centres: np.ndarray, hint: np.ndarray, *, deadline: f
         share[sec, unit] = values
         side = np.argmax(share, axis=0).astype(np.intp)
         cuts = 0
+        budget.tick("visit", k * n)  # the pieces of each sector
         for s in range(k):
             for piece, border in cut_off(graph, np.flatnonzero(side == s), int(centres[s])):
                 reach = mathopt.fast_sum(x[v] for v in var[s, border] if v >= 0)

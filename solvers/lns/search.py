@@ -38,6 +38,11 @@ allocation MIP); the floors of :func:`split_floors` and the fixings of
 Only the ``"pmedian"`` objective without a previous plan is searched (with
 worker bases the centres are fixed, and location-allocation already gives the
 optimal allocation); other problems are returned unchanged, with a log line.
+
+Budgets are times of the active clock (:mod:`solvers.budget`). With a work clock the
+search counts the travel-time entries its floors and medoids read, the units of each
+sub-problem and pair model it builds, and each HiGHS solve's reported work; the MIPs
+get deterministic limits, so the search stops after the same visits on any machine.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ import numpy as np
 
 from ortools.math_opt.python import mathopt
 
+from solvers import budget
 from solvers.check import check_plan
 from solvers.allocation.mip import allocate, edge_minutes
 from solvers.problem import ProgressCallback, Problem
@@ -93,6 +99,7 @@ def sub_problem(problem: Problem, units: np.ndarray, sectors: tuple[int, ...],
     ``edges``: the problem's ``(m, 2)`` edge array (:func:`edge_array`), read from the graph
     when ``None``."""
     units = np.asarray(units, dtype=np.intp)
+    budget.tick("scan", problem.n + 2 * len(units))  # the edge filter and the sub-graph
     index = np.full(problem.n, -1, dtype=np.intp)
     index[units] = np.arange(len(units))
     inner = index[edge_array(problem) if edges is None else edges]
@@ -120,6 +127,7 @@ def medoid_candidates(problem: Problem, members: np.ndarray, count: int) -> np.n
     members (the exact weighted medoid first)."""
     w = problem.weights
     cost = problem.travel.rows(members)[:, members] @ w[members]
+    budget.tick("entry", len(members) * problem.n)
     return members[np.argsort(cost, kind="stable")[:count]]
 
 
@@ -145,6 +153,7 @@ def split_floors(sub: Problem, first: np.ndarray, second: np.ndarray) -> np.ndar
         return np.full(len(first), np.inf)
     t0 = sub.travel.rows(first) * cw[None, :]
     t1 = sub.travel.rows(second) * cw[None, :]
+    budget.tick("entry", 30 * len(first) * sub.n)  # a dozen passes and a sort over (pairs, n) arrays
     rows = np.arange(len(first))
     fixed = t0[rows, first] + t1[rows, second]  # each centre in its own sector
     d = t0 - t1  # extra cost of a unit in sector 0 rather than 1
@@ -231,7 +240,7 @@ def split_pair(sub: Problem, centres: np.ndarray, *, deadline: float, hint: np.n
     contiguous optimum is the optimum. With territory caps, sector 0's
     territory ``sum size[i] y[i]`` lies within ``[total - cap1, cap0]``.
     Returns ``None`` when none exists, or
-    none was found by ``deadline`` (monotonic seconds) or in ``max_rounds``.
+    none was found by ``deadline`` (a time of the active clock) or in ``max_rounds``.
 
     With ``hint`` (a valid plan of ``sub`` with these centres, ``0``/``1`` per unit),
     units whose side no plan at most as costly as the hint can change are fixed first
@@ -278,6 +287,7 @@ def split_pair(sub: Problem, centres: np.ndarray, *, deadline: float, hint: np.n
         return side if ok else None
     model = mathopt.Model(name="pair")
     y = {int(i): model.add_binary_variable(name=f"y{i}") for i in np.flatnonzero(side_fixed < 0)}
+    budget.tick("step", 3 * len(y))  # each free unit's variable and terms
     load = float(w @ (side_fixed == 1)) + mathopt.fast_sum(float(w[i]) * y[i] for i in y)
     model.add_linear_constraint(load >= lower)
     model.add_linear_constraint(load <= upper)
@@ -298,7 +308,8 @@ def split_pair(sub: Problem, centres: np.ndarray, *, deadline: float, hint: np.n
         return y[j] if s == 0 else 1 - y[j]
 
     for _ in range(max_rounds):
-        result = highs_optimum(solver, deadline, params_hint)
+        result = highs_optimum(model, deadline, params_hint, solver=solver)
+        budget.tick("visit", 2 * n)  # the pieces of both sectors
         if result is None:
             return None
         values = result.variable_values()
@@ -340,15 +351,16 @@ def _pair_search(sub: Problem, assign: np.ndarray, centres: np.ndarray, lengths,
     first, second = (g.ravel() for g in np.meshgrid(cand[0], cand[1], indexing="ij"))
     floors = split_floors(sub, first, second)
     tol = 1e-9 * max(abs(current), 1.0)
+    clock = budget.current()
     for p in np.argsort(floors, kind="stable")[:max_mips]:
-        if floors[p] >= best_obj - tol or time.monotonic() >= deadline:
+        if floors[p] >= best_obj - tol or clock.now() >= deadline:
             break
         pair = np.array([first[p], second[p]])
         if contiguity == "cuts":
-            plan = split_pair(sub, pair, deadline=min(deadline, time.monotonic() + 2.0), hint=assign,
+            plan = split_pair(sub, pair, deadline=min(deadline, clock.now() + 2.0), hint=assign,
                               ceiling=best_obj, fixing=fixing)
         else:
-            plan = allocate(sub, pair, lengths=lengths, time_limit_s=max(deadline - time.monotonic(), 0.1),
+            plan = allocate(sub, pair, lengths=lengths, time_limit_s=max(deadline - clock.now(), 0.1),
                             hint=assign).assignment
         if plan is None:
             continue
@@ -389,7 +401,7 @@ def improve_lns(
     assignment, centres
         A valid plan: ``(n,)`` sector of each unit, ``(k,)`` centre unit of each sector.
     time_limit_s
-        Wall-clock budget in seconds.
+        Budget in seconds of the active clock (wall or work, :mod:`solvers.budget`).
     seed
         Seed of the order in which pairs are visited.
     progress
@@ -427,8 +439,9 @@ def improve_lns(
     ([0, 0, 0, 1, 1, 1], [1, 4], 40.0)
     """
     # stays whole: the visit loop only (pair and triple steps are helpers); the rest is its docstring
-    began = time.monotonic()
-    deadline = began + time_limit_s
+    clock = budget.current()
+    began = time.monotonic()  # wall seconds, for the log
+    deadline = clock.now() + time_limit_s
     say = progress or (lambda line: None)
     assign = np.asarray(assignment, dtype=np.intp).copy()
     centres = np.asarray(centres, dtype=np.intp).copy()
@@ -452,7 +465,7 @@ def improve_lns(
     queue: list[tuple[int, ...]] = []  # the triples of the current pass
     visits = triple_visits = accepted = 0
     start_obj = objective
-    while (dirty or stale or queue) and time.monotonic() < deadline:
+    while (dirty or stale or queue) and clock.now() < deadline:
         if dirty and not queue:  # pairs until none improves: cheaper, and they move centres
             order = sorted(dirty)
             sectors = order[int(rng.integers(len(order)))]
@@ -471,6 +484,7 @@ def improve_lns(
         if move is None:
             continue
         new_assign, new_centres = move
+        clock.tick("entry", problem.k * problem.n)  # the objective (and the check) of the new plan
         new_obj = problem.objective_value(new_assign, new_centres)
         if new_obj >= objective - 1e-9 * max(abs(objective), 1.0) or check_plan(problem, new_assign):
             continue
@@ -526,7 +540,7 @@ def _triple_move(problem: Problem, assign: np.ndarray, centres: np.ndarray, sect
     sub = sub_problem(problem, units, sectors, edges)
     local = np.searchsorted(np.array(sectors), assign[units])
     sub_centres = np.searchsorted(units, centres[list(sectors)])
-    plan = reassign(sub, sub_centres, local, deadline=min(deadline, time.monotonic() + TRIPLE_S))
+    plan = reassign(sub, sub_centres, local, deadline=min(deadline, budget.now() + TRIPLE_S))
     if plan is None or np.array_equal(plan, local):
         return None
     new_assign = assign.copy()
