@@ -349,6 +349,20 @@ def session(time_limit_s: float, settings: Any = None, *, deterministic: bool | 
         _ACTIVE.reset(token)
 
 
+@contextlib.contextmanager
+def separate(time_limit_s: float, settings: Any = None) -> Iterator[Clock]:
+    """Run the block on a new :class:`WorkClock` of its own, whatever clock is active, and
+    give the active one back afterwards: work done in the block is not charged to the
+    enclosing budget (a certificate computed beside or after a search, which must not
+    change what the search does). ``settings`` as in :func:`session`."""
+    token = _ACTIVE.set(None)
+    try:
+        with session(time_limit_s, settings, deterministic=True) as clock:
+            yield clock
+    finally:
+        _ACTIVE.reset(token)
+
+
 def solve_parameters(seconds: float, *, rows: int, columns: int, integer: bool, min_seconds: float = MIN_WALL_LIMIT_S,
                      **kwargs: Any):
     """MathOpt parameters for a HiGHS solve allowed ``seconds`` of the active clock.

@@ -24,7 +24,11 @@ Backends
     ``"mip"``, falling back to the heuristic plan whenever a MIP step finds
     nothing in its time slice; the heuristic alone above
     ``settings.auto_mip_max_units`` units unless the time limit gives at least
-    ``settings.auto_mip_seconds_per_1000_units`` per 1,000 units.
+    ``settings.auto_mip_seconds_per_1000_units`` per 1,000 units. For a ``"pmedian"``
+    problem without a previous plan it also returns the Lagrangian lower bound, as
+    ``"lns"`` does (below), so its plan carries a bound and a gap; up to
+    ``settings.auto_exact_max_units`` units such a problem goes to ``"exact"``, whose list
+    of every feasible district proves the optimum, or that no plan exists.
 ``"lns"``
     ``"mip"``, then large-neighbourhood search (:func:`solvers.lns.search.improve_lns`:
     pairs of adjacent sectors re-optimised together, then triples with their
@@ -35,10 +39,14 @@ Backends
     more kicks. A Lagrangian lower bound
     (:func:`solvers.bound.lagrangian.lower_bound`, ``"pmedian"`` without a previous plan,
     up to ``settings.bound_max_units`` units) is returned as :attr:`Solution.bound`:
-    computed in a second process during the whole search when two CPUs are
-    available (:class:`solvers.bound.background.BackgroundBound`, from
-    ``settings.background_bound_min_s`` seconds), else in the last
-    ``settings.lns_bound_share`` of the time.
+    computed in a second process during the whole search
+    (:class:`solvers.bound.background.BackgroundBound`, from
+    ``settings.background_bound_min_s`` seconds) when two CPUs are available, else in the
+    last ``settings.lns_bound_share`` of the time. With work budgets (below) the second
+    process counts work on a clock of its own and runs even on one CPU; where no child
+    process can be started (a daemonic pool or cluster worker) the bound is computed after
+    the search on ``settings.lns_bound_share`` of the limit, outside the search's budget:
+    the plan is the same either way, the bound weaker.
 ``"exact"``
     The whole location-allocation MIP (:func:`solvers.exact.model.exact_solve`,
     HiGHS), made small by Lagrangian fixing: a starting plan (heuristic,
@@ -73,9 +81,9 @@ Objective ``"cut_edges"`` goes to :func:`solvers.cut_edges.backend.solve_cut_edg
 (backends ``"auto"``, ``"heuristic"`` and ``"exact"``, its own MIP with a
 proven bound).
 
-For ``"heuristic"``, ``"mip"`` and ``"auto"`` the returned
-:attr:`Solution.bound` is ``None``: they prove no bound on the whole problem
-(the allocation MIP's bound holds for its centres only), and
+For ``"heuristic"`` and ``"mip"`` (and ``"auto"`` on other objectives or with a
+previous plan) the returned :attr:`Solution.bound` is ``None``: they prove no bound on
+the whole problem (the allocation MIP's bound holds for its centres only), and
 :attr:`Solution.status` is ``"feasible"`` for a balanced plan.
 
 Budgets
@@ -85,9 +93,8 @@ wall seconds, or, with ``settings.deterministic``, work seconds counted by each
 phase, so that the same problem, seed and settings give the same plan on any
 machine and under any load (:attr:`Solution.deterministic`). In work mode three
 things differ, each so that nothing the wall clock decides reaches the plan:
-the ``"lns"`` bound is computed after the search, in the last
-``settings.lns_bound_share`` of the budget, never in a second process (whose
-progress depends on the machine); the allocation MIPs whose root work HiGHS
+the bound never takes time from the search (a second process on a work clock of
+its own, or after the search, see ``"lns"``); the allocation MIPs whose root work HiGHS
 cannot limit are not run (:func:`solvers.allocation.mip.allocation_mip_bounded`;
 location-allocation regrows the sectors from the LP's centres instead); and a
 wall-time safety cap stops a search that runs far beyond its limit, which the
@@ -104,7 +111,7 @@ import numpy as np
 
 from solvers import budget
 from solvers.allocation.loop import location_allocation, lp_screen, more_rounds
-from solvers.bound.background import BackgroundBound, background_available
+from solvers.bound.background import BackgroundBound, background_available, fork_available
 from solvers.bound.lagrangian import lower_bound
 from solvers.check import check_plan, diagnose
 from solvers.construct.heuristic import heuristic_solve
@@ -243,6 +250,13 @@ def _dispatch(problem: Problem, backend: Backend, time_limit_s: float, seed: int
                                progress=progress, start=start)
     if backend == "exact":
         return exact_backend(problem, time_limit_s, seed, progress, settings)
+    if (backend == "auto" and problem.objective == "pmedian" and problem.previous is None and start is None
+            and problem.n <= settings.auto_exact_max_units):
+        # small enough to list every district: a proven optimum, or a proof that there is no plan
+        say(f"auto: {problem.n:,} units <= {settings.auto_exact_max_units:,}: exact backend")
+        sol = exact_backend(problem, time_limit_s, seed, progress, settings)
+        return replace(sol, log=[f"auto: {problem.n:,} units <= {settings.auto_exact_max_units:,}: exact backend",
+                                 *sol.log])
     if (backend == "auto" and problem.n > settings.auto_mip_max_units
             and time_limit_s < settings.auto_mip_seconds_per_1000_units * problem.n / 1000):
         # location-allocation's LP and MIPs take longer than such a limit leaves
@@ -251,19 +265,21 @@ def _dispatch(problem: Problem, backend: Backend, time_limit_s: float, seed: int
             f"{time_limit_s:g} s < {settings.auto_mip_seconds_per_1000_units * problem.n / 1000:g} s: heuristic only")
     heuristic_cap = max(settings.heuristic_max_s, problem.n / 1000)
     heuristic_share = time_limit_s if backend == "heuristic" else max(min(0.25 * time_limit_s, heuristic_cap), 0.5)
-    bound_applies = backend == "lns" and problem.objective == "pmedian" and problem.move_rows() is None
+    bound_applies = backend in ("lns", "auto") and problem.objective == "pmedian" and problem.move_rows() is None
     wants_bound = bound_applies and problem.n <= settings.bound_max_units
     notes = []  # lines for the solution's log before the search's own
     if bound_applies and not wants_bound:
         notes.append(f"lower bound: none above {settings.bound_max_units:,} units (its cost matrix would take "
                      f"{4 * problem.n ** 2 / 1e9:.1f} GB)")
     background = None
-    # with a work budget the bound comes after the search, on its own share: a second process
-    # would finish more or fewer steps depending on the machine
-    if (wants_bound and time_limit_s >= settings.background_bound_min_s and not clock.deterministic
-            and (background_available() if settings.background_bound is None else settings.background_bound)):
+    # with a work budget the second process counts work on a clock of its own, so its bound
+    # is the same on any machine; it runs even on one CPU (only its wall time grows)
+    usable = fork_available() if clock.deterministic else background_available()
+    if (wants_bound and time_limit_s >= settings.background_bound_min_s
+            and (usable if settings.background_bound is None else settings.background_bound)):
         try:
-            background = BackgroundBound(problem, time_limit_s=deadline - clock.now() - 0.5)
+            background = BackgroundBound(problem, time_limit_s=deadline - clock.now() - 0.5,
+                                         work=settings if clock.deterministic else None)
         except (OSError, ValueError, AssertionError) as err:  # no process to be had: bound at the end
             notes.append(f"lower bound: no second process ({type(err).__name__}: {err}); computed after the search")
     for line in notes:
@@ -300,8 +316,10 @@ def _search(problem: Problem, backend: Backend, time_limit_s: float, seed: int, 
     say(line)
     name = "heuristic"
     if backend != "heuristic":
-        # "lns" keeps the last part of the time for its bound, unless a second process computes it
-        search_end = deadline - (settings.lns_bound_share * time_limit_s if wants_bound and background is None else 0.0)
+        # with wall-clock budgets the bound takes the last part of the time unless a second process
+        # computes it; with work budgets it never shortens the search (the plan is the same either way)
+        reserve = wants_bound and background is None and not clock.deterministic
+        search_end = deadline - (settings.lns_bound_share * time_limit_s if reserve else 0.0)
         assign, centres, objective, name = location_allocation(
             problem, assign, centres, objective, balanced, search_end, log, say, settings=settings
         )
@@ -340,7 +358,7 @@ def _search(problem: Problem, backend: Backend, time_limit_s: float, seed: int, 
             f"no plan within tolerance ±{problem.tolerance * 100:.3g} % found in {time_limit_s:g} s ({detail}); {advice}"
         )
     bound = _collect_bound(problem, background, wants_bound, float(objective), deadline, time_limit_s, log, say,
-                           progress)
+                           progress, settings)
     return Solution(
         assignment=assign,
         centres=centres,
@@ -355,15 +373,21 @@ def _search(problem: Problem, backend: Backend, time_limit_s: float, seed: int, 
 
 def _collect_bound(problem: Problem, background: BackgroundBound | None, wants_bound: bool, objective: float,
                    deadline: float, time_limit_s: float, log: list[str], say: ProgressCallback,
-                   progress: ProgressCallback | None) -> float | None:
-    """The lower bound of ``"lns"`` once the search is over: the second process's result, or
-    :func:`solvers.bound.lagrangian.lower_bound` in the time left; at most ``objective`` (the
-    plan's); ``None`` when there is none."""
+                   progress: ProgressCallback | None, settings: EngineSettings) -> float | None:
+    """The lower bound of ``"auto"`` and ``"lns"`` once the search is over: the second
+    process's result, or :func:`solvers.bound.lagrangian.lower_bound` in the time left (wall
+    clock) or on ``settings.lns_bound_share`` of the limit in work seconds of its own clock
+    (work budgets: after the search, outside its budget); at most ``objective`` (the plan's);
+    ``None`` when there is none."""
     bound = None
     found = None
+    clock = budget.current()
     if background is not None:
-        # the child stops 0.5 s before the deadline; a little grace, within the time limit's reserve
-        found = background.result(timeout=max(deadline - budget.now(), 0.0) + max(0.02 * time_limit_s, 0.2))
+        # the child stops 0.5 s before the deadline; a little grace, within the time limit's reserve;
+        # a work-counting child may need more wall time (one CPU, a busy machine): up to the safety cap
+        wait = min(clock.wall_left(), 1e6) if clock.deterministic else (
+            max(deadline - budget.now(), 0.0) + max(0.02 * time_limit_s, 0.2))
+        found = background.result(timeout=wait)
         if found is None:
             line = f"lower bound: the background process failed ({background.error}); no bound"
             log.append(line)
@@ -371,6 +395,13 @@ def _collect_bound(problem: Problem, background: BackgroundBound | None, wants_b
         else:
             for line in found.log:
                 say(line)
+    elif wants_bound and clock.deterministic:
+        seconds = max(settings.lns_bound_share * time_limit_s, 0.5)
+        line = f"lower bound: computed after the search ({seconds:g} work s of its own, no second process)"
+        log.append(line)
+        say(line)
+        with budget.separate(seconds, settings):
+            found = lower_bound(problem, upper_bound=objective, time_limit_s=seconds, progress=progress)
     elif wants_bound:
         found = lower_bound(problem, upper_bound=objective, time_limit_s=max(deadline - budget.now(), 0.5),
                             progress=progress)

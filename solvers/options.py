@@ -23,7 +23,9 @@ class EngineSettings:
         seconds per 1,000 units (location-allocation's LP warm-up and MIPs need that
         much on large graphs). ``auto_uses_lns``: whether ``"auto"`` spends the time
         left after location-allocation on :func:`solvers.lns.kicks.lns_rounds` (else on
-        new rounds without LNS).
+        new rounds without LNS). ``auto_exact_max_units``: up to this many units a
+        ``"pmedian"`` problem without a previous plan or start goes to the ``"exact"``
+        backend (its district list proves the optimum or infeasibility; ``0`` turns it off).
 
     Search loop
         ``heuristic_max_s``: seconds of each round's constructive heuristic before
@@ -75,6 +77,7 @@ class EngineSettings:
     auto_mip_max_units: int = 20_000
     auto_mip_seconds_per_1000_units: float = 2.5
     auto_uses_lns: bool = False
+    auto_exact_max_units: int = 60
     heuristic_max_s: float = 10.0
     location_allocation_gap: float = 1e-3
     allocation_stage_s: float = 5.0
@@ -87,7 +90,7 @@ class EngineSettings:
     exact_lns_from_units: int = 150
     exact_bound_share: float = 0.25
     exact_kernel_pairs: int = 20_000
-    exact_enumeration_max_units: int = 50
+    exact_enumeration_max_units: int = 60
     exact_enumeration_share: float = 0.25
     exact_enumeration_max_s: float = 15.0
     exact_enumeration_max_districts: int = 300_000

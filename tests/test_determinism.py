@@ -229,3 +229,17 @@ def test_cli_solve_deterministic(tmp_path):
                  "charge", "--sectors", "4", "--tolerance", "0.05", "--time-limit", "0.5", "--out", str(out)]) == 0
     folder = out / (out / "LATEST").read_text(encoding="utf-8").strip()
     assert json.loads((folder / "summary.json").read_text(encoding="utf-8"))["budget"] == "wall"
+
+
+def test_the_bound_never_changes_the_plan_and_is_the_same_twice():
+    """With work budgets the Lagrangian bound of ``auto`` runs on a clock of its own (a second
+    process, or after the search where no child process may start): the plan is the same
+    whichever way the bound is computed, and the bound is the same from one run to the next."""
+    p = grid_problem(12, 6, seed=5)
+    forked = [solve(p, time_limit_s=10.0, seed=1, settings=DETERMINISTIC) for _ in range(2)]
+    after = solve(p, time_limit_s=10.0, seed=1,
+                  settings=EngineSettings(deterministic=True, background_bound=False))
+    assert digest(forked[0].assignment) == digest(forked[1].assignment) == digest(after.assignment)
+    assert forked[0].bound is not None and forked[0].bound == forked[1].bound
+    assert after.bound is not None and after.bound <= after.objective
+    assert any("computed after the search" in line for line in after.log)

@@ -71,7 +71,7 @@ def test_engine_exact_backend_with_fixing_matches_brute_force(problem):
 @settings(max_examples=25, deadline=None)
 @given(problem=grid_problems(diagonal=True, squared=True))
 def test_engine_exact_backend_by_district_enumeration_matches_brute_force(problem):
-    """Up to 50 units the exact backend lists every feasible district first: proven optimum
+    """Up to 60 units the exact backend lists every feasible district first: proven optimum
     or proven infeasibility, equal to brute force (equal targets: the case it handles)."""
     problem = dataclasses.replace(problem, targets=np.full(problem.k, problem.targets.sum() / problem.k))
     expected = contiguous_optimum(problem)
@@ -193,3 +193,30 @@ def test_published_county_optimum_is_reproduced():
     assert valid and sol.status == "optimal"
     assert objective == pytest.approx(inst.published, rel=0.005)
     assert sol.bound == pytest.approx(inst.published, rel=0.005)
+
+
+@settings(max_examples=10, deadline=None)
+@given(problem=grid_problems(diagonal=True, squared=True))
+def test_auto_proves_small_problems_like_the_exact_backend(problem):
+    """Up to ``auto_exact_max_units`` units the default backend is the exact one: the proven
+    optimum (status, bound, zero gap) or a proof that no contiguous plan exists."""
+    problem = dataclasses.replace(problem, targets=np.full(problem.k, problem.targets.sum() / problem.k))
+    expected = contiguous_optimum(problem)
+    if np.isinf(expected):
+        with pytest.raises(InfeasibleError):
+            solve(problem, backend="auto", time_limit_s=10)
+        return
+    sol = solve(problem, backend="auto", time_limit_s=10)
+    assert sol.log[0].startswith("auto: ") and "exact backend" in sol.log[0]
+    assert sol.status == "optimal" and check_plan(problem, sol.assignment) == []
+    assert sol.objective == pytest.approx(expected, rel=1e-6) and sol.gap < 1e-6
+
+
+def test_auto_proves_the_star_has_no_plan():
+    """The star of :func:`test_infeasible_only_the_mip_can_tell`: ``auto`` proves it too, instead of
+    reporting that its search found nothing."""
+    g = nx.star_graph(3)
+    p = Problem(g, np.ones(4), np.array([2.0, 2.0]), 0.0, DenseTravelTimes(np.ones((4, 4)) - np.eye(4)))
+    with pytest.raises(InfeasibleError) as caught:
+        solve(p, backend="auto", time_limit_s=10)
+    assert "found in" not in str(caught.value)  # a proof, not a search that gave up

@@ -134,7 +134,12 @@ def test_solve_returns_a_checked_plan(backend):
     sol = solve(p, backend=backend, time_limit_s=6, seed=0)
     assert check_plan(p, sol.assignment) == []
     assert sol.objective == pytest.approx(p.objective_value(sol.assignment, sol.centres))
-    assert sol.bound is None and sol.status == "feasible"
+    if backend == "auto":  # a certificate by default: the Lagrangian bound and the gap to it
+        assert sol.bound is not None and 0 < sol.bound <= sol.objective + 1e-9
+        assert sol.gap == pytest.approx((sol.objective - sol.bound) / sol.objective)
+        assert sol.status in ("feasible", "optimal")
+    else:
+        assert sol.bound is None and sol.status == "feasible"
     assert sol.time_s <= 6 * 1.05
 
 

@@ -114,7 +114,8 @@ def assemble(inputs: Inputs, nested: NestedSolution, sector_names: list[str] | N
 
 def solve_facts(scenario: Scenario, nested: NestedSolution) -> dict:
     """The solver's facts for ``plan.solve``: objective (caseload-minutes), bound and gap, status,
-    time (seconds) against the limit, one entry per stage, the last 40 log lines, the tie-break."""
+    time (seconds) against the limit, the work budget's facts (deterministic, work seconds,
+    safety cap), one entry per stage, the last 40 log lines, the tie-break."""
     group_names = tuple(scenario.groups.names)
     # a bound holds for the whole plan only when one solve drew every sector (sectors first)
     first = nested.solutions[0] if nested.solutions else None
@@ -129,6 +130,11 @@ def solve_facts(scenario: Scenario, nested: NestedSolution) -> dict:
         "status": first.status if bound is not None else "feasible",
         "time_s": round(nested.time_s, 2),
         "time_limit_s": scenario.model.time_limit_s,
+        # work budgets (model.deterministic): the work seconds counted, and whether the wall-time
+        # safety cap stopped the search (then the plan is not reproducible)
+        "deterministic": nested.deterministic,
+        "work_s": None if nested.work_s is None else round(nested.work_s, 2),
+        "capped": nested.capped,
         "strategy": nested.strategy,
         "stages": [
             {"stage": "sectors" if nested.strategy == "sectors first"
