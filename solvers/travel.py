@@ -89,6 +89,28 @@ class PlanarDistances:
         d2 = ((self._x[a] - self._x[b]) ** 2 + (self._y[a] - self._y[b]) ** 2) * self.scale**2
         return d2 if self.squared else np.sqrt(d2)
 
+    def block(self, sources: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        """``(len(sources), len(targets))`` distances: ``rows(sources)[:, targets]`` with the same
+        arithmetic, computing only those columns (e.g. the members of one sector).
+
+        >>> d = PlanarDistances(np.array([[0.0, 0.0], [3.0, 4.0], [0.0, 1.0]]))
+        >>> d.block(np.array([0, 1]), np.array([2])).tolist()
+        [[1.0], [4.242640687119285]]
+        """
+        src = np.asarray(sources, dtype=np.intp).reshape(-1)
+        dst = np.asarray(targets, dtype=np.intp).reshape(-1)
+        o = np.subtract.outer(self._x[src], self._x[dst])
+        o *= o
+        dy = np.subtract.outer(self._y[src], self._y[dst])
+        dy *= dy
+        o += dy
+        factor = self.scale * self.scale
+        if factor != 1.0:
+            o *= factor
+        if not self.squared:
+            np.sqrt(o, out=o)
+        return o
+
     def rows(self, sources: np.ndarray) -> np.ndarray:
         """``(len(sources), n)`` distances from each source unit to every unit."""
         src = np.asarray(sources, dtype=np.intp).reshape(-1)

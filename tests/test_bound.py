@@ -218,3 +218,52 @@ def test_bundle_reaches_the_lagrangian_dual(seed):
     assert bundle.history == sorted(bundle.history) and len(bundle.history) == bundle.iterations
     with pytest.raises(ValueError, match="unknown bound method"):
         lower_bound(p, method="volume")
+
+
+def brute_force_capped(problem) -> float:
+    """Best balanced plan (contiguity ignored) whose every sector keeps its territory cap; inf if none."""
+    import itertools
+
+    n, k = problem.n, problem.k
+    minutes = problem.travel.rows(np.arange(n))
+    w, load, size = problem.weights, np.asarray(problem.workload, dtype=float), problem.sizes
+    lo, hi, caps = problem.lower - 1e-9, problem.upper + 1e-9, problem.size_caps + 1e-9
+    best = np.inf
+    for combo in itertools.product(range(k), repeat=n):
+        a = np.array(combo)
+        loads = np.bincount(a, weights=load, minlength=k)
+        if (loads < lo).any() or (loads > hi).any() or len(np.unique(a)) < k:
+            continue
+        if (np.bincount(a, weights=size, minlength=k) > caps).any():
+            continue
+        best = min(best, sum((minutes[np.ix_(m, m)] @ w[m]).min() for m in (np.flatnonzero(a == s) for s in range(k))))
+    return best
+
+
+@settings(max_examples=40, deadline=None)
+@given(problem=BOUND_PROBLEMS, sizes=st.lists(st.integers(1, 4), min_size=9, max_size=9),
+       share=st.sampled_from([0.35, 0.5, 0.7]))
+def test_bound_with_territory_caps_stays_below_every_capped_plan(problem, sizes, share):
+    """Territory caps enter the sector subproblem through a multiplier of their own: every
+    value is still below every balanced plan that keeps the caps (contiguity ignored)."""
+    size = np.array(sizes[:problem.n], dtype=float)
+    capped = replace(problem, size=size, max_size=np.full(problem.k, share * size.sum()))
+    best = brute_force_capped(capped)
+    found = lower_bound(capped, time_limit_s=2, max_iterations=200)
+    if np.isinf(best) or found is None:
+        return
+    assert found.value <= best + 1e-9 * max(1.0, abs(best))
+    assert all(b <= best + 1e-6 * max(1.0, abs(best)) for b in found.history if np.isfinite(b))
+
+
+def test_territory_caps_raise_the_bound():
+    """Four units on a line at 0, 1, 2 and 12 (x 10 minutes), two sectors of 1-3 units: without
+    caps the far unit sits alone (20); with at most two units per sector the best plan is
+    {0, 1} + {2, 3} (110). The capped bound rises above 20 and stays below 110."""
+    x = np.array([0.0, 1.0, 2.0, 12.0])
+    p = Problem(nx.path_graph(4), np.ones(4), np.array([2.0, 2.0]), 0.5,
+                DenseTravelTimes(np.abs(np.subtract.outer(x, x)) * 10.0))
+    free = lower_bound(p, time_limit_s=2)
+    capped = lower_bound(replace(p, size=np.ones(4), max_size=np.array([2.0, 2.0])), time_limit_s=2)
+    assert free.value == pytest.approx(20.0, rel=1e-3)
+    assert 20.0 + 1.0 < capped.value <= 110.0 + 1e-6

@@ -89,6 +89,9 @@ def test_planar_distances_match_scipy():
     sq = PlanarDistances(xy, squared=True, scale=0.001)
     np.testing.assert_allclose(sq.rows(src), (cdist(xy[src], xy) / 1000) ** 2, rtol=1e-10, atol=1e-9)
     assert d.n == 300 and d.rows(np.array([], dtype=int)).shape == (0, 300)
+    cols = np.array([5, 0, 299, 42])
+    for dist in (d, sq):  # a block is exactly those columns of the rows (same arithmetic)
+        assert np.array_equal(dist.block(src, cols), dist.rows(src)[:, cols])
 
 
 def test_planar_distances_reject_bad_coordinates():
