@@ -148,6 +148,9 @@ class WorkCosts:
         seconds gets the node limit ``s / (node_estimate_base + node_estimate x columns / 1000)``.
     cpsat_time
         Per unit of CP-SAT's own deterministic time.
+    district
+        Per connected set examined while listing every feasible district
+        (:func:`solvers.exact.districts.partition`: one bitset extension and rest test).
     """
 
     scan: float = 2.3e-6
@@ -164,6 +167,7 @@ class WorkCosts:
     node_estimate: float = 5.0e-3
     node_estimate_base: float = 1.0e-2
     cpsat_time: float = 1.0
+    district: float = 4.7e-6
 
     def scaled(self, factor: float) -> WorkCosts:
         """Every cost multiplied by ``factor`` (> 1: each operation counts for more work seconds)."""

@@ -233,7 +233,7 @@ def enumerate_districts(
             s_mask, s, ext, avail, seen = stack.pop()
             ticks += 1
             if ticks % _CLOCK_EVERY == 0 and deadline is not None and (
-                    clock.tick("visit", n * _CLOCK_EVERY) or clock.now() > deadline):  # a rest test per set
+                    clock.tick("district", _CLOCK_EVERY) or clock.now() > deadline):
                 raise EnumerationTimeoutError(
                     f"deadline passed while listing districts ({len(found):,} so far, root {r + 1} of {n})",
                     len(found))
