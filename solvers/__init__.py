@@ -47,8 +47,8 @@ limit (its progress line says so).
 
 Territory caps (:attr:`Problem.size` per unit, :attr:`Problem.max_size` per sector: at most so
 many communes or km² per sector) are constraints of every backend and every step that makes or
-changes a plan, and of :func:`check_plan`; the Lagrangian bound relaxes them by a multiplier,
-the other bounds ignore them, which keeps them valid (relaxations). :func:`solve_nested` also keeps given sets of units in one group (``keep_together``).
+changes a plan, and of :func:`check_plan`; the lower bounds ignore them, which keeps them valid
+(a relaxation). :func:`solve_nested` also keeps given sets of units in one group (``keep_together``).
 
 Failures: :class:`NoPlanError` is raised as :class:`InfeasibleError` only with a proof (an
 up-front diagnosis, a complete enumeration or an exact MIP) and as :class:`NoPlanFoundError`

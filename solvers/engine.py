@@ -70,8 +70,7 @@ communes or km² per sector) are constraints of every backend and of every step
 that makes or changes a plan: growth and local moves, the allocation MIP and
 LP, LNS pairs and triples, kicks, the exact MIP and district list, the
 cut-edges search and MIP, and the tie-break; :func:`solvers.check.check_plan`
-checks them. The Lagrangian bound keeps them through a multiplier of their own in each
-sector's subproblem; the other bounds and the fixings ignore them (relaxations: still valid).
+checks them. The lower bounds ignore them (a relaxation: still valid bounds).
 
 With ``tie_break_slack``, any backend's plan of a ``"pmedian"`` or ``"base"``
 problem then gets fewer cut edges (or a shorter boundary) without its
