@@ -41,6 +41,7 @@ Usage::
     python benchmarks/bench_generalise.py --per-state 2 --time-limit 60      # both halves, auto
     python benchmarks/bench_generalise.py --family planar --count 4 --truth
     python benchmarks/bench_generalise.py --per-state 2 --show              # re-judge with newer truths
+    python benchmarks/bench_generalise.py --per-state 2 --only CO_county~0 --merge   # re-run some rows
 
 The table goes to stdout; rows to ``results/generalise.json`` (``--out``).
 """
@@ -249,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--wall", action="store_true",
                     help="wall-clock budgets for the evaluation (default: work budgets, as `sectorize run`: "
                          "the same plans under any load)")
+    ap.add_argument("--merge", action="store_true",
+                    help="replace only the rows of the instances run (e.g. with --only) in --out, keep the others")
     ap.add_argument("--show", action="store_true",
                     help="judge the rows already in --out against the truth file as it is now; solve nothing")
     ap.add_argument("--truth-file", type=Path, default=DEFAULT_TRUTH)
@@ -291,6 +294,12 @@ def main(argv: list[str] | None = None) -> int:
               "timestamp": timestamp(), "method": args.method, "time_limit_s": args.time_limit,
               "budgets": "wall" if args.wall else "work", "within": WITHIN}
     rows: list[dict] = []
+    if args.merge and args.out.exists():  # keep the other instances' rows, in their order
+        import json
+
+        names = {c.name for c in cases}
+        rows = [r for r in json.loads(args.out.read_text(encoding="utf-8"))["rows"] if r["instance"] not in names]
+        header["merged"] = sorted(names)
     for case in cases:
         rows.append(compare(run(case, args.method, args.time_limit, not args.wall),
                             load_truth(args.truth_file).get(case.name)))

@@ -28,7 +28,9 @@ Backends
     problem without a previous plan it also returns the Lagrangian lower bound, as
     ``"lns"`` does (below), so its plan carries a bound and a gap; up to
     ``settings.auto_exact_max_units`` units such a problem goes to ``"exact"``, whose list
-    of every feasible district proves the optimum, or that no plan exists.
+    of every feasible district proves the optimum, or that no plan exists; up to
+    ``settings.auto_exact_rescue_max_units`` units it goes there too when the heuristic
+    finds no balanced plan (a plan from the MIP, or its proof that none exists).
 ``"lns"``
     ``"mip"``, then large-neighbourhood search (:func:`solvers.lns.search.improve_lns`:
     pairs of adjacent sectors re-optimised together, then triples with their
@@ -315,6 +317,14 @@ def _search(problem: Problem, backend: Backend, time_limit_s: float, seed: int, 
     log.append(line)
     say(line)
     name = "heuristic"
+    if (not balanced and backend == "auto" and start is None and problem.objective == "pmedian"
+            and problem.previous is None and problem.n <= settings.auto_exact_rescue_max_units
+            and clock.now() < deadline - 1.0):
+        # no balanced start: on a small problem the exact MIP finds a plan, or proves there is none
+        line = "auto: no balanced plan from the heuristic; the exact backend decides in the time left"
+        say(line)
+        sol = exact_backend(problem, deadline - clock.now(), seed, progress, settings)
+        return replace(sol, log=[*log, line, *sol.log])
     if backend != "heuristic":
         # with wall-clock budgets the bound takes the last part of the time unless a second process
         # computes it; with work budgets it never shortens the search (the plan is the same either way)

@@ -26,6 +26,9 @@ class EngineSettings:
         new rounds without LNS). ``auto_exact_max_units``: up to this many units a
         ``"pmedian"`` problem without a previous plan or start goes to the ``"exact"``
         backend (its district list proves the optimum or infeasibility; ``0`` turns it off).
+        ``auto_exact_rescue_max_units``: up to this many units, when the heuristic finds no
+        balanced plan for such a problem, the time left goes to the ``"exact"`` backend,
+        which finds one or proves that none exists.
 
     Search loop
         ``heuristic_max_s``: seconds of each round's constructive heuristic before
@@ -78,6 +81,7 @@ class EngineSettings:
     auto_mip_seconds_per_1000_units: float = 2.5
     auto_uses_lns: bool = False
     auto_exact_max_units: int = 60
+    auto_exact_rescue_max_units: int = 150
     heuristic_max_s: float = 10.0
     location_allocation_gap: float = 1e-3
     allocation_stage_s: float = 5.0

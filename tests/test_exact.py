@@ -220,3 +220,17 @@ def test_auto_proves_the_star_has_no_plan():
     with pytest.raises(InfeasibleError) as caught:
         solve(p, backend="auto", time_limit_s=10)
     assert "found in" not in str(caught.value)  # a proof, not a search that gave up
+
+
+def test_auto_hands_a_problem_without_a_balanced_start_to_the_exact_backend():
+    """A star of 71 units (above the 60 of the district list): the heuristic finds no balanced
+    plan, and ``auto`` gives the time left to the exact MIP, which proves there is none."""
+    n = 71
+    xy = np.c_[np.cos(np.arange(n)), np.sin(np.arange(n))]
+    xy[0] = 0.0
+    minutes = np.hypot(*(xy[:, None] - xy[None]).transpose(2, 0, 1)) * 10
+    p = Problem(nx.star_graph(n - 1), np.ones(n), np.array([35.5, 35.5]), 0.02, DenseTravelTimes(minutes))
+    lines: list[str] = []
+    with pytest.raises(InfeasibleError, match="proves that no plan"):
+        solve(p, backend="auto", time_limit_s=20, progress=lines.append)
+    assert any("the exact backend decides" in line for line in lines)

@@ -180,6 +180,9 @@ def _evaluate(c: np.ndarray, lam: np.ndarray, problem: Problem) -> tuple[float, 
     centres is made on the floors, and the chosen centres whose floor is not
     exact are evaluated exactly, until the choice holds exact values only.
     It is then optimal: every other entry is a floor, below its true value.
+    With several sector classes (different bounds) the choice is an assignment
+    problem, so each round also evaluates the ``k`` cheapest floors of every
+    class: a few rounds instead of one assignment per exact value.
     """
     w = np.asarray(problem.workload, dtype=np.float64)
     n, k = problem.n, problem.k
