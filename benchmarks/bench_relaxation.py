@@ -16,6 +16,7 @@ Two parts (HiGHS via :func:`solvers.bound.relaxation.strong_relaxation`):
 Usage::
 
     python benchmarks/bench_relaxation.py --part counties
+    python benchmarks/bench_relaxation.py --only NV_tract --steps 6000 --bound-time 1200 --out benchmarks/results/relaxation_nv.json
     python benchmarks/bench_relaxation.py --part aura --case aura-k11-5pc --time-limit 30 --bound-time 60
 
 The table goes to stdout, the rows and the command line to ``--out`` (written atomically).
@@ -40,29 +41,44 @@ from solvers.problem import InfeasibleError
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_peers import AURA_CASES, aura_case  # noqa: E402
 from bench_validi import DEFAULT_DATA, load_instance  # noqa: E402
-from common import RESULTS, command_line, finish, machine_line, markdown_table
+from common import RESULTS, command_line, finish, fmt, machine_line, markdown_table
 
 DEFAULT_OUT = RESULTS / "relaxation.json"
 
 
-def counties(data: Path, bound_time: float, method: str = "bundle") -> list[dict]:
+#: Above this many units the complete strong LP is not solved (``n^2`` rows and columns; see
+#: :func:`solvers.bound.relaxation.strong_relaxation`): the published Lagrangian LB stands for it.
+LP_MAX_UNITS = 150
+
+
+def counties(data: Path, bound_time: float, method: str = "bundle", only: str = "",
+             steps: int = 2000) -> list[dict]:
+    """The published instances (every county, or those named in ``only``, tracts too): the
+    Lagrangian bound with at most ``steps`` evaluations against the complete strong LP (up to
+    :data:`LP_MAX_UNITS` units) and the published Lagrangian LB."""
     rows = []
     index = pd.read_csv(data / "instances_hess.csv")
-    published = pd.read_csv(data / "instances_hess.csv").set_index("instance")["cut_lagrangian_lb"]
-    for _, row in index[index["level"] == "county"].sort_values("n").iterrows():
+    published = index.set_index("instance")["cut_lagrangian_lb"]
+    chosen = index["instance"].isin(only.split(",")) if only else index["level"] == "county"
+    for _, row in index[chosen].sort_values("n").iterrows():
         p = load_instance(data, row).problem
         costs = cost_matrix(p)
         try:  # the engine always gives the bound a plan's objective as its target
             plan = solve(p, backend="auto", time_limit_s=5.0).objective
         except InfeasibleError:
             plan = None
-        sub = lower_bound(p, upper_bound=plan, time_limit_s=bound_time, costs=costs, method=method)
-        lp = strong_relaxation(p, costs=costs)
+        sub = lower_bound(p, upper_bound=plan, time_limit_s=bound_time, costs=costs, method=method,
+                          max_iterations=steps)
+        lp = strong_relaxation(p, costs=costs) if p.n <= LP_MAX_UNITS else None
+        reference = lp.value if lp is not None else float(published[row["instance"]])
         rows.append({"instance": row["instance"], "n": p.n, "k": p.k, "plan": plan, "published_lagrangian": float(published[row["instance"]]),
-                     "strong_lp": lp.value, "strong_lp_s": lp.time_s, "lagrangian": sub.value, "method": method,
+                     "strong_lp": None if lp is None else lp.value, "strong_lp_s": None if lp is None else lp.time_s,
+                     "lagrangian": sub.value, "method": method, "max_steps": steps,
                      "lagrangian_steps": sub.iterations, "lagrangian_s": sub.time_s,
-                     "lagrangian_share": sub.value / lp.value})
-        print(f"{row['instance']}: LP {lp.value:,.2f} ({lp.time_s:.2f} s), {method} {sub.value:,.2f}",
+                     "lagrangian_share": sub.value / reference,
+                     "lagrangian_at": {str(q): sub.history[q - 1] for q in (500, 1000, 2000, 4000, 8000, 16000)
+                                       if q <= len(sub.history)}})
+        print(f"{row['instance']}: LP {fmt(None if lp is None else lp.value)}, {method} {sub.value:,.2f}",
               file=sys.stderr, flush=True)
     return rows
 
@@ -90,10 +106,12 @@ def aura(name: str, time_limit: float, bound_time: float, centres: int, near: in
 
 def table(rows: list[dict]) -> str:
     if rows and "strong_lp" in rows[0]:
-        head = ("instance", "n", "k", "published Lagrangian LB", "strong LP (ours)", "LP s", "Lagrangian bound", "÷ LP")
+        head = ("instance", "n", "k", "published Lagrangian LB", "strong LP (ours)", "LP s", "Lagrangian bound",
+                "steps", "÷ LP (or published)")
         return markdown_table(head, ([
-            r["instance"], str(r["n"]), str(r["k"]), f"{r['published_lagrangian']:,.2f}", f"{r['strong_lp']:,.2f}",
-            f"{r['strong_lp_s']:.2f}", f"{r['lagrangian']:,.2f} ({r['method']})", f"{r['lagrangian_share']:.4f}",
+            r["instance"], str(r["n"]), str(r["k"]), f"{r['published_lagrangian']:,.2f}", fmt(r["strong_lp"]),
+            fmt(r["strong_lp_s"]), f"{r['lagrangian']:,.2f} ({r['method']})", str(r["lagrangian_steps"]),
+            f"{r['lagrangian_share']:.4f}",
         ] for r in rows))
     head = ("instance", "plan", "Lagrangian bound", "gap %", "restricted strong LP (pairs, centres, s)",
             "plan ÷ restricted LP")
@@ -116,12 +134,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--method", choices=("bundle", "subgradient"), default="bundle",
                     help="ascent of the Lagrangian bound (solvers.bound.lagrangian.lower_bound)")
+    ap.add_argument("--only", default="", help="counties: comma-separated instances instead (tracts too), e.g. NV_tract")
+    ap.add_argument("--steps", type=int, default=2000, help="counties: most evaluations of the Lagrangian bound")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
     out = args.out or DEFAULT_OUT.with_name(f"relaxation_{args.part}.json")
     began = time.monotonic()
     if args.part == "counties":
-        rows = counties(args.data, args.bound_time, args.method)
+        rows = counties(args.data, args.bound_time, args.method, args.only, args.steps)
     else:
         rows = aura(args.case, args.time_limit, args.bound_time, args.centres, args.near, args.seed, args.method)
     atomic_write_json(out, {"command": command_line(__file__, argv), "machine": machine_line(),
