@@ -1,9 +1,9 @@
-"""How strong is the relaxation behind our lower bound, and how close does our ascent (bundle or subgradient) get to it?
+"""How strong is the relaxation behind our lower bound, and how close does our ascent (disaggregated or aggregated bundle, or subgradient) get to it?
 
 Two parts (HiGHS via :func:`solvers.bound.relaxation.strong_relaxation`):
 
 * ``counties``: every published county instance (``../shared/benchmarks/validi``): the
-  Lagrangian bound :func:`solvers.bound.lagrangian.lower_bound` (``--method``, default bundle) (``--bound-time`` seconds, aiming at the
+  Lagrangian bound :func:`solvers.bound.lagrangian.lower_bound` (``--method``, default auto: disaggregated bundle) (``--bound-time`` seconds, aiming at the
   objective of a 5 s ``auto`` plan, as in the engine; no target when none is found) against the
   complete strong LP relaxation (a proven bound, the Lagrangian dual's value) and the
   published "Lagrangian LB".
@@ -36,7 +36,7 @@ from sectorize.store.atomic import atomic_write_json
 from solvers.bound.lagrangian import _floor_values, cost_matrix, lower_bound
 from solvers.bound.relaxation import strong_relaxation
 from solvers.engine import solve
-from solvers.problem import InfeasibleError
+from solvers.problem import InfeasibleError, NoPlanFoundError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_peers import AURA_CASES, aura_case  # noqa: E402
@@ -51,7 +51,7 @@ DEFAULT_OUT = RESULTS / "relaxation.json"
 LP_MAX_UNITS = 150
 
 
-def counties(data: Path, bound_time: float, method: str = "bundle", only: str = "",
+def counties(data: Path, bound_time: float, method: str = "auto", only: str = "",
              steps: int = 2000) -> list[dict]:
     """The published instances (every county, or those named in ``only``, tracts too): the
     Lagrangian bound with at most ``steps`` evaluations against the complete strong LP (up to
@@ -65,7 +65,7 @@ def counties(data: Path, bound_time: float, method: str = "bundle", only: str = 
         costs = cost_matrix(p)
         try:  # the engine always gives the bound a plan's objective as its target
             plan = solve(p, backend="auto", time_limit_s=5.0).objective
-        except InfeasibleError:
+        except (InfeasibleError, NoPlanFoundError):  # no plan in 5 s: no target
             plan = None
         sub = lower_bound(p, upper_bound=plan, time_limit_s=bound_time, costs=costs, method=method,
                           max_iterations=steps)
@@ -73,7 +73,7 @@ def counties(data: Path, bound_time: float, method: str = "bundle", only: str = 
         reference = lp.value if lp is not None else float(published[row["instance"]])
         rows.append({"instance": row["instance"], "n": p.n, "k": p.k, "plan": plan, "published_lagrangian": float(published[row["instance"]]),
                      "strong_lp": None if lp is None else lp.value, "strong_lp_s": None if lp is None else lp.time_s,
-                     "lagrangian": sub.value, "method": method, "max_steps": steps,
+                     "lagrangian": sub.value, "method": sub.method, "max_steps": steps,
                      "lagrangian_steps": sub.iterations, "lagrangian_s": sub.time_s,
                      "lagrangian_share": sub.value / reference,
                      "lagrangian_at": {str(q): sub.history[q - 1] for q in (500, 1000, 2000, 4000, 8000, 16000)
@@ -84,7 +84,7 @@ def counties(data: Path, bound_time: float, method: str = "bundle", only: str = 
 
 
 def aura(name: str, time_limit: float, bound_time: float, centres: int, near: int, seed: int,
-         method: str = "bundle") -> list[dict]:
+         method: str = "auto") -> list[dict]:
     p = aura_case(name).problem
     costs = cost_matrix(p)
     sol = solve(p, backend="auto", time_limit_s=time_limit, seed=seed)
@@ -97,7 +97,7 @@ def aura(name: str, time_limit: float, bound_time: float, centres: int, near: in
                   np.column_stack([sol.centres[sol.assignment], np.arange(p.n)])]
     lp = strong_relaxation(p, pairs, costs=costs)
     return [{"instance": name, "n": p.n, "k": p.k, "plan": sol.objective, "plan_backend": sol.backend,
-             "lagrangian": sub.value, "method": method, "lagrangian_steps": sub.iterations,
+             "lagrangian": sub.value, "method": sub.method, "lagrangian_steps": sub.iterations,
              "lagrangian_s": sub.time_s,
              "restricted_lp": lp.value, "restricted_pairs": lp.pairs, "restricted_centres": int(len(chosen)),
              "restricted_lp_s": lp.time_s, "plan_over_restricted_lp": sol.objective / lp.value,
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--centres", type=int, default=60, help="AURA: best-ranked centres kept besides the plan's")
     ap.add_argument("--near", type=int, default=400, help="AURA: nearest units kept per kept centre")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--method", choices=("bundle", "subgradient"), default="bundle",
+    ap.add_argument("--method", choices=("auto", "disaggregated", "bundle", "subgradient"), default="auto",
                     help="ascent of the Lagrangian bound (solvers.bound.lagrangian.lower_bound)")
     ap.add_argument("--only", default="", help="counties: comma-separated instances instead (tracts too), e.g. NV_tract")
     ap.add_argument("--steps", type=int, default=2000, help="counties: most evaluations of the Lagrangian bound")

@@ -207,11 +207,12 @@ def _delaunay_problem(seed: int, n: int = 60, k: int = 4) -> Problem:
 
 @pytest.mark.parametrize("seed", [0, 3, 5])
 def test_bundle_reaches_the_lagrangian_dual(seed):
-    """The bundle method climbs to within 0.1 % of the Lagrangian dual's optimum (the complete
-    strong LP) in 400 evaluations on 60-unit Delaunay instances; both methods stay below it."""
+    """The aggregated bundle method climbs to within 0.1 % of the Lagrangian dual's optimum (the
+    complete strong LP) in 400 evaluations on 60-unit Delaunay instances; both methods stay below
+    it (the default, disaggregated method: ``tests/test_disaggregated.py``)."""
     p = _delaunay_problem(seed)
     lp = strong_relaxation(p).value
-    bundle = lower_bound(p, max_iterations=400, time_limit_s=120)
+    bundle = lower_bound(p, max_iterations=400, time_limit_s=120, method="bundle")
     assert lp * (1 - 1e-3) <= bundle.value <= lp * (1 + 1e-6)
     sub = lower_bound(p, max_iterations=400, time_limit_s=120, method="subgradient")
     assert sub.value <= lp * (1 + 1e-6)

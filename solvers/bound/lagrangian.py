@@ -28,8 +28,10 @@ distinct, so the sum of these is >= the minimum over distinct centres. Since
 ``sum_s x*[s, i] = 1``, its objective equals ``sum_i lam_i + sum_s sum_i
 (c - lam) x*[s, i]`` >= ``LB(lam)``. This holds for *every* ``lam``, so every
 value the ascent computes is a valid bound and the best is kept. The ascent
-on the concave, piecewise-linear ``LB`` is a proximal bundle method (default)
-or deflected subgradient steps (:func:`lower_bound`, ``method=``).
+on the concave, piecewise-linear ``LB`` is a proximal bundle method, with one
+model per centre when all sectors share the same bounds
+(:mod:`solvers.bound.disaggregated`) and an aggregated model otherwise, or
+deflected subgradient steps (:func:`lower_bound`, ``method=``).
 ``v_s(j)`` is a bounded fractional knapsack solved exactly by the greedy on
 ``(c - lam) / w`` (units of zero workload join when their reduced cost is
 negative); the choice of distinct centres is an assignment problem
@@ -51,12 +53,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Literal
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from solvers import budget
+from solvers.bound.disaggregated import disaggregated_bundle, first_finite
 from solvers.problem import ProgressCallback, Problem
 
 
@@ -87,6 +91,7 @@ chose for them (good starting centres for a plan when the bound is tight).
     log: list[str] = field(default_factory=list)
     multipliers: np.ndarray | None = None
     centres: np.ndarray | None = None
+    method: str = ""
 
 
 def cost_matrix(problem: Problem, *, chunk: int = 512) -> np.ndarray:
@@ -172,9 +177,11 @@ def _floor_values(c: np.ndarray, lam: np.ndarray, w: np.ndarray, lo: float, hi: 
     return floor, exact
 
 
-def _evaluate(c: np.ndarray, lam: np.ndarray, problem: Problem) -> tuple[float, np.ndarray, np.ndarray]:
-    """``LB(lam)``, the subgradient ``1 - sum_s x[s, i]`` and the ``(k,)`` centre unit
-    chosen for each sector.
+def _evaluate(c: np.ndarray, lam: np.ndarray,
+              problem: Problem) -> tuple[float, np.ndarray, np.ndarray, list[np.ndarray]]:
+    """``LB(lam)``, the subgradient ``1 - sum_s x[s, i]``, the ``(k,)`` centre unit
+    chosen for each sector and each sector's fractional assignment ``x[s]`` (``(n,)``
+    arrays in sector order; empty when no choice of centres fits the bounds).
 
     Lazy: every centre first gets a cheap floor on ``v_s(j)``; the choice of
     centres is made on the floors, and the chosen centres whose floor is not
@@ -221,7 +228,7 @@ def _evaluate(c: np.ndarray, lam: np.ndarray, problem: Problem) -> tuple[float, 
     for s, j in pick:
         q, j = int(cls[s]), int(j)
         if not np.isfinite(table[q, j]):
-            return -np.inf, np.zeros(n), np.zeros(k, dtype=np.intp)
+            return -np.inf, np.zeros(n), np.zeros(k, dtype=np.intp), []
         total += table[q, j]
         if (q, j) not in rows:
             lo, hi = keys[q]
@@ -230,7 +237,7 @@ def _evaluate(c: np.ndarray, lam: np.ndarray, problem: Problem) -> tuple[float, 
     centres = np.zeros(k, dtype=np.intp)
     for s, j in pick:
         centres[int(s)] = int(j)
-    return total, 1.0 - used, centres
+    return total, 1.0 - used, centres, [rows[int(cls[s]), int(j)] for s, j in sorted(pick)]
 
 
 def lower_bound(
@@ -243,7 +250,7 @@ def lower_bound(
     costs: np.ndarray | None = None,
     progress: ProgressCallback | None = None,
     scaled: bool = True,
-    method: Literal["bundle", "subgradient"] = "bundle",
+    method: Literal["auto", "disaggregated", "bundle", "subgradient"] = "auto",
 ) -> Bound | None:
     """Best Lagrangian lower bound found within the time limit.
 
@@ -269,9 +276,14 @@ def lower_bound(
         Scale each multiplier's move by its unit's objective weight (see
         :data:`SCALE_FLOOR`); ``False``: the same move on every multiplier.
     method
-        ``"bundle"`` (default): a proximal bundle method (:func:`_bundle`),
-        which keeps a model of the bound from the last :data:`BUNDLE_SIZE`
-        evaluations; ``"subgradient"``: deflected subgradient steps.
+        ``"disaggregated"``: a proximal bundle method that models each centre's
+        sector by the fractional sectors evaluated so far
+        (:func:`solvers.bound.disaggregated.disaggregated_bundle`; sectors with
+        the same bounds only); ``"bundle"``: a proximal bundle method
+        (:func:`_bundle`) that models the bound by its last
+        :data:`BUNDLE_SIZE` subgradients; ``"subgradient"``: deflected
+        subgradient steps; ``"auto"`` (default): ``"disaggregated"`` when all
+        sectors share the same bounds, else ``"bundle"``.
 
     Returns
     -------
@@ -294,8 +306,15 @@ def lower_bound(
     # stays whole: set-up and one call of the ascent; mostly docstring
     if problem.objective != "pmedian" or problem.move_rows() is not None:
         return None
-    if method not in ("bundle", "subgradient"):
-        raise ValueError(f"unknown bound method {method!r}; choose 'bundle' or 'subgradient'")
+    if method not in ("auto", "disaggregated", "bundle", "subgradient"):
+        raise ValueError(f"unknown bound method {method!r}; choose 'auto', 'disaggregated', 'bundle' "
+                         "or 'subgradient'")
+    one_class = len({(float(lo), float(hi)) for lo, hi in zip(problem.lower, problem.upper)}) == 1
+    if method == "disaggregated" and not one_class:
+        raise ValueError("the 'disaggregated' bound method needs sectors with the same bounds "
+                         "(one FTE for every worker); use 'bundle'")
+    if method == "auto":
+        method = "disaggregated" if one_class else "bundle"
     began = time.monotonic()  # wall seconds, for the log
     deadline = budget.now() + time_limit_s
     say = progress or (lambda line: None)
@@ -314,7 +333,8 @@ def lower_bound(
     scale = np.ones(n)
     if scaled and weight.mean() > 0:
         scale = weight / weight.mean() + SCALE_FLOOR
-    run = _bundle if method == "bundle" else _subgradient
+    run = {"bundle": _bundle, "subgradient": _subgradient,
+           "disaggregated": partial(disaggregated_bundle, _evaluate)}[method]
     track = _Best(began, say)
     it = run(c, lam, problem, scale, upper_bound, deadline, max_iterations, track)
     # float64 sums of n terms: keep a margin far above their rounding error
@@ -322,7 +342,8 @@ def lower_bound(
     line = f"Lagrangian bound {best:,.2f} after {it} {method} steps in {time.monotonic() - began:.1f} s"
     say(line)
     return Bound(value=float(best), iterations=it, time_s=time.monotonic() - began, history=track.history,
-                 log=[line], multipliers=track.lam if track.lam is not None else lam, centres=track.centres)
+                 log=[line], multipliers=track.lam if track.lam is not None else lam, centres=track.centres,
+                 method=method)
 
 
 class _Best:
@@ -355,7 +376,7 @@ def _subgradient(c: np.ndarray, lam: np.ndarray, problem: Problem, scale: np.nda
     clock = budget.current()
     while it < max_iterations and clock.now() < deadline:
         it += 1
-        value, g, chosen = _evaluate(c, lam, problem)
+        value, g, chosen, _ = _evaluate(c, lam, problem)
         if track.see(value, lam, chosen):
             stall = 0
         else:
@@ -426,15 +447,8 @@ def _bundle(c: np.ndarray, lam: np.ndarray, problem: Problem, scale: np.ndarray,
     otherwise its cut refines the model and ``t`` shrinks (x 0.7). Returns the evaluations made.
     """
     # stays whole: one bundle loop (serious and null steps) whose cuts, centre and step size are its locals
-    it = 1
     clock = budget.current()
-    f_hat, g, chosen = _evaluate(c, lam, problem)
-    track.see(f_hat, lam, chosen)
-    while not np.isfinite(f_hat) and it < max_iterations and clock.now() < deadline:
-        lam = lam * 0.9  # no centre fits the bounds yet: cheaper units
-        it += 1
-        f_hat, g, chosen = _evaluate(c, lam, problem)
-        track.see(f_hat, lam, chosen)
+    it, lam, (f_hat, g, chosen, _) = first_finite(_evaluate, c, lam, problem, track, max_iterations, deadline)
     if not np.isfinite(f_hat):
         return it
     cuts, heights, idle = [g], [f_hat], [0]  # heights: each cut's value at the centre
@@ -463,7 +477,7 @@ def _bundle(c: np.ndarray, lam: np.ndarray, problem: Problem, scale: np.ndarray,
             continue
         trial = lam + d
         it += 1
-        value, g, chosen = _evaluate(c, trial, problem)
+        value, g, chosen, _ = _evaluate(c, trial, problem)
         track.see(value, trial, chosen)
         if not np.isfinite(value):
             t *= 0.5

@@ -242,7 +242,7 @@ def _strong_multipliers(problem: Problem, settings: EngineSettings, costs: np.nd
                         say: ProgressCallback) -> np.ndarray | None:
     """Optimal Lagrange multipliers from the complete strong LP relaxation
     (:func:`solvers.bound.relaxation.strong_relaxation`) up to ``settings.exact_strong_lp_max_units``
-    units, else (or when HiGHS does not finish) ``None``: the bundle method of
+    units, else (or when HiGHS does not finish) ``None``: the ascent of
     :func:`solvers.bound.lagrangian.lower_bound` then estimates them."""
     if problem.n > settings.exact_strong_lp_max_units or len(set(zip(problem.lower, problem.upper))) != 1:
         return None
