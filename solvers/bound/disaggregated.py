@@ -137,6 +137,14 @@ def project_columns(v: np.ndarray, group: np.ndarray, groups: int, k: int) -> np
     return np.maximum(v - np.maximum(tau, theta), 0.0)
 
 
+def _k_smallest_minima(values: np.ndarray, group: np.ndarray, groups: int, k: int) -> float:
+    """The sum of the ``k`` smallest per-group minima of ``values``: the least ``mu . values``
+    over the set of :func:`project_columns` (the model's value, the QP's linear minimiser)."""
+    per = np.full(groups, np.inf)
+    np.minimum.at(per, group, values)
+    return float(np.sort(per)[:k].sum())
+
+
 class _Sectors:
     """The model's fractional sectors: rows of ``x`` with their centre, cost ``c_j . x``,
     the Gram matrix ``x D x'``, their weights ``mu`` and how long each has been unused."""
@@ -192,9 +200,7 @@ class _Sectors:
     def model(self, lam: np.ndarray, group: np.ndarray, groups: int, k: int) -> float:
         """The model's value at ``lam``: ``sum lam`` plus the ``k`` smallest per-centre minima."""
         budget.tick("entry", self.x.size)
-        per = np.full(groups, np.inf)
-        np.minimum.at(per, group, self.cost - self.x @ lam)
-        return float(lam.sum() + np.sort(per)[:k].sum())
+        return float(lam.sum()) + _k_smallest_minima(self.cost - self.x @ lam, group, groups, k)
 
     def lipschitz(self) -> float:
         """The Gram matrix's largest eigenvalue (power iteration, warm-started), with 5 % to spare."""
@@ -236,9 +242,7 @@ class _Sectors:
             previous, momentum = nxt, following
             if it % QP_CHECK_EVERY == 0:
                 gradient = a + t * (self.gram @ previous - b)
-                per = np.full(groups, np.inf)
-                np.minimum.at(per, group, gradient)
-                frank_wolfe = float(gradient @ previous - np.sort(per)[:k].sum())
+                frank_wolfe = float(gradient @ previous) - _k_smallest_minima(gradient, group, groups, k)
                 gain = self.model(trial(previous), group, groups, k) - f_hat
                 budget.tick("entry", m * m + 2 * self.x.size)
                 if frank_wolfe <= max(QP_TOLERANCE * gain, STOP_GAIN * max(abs(f_hat), 1.0)):
