@@ -30,7 +30,11 @@ Backends
     ``settings.auto_exact_max_units`` units such a problem goes to ``"exact"``, whose list
     of every feasible district proves the optimum, or that no plan exists; up to
     ``settings.auto_exact_rescue_max_units`` units it goes there too when the heuristic
-    finds no balanced plan (a plan from the MIP, or its proof that none exists).
+    finds no balanced plan (a plan from the MIP, or its proof that none exists). From a
+    time limit of ``settings.auto_lns_from_s`` seconds, such a problem's best plan then gets
+    ``"lns"``'s search (LNS, then kicks) in the time no new round fits into: at least a
+    fifth of the limit, enough there for LNS to pay on large regions, while shorter
+    limits keep their plans.
 ``"lns"``
     ``"mip"``, then large-neighbourhood search (:func:`solvers.lns.search.improve_lns`:
     pairs of adjacent sectors re-optimised together, then triples with their
@@ -342,6 +346,12 @@ def _search(problem: Problem, backend: Backend, time_limit_s: float, seed: int, 
             assign, centres, objective, name = more_rounds(
                 problem, Incumbent(assign, centres, objective, name), heuristic_share, seed, wall, time_limit_s,
                 deadline, log, say, settings=settings)
+            if (backend == "auto" and time_limit_s >= settings.auto_lns_from_s and problem.objective == "pmedian"
+                    and problem.previous is None):
+                # the time no new round fits into (a fifth of the limit or more): LNS on the best plan, then kicks
+                assign, centres, objective, name = lns_rounds(
+                    problem, Incumbent(assign, centres, objective, name), seed=seed, heuristic_share=heuristic_share,
+                    deadline=search_end, log=log, say=say, screen=lp_screen, settings=settings)
     violations = check_plan(problem, assign)
     if violations and start is not None and problem.max_moved is None and clock.now() < deadline - 1.0:
         line = "start plan could not be rebalanced; trying fresh starts (they ignore the previous plan)"

@@ -26,6 +26,9 @@ class EngineSettings:
         new rounds without LNS). ``auto_exact_max_units``: up to this many units a
         ``"pmedian"`` problem without a previous plan or start goes to the ``"exact"``
         backend (its district list proves the optimum or infeasibility; ``0`` turns it off).
+        ``auto_lns_from_s``: from this time limit (seconds), such a problem's best plan gets
+        :func:`solvers.lns.kicks.lns_rounds` in the time ``"auto"``'s new rounds leave (at
+        least a fifth of the limit).
         ``auto_exact_rescue_max_units``: up to this many units, when the heuristic finds no
         balanced plan for such a problem, the time left goes to the ``"exact"`` backend,
         which finds one or proves that none exists.
@@ -82,6 +85,7 @@ class EngineSettings:
     auto_uses_lns: bool = False
     auto_exact_max_units: int = 60
     auto_exact_rescue_max_units: int = 150
+    auto_lns_from_s: float = 120.0
     heuristic_max_s: float = 10.0
     location_allocation_gap: float = 1e-3
     allocation_stage_s: float = 5.0

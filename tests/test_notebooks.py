@@ -11,6 +11,11 @@ code cells say what they show with a tag (cell metadata ``tags``), and the test 
   Chromium on ``PATH``, the output is also opened with the network cut off (``tests/browser.py``):
   no request may leave the machine and the map must be drawn (screenshot next to the notebook).
 
+Each notebook's budgets sit in its first code cell, tagged ``parameters`` (papermill's convention).
+The test injects :data:`TEST_PARAMETERS` in a cell after it, as ``papermill -p`` does: shorter solves,
+so the suite stays short; what is checked (the cells run, the figures show, the maps draw offline)
+does not depend on them. The committed outputs come from the notebooks' own values.
+
 No cell may fail, and no output may name a folder of this machine (the repository, the home or
 temporary folder, the virtual environment). The executed notebooks, with their outputs, are written
 to ``$SECTORIZE_TEST_ARTIFACTS`` (default ``<repository>/test-artifacts/notebooks/``), also when a
@@ -54,6 +59,13 @@ EXPECTED = {
     "02_compare_scenarios.ipynb": {"chart": 2, "table": 3, "map": 1},
     "03_annual_rerun.ipynb": {"chart": 2, "table": 4, "map": 1},
 }
+#: Values the test sets after each notebook's ``parameters`` cell (seconds of solving: shorter than the
+#: notebooks' own, which the committed outputs use).
+TEST_PARAMETERS = {
+    "01_first_sectorization.ipynb": {"SOLVE_S": 8},
+    "02_compare_scenarios.ipynb": {"BASES_S": 8},
+    "03_annual_rerun.ipynb": {"RERUN_S": 10.0, "FRONTIER_S": 3.0},
+}
 #: Key of the notebooks' metadata that records the sources the committed outputs come from.
 STAMP = "sectorize"
 #: The map output kept in a committed notebook instead of the map (several MB that forges do not run).
@@ -95,8 +107,21 @@ def kernel_environment() -> dict[str, str]:
     return env
 
 
-def execute(path: Path, kernels: Path, *, record_timing: bool = True):
-    """Execute the notebook at ``path`` in a fresh kernel, working folder ``notebooks/``.
+def inject_parameters(nb, values: dict[str, object]) -> None:
+    """Add a cell setting ``values`` right after the cell tagged ``parameters`` (as ``papermill -p``)."""
+    import nbformat
+
+    found = [i for i, cell in enumerate(nb.cells) if "parameters" in tags(cell)]
+    assert len(found) == 1, f"expected one cell tagged 'parameters', found {len(found)}"
+    unknown = [name for name in values if not re.search(rf"^{name}\s*=", nb.cells[found[0]].source, re.M)]
+    assert not unknown, f"the parameters cell sets no {unknown}"
+    source = "# Parameters injected by the tests\n" + "\n".join(f"{name} = {value!r}" for name, value in values.items())
+    nb.cells.insert(found[0] + 1, nbformat.v4.new_code_cell(source, metadata={"tags": ["injected-parameters"]}))
+
+
+def execute(path: Path, kernels: Path, *, record_timing: bool = True, parameters: dict[str, object] | None = None):
+    """Execute the notebook at ``path`` in a fresh kernel, working folder ``notebooks/``, with
+    ``parameters`` (:func:`inject_parameters`) if given.
 
     Returns ``(notebook, error)``: the notebook with every output up to the end or to the failing
     cell, and the :class:`nbclient.exceptions.CellExecutionError` or ``None``.
@@ -108,6 +133,8 @@ def execute(path: Path, kernels: Path, *, record_timing: bool = True):
     from nbclient.exceptions import CellExecutionError
 
     nb = nbformat.read(path, as_version=4)
+    if parameters:
+        inject_parameters(nb, parameters)
     km = AsyncKernelManager(kernel_name=KERNEL, kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kernels)]))
     client = NotebookClient(nb, km=km, kernel_name=KERNEL, timeout=CELL_TIMEOUT_S, startup_timeout=120,
                             record_timing=record_timing, resources={"metadata": {"path": str(path.parent)}})
@@ -274,7 +301,7 @@ def kernels(tmp_path_factory) -> Path:
 def test_notebook_runs_in_a_kernel_and_shows_its_figures(path, kernels, tmp_path):
     import nbformat
 
-    nb, error = execute(path, kernels)
+    nb, error = execute(path, kernels, parameters=TEST_PARAMETERS.get(path.name))
     artefact = artefacts_dir() / path.name
     nbformat.write(nb, artefact)
     if error is not None:
@@ -315,6 +342,10 @@ def test_notebooks_are_tagged_and_committed_with_fresh_outputs():
             tagged = sum(tag in tags(c) for c in code)
             if tagged < least:
                 problems.append(f"{path.name}: {tagged} cell(s) tagged {tag!r}, expected at least {least}")
+        try:  # the tests' shorter budgets still name the notebook's parameters
+            inject_parameters(nbformat.from_dict(nb), TEST_PARAMETERS.get(path.name, {}))
+        except AssertionError as err:
+            problems.append(f"{path.name}: {err}")
         stamp = nb.metadata.get(STAMP, {}).get("sources_sha256")
         if stamp != sources_digest(nb):
             problems.append(f"{path.name}: the outputs are not those of the current code cells; "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 import networkx as nx
 import numpy as np
@@ -154,6 +155,20 @@ def test_auto_on_large_graphs_runs_the_mip_only_with_enough_time(limit, uses_mip
     skipped = any("heuristic only" in line for line in lines)
     assert skipped is not uses_mip
     assert any(line.startswith("location-allocation") for line in sol.log) is uses_mip
+
+
+def test_auto_with_a_long_limit_gives_the_rounds_leftover_to_lns():
+    """From ``auto_lns_from_s`` the time no new round fits into goes to LNS and kicks: on work
+    budgets the rounds are the same, so the plan can only get better (here it does); below it,
+    LNS never runs."""
+    p = grid_problem(14, 14, 8, 0.03, seed=3)  # 196 units: above the exact backend's share of "auto"
+    plain = EngineSettings(deterministic=True)
+    without = solve(p, backend="auto", time_limit_s=4, seed=0, settings=plain)
+    polished = solve(p, backend="auto", time_limit_s=4, seed=0, settings=replace(plain, auto_lns_from_s=4.0))
+    assert not any(line.startswith("LNS") for line in without.log)
+    assert any(line.startswith("LNS") for line in polished.log)
+    assert check_plan(p, polished.assignment) == []
+    assert polished.objective < without.objective - 1e-9
 
 
 def test_mip_improves_on_the_heuristic_start():
