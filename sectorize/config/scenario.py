@@ -388,7 +388,8 @@ class ModelConfig(BaseModel):
         compactness: every sector is then measured from the same point.
     backend
         ``"auto"`` (heuristic, then location-allocation with the allocation
-        MIP, then new rounds), ``"heuristic"`` alone, ``"mip"``, or ``"lns"``
+        MIP, then new rounds; from a 120 s limit, the time they leave goes to
+        ``"lns"``'s search), ``"heuristic"`` alone, ``"mip"``, or ``"lns"``
         (location-allocation, then re-optimising pairs and triples of sectors,
         and a Lagrangian lower bound so the plan reports a gap); see
         :mod:`solvers.engine`.
