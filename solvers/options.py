@@ -63,7 +63,10 @@ class EngineSettings:
         feasible district (:func:`solvers.exact.districts.partition`; ``0`` turns the
         enumeration off); ``exact_enumeration_share``, ``exact_enumeration_max_s`` and
         ``exact_enumeration_max_districts``: share of the time, seconds at most and
-        most districts for that list. ``exact_strong_lp_max_units``: up to this many
+        most districts for that list; ``exact_partition_share``: share of the time for
+        the list and its set partitioning together (CP-SAT gets what the list leaves:
+        with a complete list it is the strongest model of a small problem, where the
+        MIP, with less time, rarely does better). ``exact_strong_lp_max_units``: up to this many
         units the Lagrange multipliers come from the complete strong LP relaxation
         (:func:`solvers.bound.relaxation.strong_relaxation`; ``0`` turns it off).
 
@@ -102,6 +105,7 @@ class EngineSettings:
     exact_enumeration_share: float = 0.25
     exact_enumeration_max_s: float = 15.0
     exact_enumeration_max_districts: int = 300_000
+    exact_partition_share: float = 0.75
     exact_strong_lp_max_units: int = 150
     deterministic: bool = False
     work_costs: WorkCosts = field(default_factory=WorkCosts)

@@ -55,3 +55,16 @@ def test_summary_counts_per_family_and_half():
     (s,) = gen.summary(rows)
     assert (s["matched"], s["optimal_known"], s["infeasible_proven"], s["infeasible_known"]) == (1, 2, 1, 1)
     assert (s["small_with_plan"], s["small_feasible"]) == (1, 1) and s["worst_ratio"] == pytest.approx(1.1)
+
+
+@pytest.mark.skipif(not (gen.DEFAULT_DATA / "instances_hess.csv").exists(), reason="published instances not available")
+def test_tract_family_perturbs_the_connected_tract_graphs_only():
+    cases = gen.county_cases(gen.DEFAULT_DATA, 2, "tract")
+    states = {c.name.split("_")[0] for c in cases}
+    assert {"NH", "NV", "OK"} <= states and not {"HI", "RI"} & states  # disconnected: no contiguous plan
+    assert [c.half for c in cases[:2]] == ["tuning", "held-out"] and all(c.family == "tract" for c in cases)
+    nh = cases[1]
+    assert nh.name == "NH_tract~1" and nh.problem.n == 295 and nh.k == 2 and 0.10 <= nh.noise <= 0.20
+    # the county family is unchanged by the level argument (same seeds, same names)
+    county = gen.county_cases(gen.DEFAULT_DATA, 1)
+    assert county[0].name.endswith("_county~0") and all(c.family == "county" for c in county)

@@ -166,6 +166,9 @@ def test_cap_and_deadline_are_reported():
     assert "more than 10 districts" in res.reason
     res = partition(g, w, 7, 7, 7, time_limit_s=0)
     assert res.status == "unknown" and "deadline" in res.reason
+    # the list's own limit: it stops the listing, however much time CP-SAT would have
+    res = partition(g, w, 7, 7, 7, time_limit_s=60, list_time_limit_s=0)
+    assert res.status == "unknown" and "deadline" in res.reason
 
 
 def test_bad_inputs():

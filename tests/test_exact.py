@@ -162,11 +162,46 @@ def test_separators_cut_off_a_disconnected_sector():
     assert (0, [4], [3]) in [(j, s.tolist(), c.tolist()) for j, s, c in cuts]
 
 
-def test_engine_exact_backend_proves_its_plan():
+def _grid16() -> Problem:
     g = nx.convert_node_labels_to_integers(nx.grid_2d_graph(4, 4), ordering="sorted")
     xy = np.array([(i // 4, i % 4) for i in range(16)], dtype=float)
     w = np.random.default_rng(5).integers(1, 10, 16).astype(float)
-    p = Problem(g, w, np.full(2, w.sum() / 2), 0.1, DenseTravelTimes(np.abs(xy[:, None] - xy[None]).sum(-1) * 10))
+    return Problem(g, w, np.full(2, w.sum() / 2), 0.1, DenseTravelTimes(np.abs(xy[:, None] - xy[None]).sum(-1) * 10))
+
+
+def test_set_partitioning_gets_the_time_the_list_leaves(monkeypatch):
+    """The district list gets its own share, CP-SAT what is left of ``exact_partition_share``;
+    a plan CP-SAT could not prove is kept with its bound, and without one the MIP decides."""
+    import solvers.exact.backend as backend
+    from solvers.exact.districts import PartitionResult
+
+    p = _grid16()
+    seen = {}
+
+    def fake(*args, status="feasible", **kwargs):
+        seen.update(kwargs)
+        proven = real(*args, **kwargs)
+        if status == "unknown":
+            return PartitionResult("unknown", None, None, None, None, proven.n_districts, 0.0, 0.0,
+                                   reason="CP-SAT UNKNOWN within the time limit")
+        return PartitionResult("feasible", proven.assignment, proven.centres, proven.objective,
+                               0.9 * proven.objective, proven.n_districts, 0.0, 0.0,
+                               reason="time limit before CP-SAT proved optimality")
+
+    real = backend.partition
+    monkeypatch.setattr(backend, "partition", fake)
+    sol = solve(p, backend="exact", time_limit_s=40)
+    assert seen["list_time_limit_s"] == pytest.approx(10.0) and seen["time_limit_s"] == pytest.approx(30.0)
+    assert sol.backend == "enumeration" and sol.status == "feasible" and check_plan(p, sol.assignment) == []
+    assert sol.bound == pytest.approx(0.9 * sol.objective) and "its plan and bound are kept" in "\n".join(sol.log)
+    monkeypatch.setattr(backend, "partition", lambda *a, **k: fake(*a, status="unknown", **k))
+    sol = solve(p, backend="exact", time_limit_s=40)
+    assert sol.backend == "exact" and sol.status == "optimal" and check_plan(p, sol.assignment) == []
+
+
+def test_engine_exact_backend_proves_its_plan():
+    p = _grid16()
+    g, w = p.graph, p.workload
     sol = solve(p, backend="exact", time_limit_s=20, settings=MIP_ONLY)
     heuristic = solve(p, backend="heuristic", time_limit_s=2)
     assert sol.status == "optimal" and sol.backend == "exact" and sol.gap < 1e-5

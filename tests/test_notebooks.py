@@ -63,8 +63,8 @@ EXPECTED = {
 #: notebooks' own, which the committed outputs use).
 TEST_PARAMETERS = {
     "01_first_sectorization.ipynb": {"SOLVE_S": 8},
-    "02_compare_scenarios.ipynb": {"BASES_S": 8},
-    "03_annual_rerun.ipynb": {"RERUN_S": 10.0, "FRONTIER_S": 3.0},
+    "02_compare_scenarios.ipynb": {"SOLVE_S": 2, "BASES_S": 4},
+    "03_annual_rerun.ipynb": {"LAST_YEAR_S": 3, "RERUN_S": 5.0, "FRONTIER_S": 2.0},
 }
 #: Key of the notebooks' metadata that records the sources the committed outputs come from.
 STAMP = "sectorize"

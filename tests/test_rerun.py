@@ -229,6 +229,7 @@ def test_aura_demand_shift_moves_less_than_a_fresh_solve(aura_run, tmp_path):
     folder, plan = aura_run
     demand = _shifted_demand(plan, tmp_path / "demande-2027.csv")
     scenario = _scenario(folder, demand={"source": "file", "file": str(demand), "columns": None},
+                         model={"time_limit_s": 6},  # work seconds: the same plans on any machine
                          rerun={"frontier": [5.0], "frontier_time_limit_s": 3})  # rows present, found or not
     result = rerun(scenario, load_previous(folder))
     assert result.plan.valid, result.plan.violations

@@ -175,15 +175,16 @@ def test_cli_sweep_unreachable_scheduler(tmp_path, capsys):
 # --------------------------------------------------------------------------- real AURA sweeps
 
 
-def _twelve_scenarios(fast: dict = FAST) -> dict:
-    """6 variations x 2 seeds on AURA, one variation failing in the worker (unknown base commune)."""
+def _eight_scenarios(fast: dict = FAST) -> dict:
+    """4 variations x 2 seeds on AURA, one variation failing in the worker (unknown base commune).
+
+    (Tolerances set by a variation are checked without a cluster: :func:`test_apply_changes_sets_merges_and_rederives`.)
+    """
     FAST = fast  # noqa: N806 (the variations below read it)
     workers = [w.model_dump(exclude_none=True) for w in default_scenario().team.workers]
     newcomer = {"id": "TS12", "name": "Travailleur social 12", "fte": 0.8}
     return {"name": "test sweep", "seeds": [0, 1], "variations": [
         {"name": "reference", "changes": dict(FAST)},
-        {"name": "tolerance 5 %", "changes": {**FAST, "model.tolerance": 0.05}},
-        {"name": "tolerance 15 %", "changes": {**FAST, "model.tolerance": 0.15}},
         {"name": "three groups", "changes": {**FAST, "groups.count": 3}},
         {"name": "new 0.8 FTE worker", "changes": {**FAST, "team": {"workers": workers + [newcomer]}}},
         {"name": "unknown base", "changes": {**FAST, "team.default_base": "99999"}},
@@ -195,13 +196,13 @@ def test_sweep_on_dask_local_cluster_keeps_results_of_other_tasks():
     from distributed import Client, LocalCluster
 
     # work budgets (the sweep's default): the same plans however loaded the machine is
-    sweep = sweep_from_dict(_twelve_scenarios(FAST))
+    sweep = sweep_from_dict(_eight_scenarios(FAST))
     lines = []
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
             Client(cluster) as client:
         result = run_sweep(sweep, client=client, progress=lines.append)
     t = result.table
-    assert result.executor == "dask" and len(t) == 12 and len(lines) == 12
+    assert result.executor == "dask" and len(t) == 8 and len(lines) == 8
     assert list(zip(t["variation"], t["seed"])) == [(v.name, s) for v in sweep.variations for s in (0, 1)]
     failed = t[t["variation"] == "unknown base"]
     assert list(failed["status"]) == ["error", "error"] and list(failed["seed"]) == [0, 1]
@@ -209,8 +210,7 @@ def test_sweep_on_dask_local_cluster_keeps_results_of_other_tasks():
     kept = t[t["variation"] != "unknown base"]
     assert (kept["status"] == "ok").all(), kept[["variation", "seed", "status", "error"]]
     assert kept["objective"].gt(0).all() and kept["mean_travel_min"].gt(0).all()
-    for name, tol in (("tolerance 5 %", 5.0), ("tolerance 15 %", 15.0), ("reference", 10.0)):
-        assert t.loc[t["variation"] == name, "max_deviation_pct"].le(tol + 1e-6).all()
+    assert t.loc[t["variation"] == "reference", "max_deviation_pct"].le(10.0 + 1e-6).all()
     assert list(t.loc[t["variation"] == "three groups", "groups"]) == [3, 3]
     assert list(t.loc[t["variation"] == "new 0.8 FTE worker", "sectors"]) == [12, 12]
     # each result carries its KPIs and the sector table of every commune
@@ -219,7 +219,7 @@ def test_sweep_on_dask_local_cluster_keeps_results_of_other_tasks():
     assert outcome.sectors["insee"].is_unique and len(outcome.sectors) > 4000
     assert outcome.kpis["valid"] and len(outcome.kpis["sectors"]) == 12
     summary = result.summary()
-    assert list(summary["ok"]) == [2, 2, 2, 2, 2, 0]
+    assert list(summary["ok"]) == [2, 2, 2, 0]
 
 
 @pytest.mark.slow

@@ -36,8 +36,10 @@ def exact_backend(problem: Problem, time_limit_s: float, seed: int, progress: Pr
     """The exact MIP, made small by Lagrangian fixing.
 
     0. Up to ``settings.exact_enumeration_max_units`` units, the complete list of
-       feasible districts and set partitioning (:func:`_by_enumeration`):
-       the proven optimum or a proof of infeasibility, when the list fits.
+       feasible districts and set partitioning (:func:`_by_enumeration`, at most
+       ``settings.exact_partition_share`` of the time): the proven optimum or a proof
+       of infeasibility when the list fits and CP-SAT finishes, its plan and bound when
+       it does not; the steps below when there is no list or no plan.
     1. A starting plan (``settings.exact_start_share`` of the time, at most 10 s + 10 % and at
        most ``settings.exact_start_max_s``): the
        heuristic and location-allocation, then new starts with the next
@@ -80,7 +82,8 @@ def _exact(problem: Problem, time_limit_s: float, seed: int, progress: ProgressC
     end = start + time_limit_s
     say = progress or (lambda line: None)
     enumerated = _by_enumeration(
-        problem, settings, min(settings.exact_enumeration_share * time_limit_s, settings.exact_enumeration_max_s), say)
+        problem, settings, min(settings.exact_enumeration_share * time_limit_s, settings.exact_enumeration_max_s),
+        max(settings.exact_partition_share, settings.exact_enumeration_share) * time_limit_s, say)
     if enumerated is not None:
         return enumerated
     assign, centres, objective, balanced, log = _starting_plan(problem, time_limit_s, seed, start, say, settings)
@@ -187,14 +190,18 @@ def _cuts_then_flow(problem: Problem, hint: np.ndarray | None, allowed: np.ndarr
     return sol
 
 
-def _by_enumeration(problem: Problem, settings: EngineSettings, time_limit_s: float,
+def _by_enumeration(problem: Problem, settings: EngineSettings, list_time_limit_s: float, time_limit_s: float,
                     say: ProgressCallback) -> Solution | None:
     """The proven optimum, or a proof of infeasibility, from the complete list of
     feasible districts (:func:`solvers.exact.districts.partition`), on problems of at most
     ``settings.exact_enumeration_max_units`` units with equal sector bounds (and equal
-    territory caps, applied to the list) and no locks;
-    ``None`` when the list does not fit ``time_limit_s`` and
-    ``settings.exact_enumeration_max_districts`` (the MIP then decides).
+    territory caps, applied to the list) and no locks.
+
+    The list gets ``list_time_limit_s``, the list and CP-SAT together ``time_limit_s``.
+    Returns ``None`` when the list does not fit ``list_time_limit_s`` and
+    ``settings.exact_enumeration_max_districts``, or when CP-SAT finds no plan in the time
+    left (the MIP then decides); a plan CP-SAT found without proving it optimal comes back
+    ``"feasible"`` with CP-SAT's bound (valid: the list holds every feasible district).
 
     Raises
     ------
@@ -214,7 +221,8 @@ def _by_enumeration(problem: Problem, settings: EngineSettings, time_limit_s: fl
     found = partition(problem.graph, np.asarray(problem.workload, dtype=np.float64), lower - slack, upper + slack,
                       problem.k,
                       cost, time_limit_s=time_limit_s, max_districts=settings.exact_enumeration_max_districts,
-                      size=problem.sizes, max_size=None if caps is None else float(caps[0]))
+                      size=problem.sizes, max_size=None if caps is None else float(caps[0]),
+                      list_time_limit_s=list_time_limit_s)
     for line in found.log:
         say(f"district enumeration: {line}")
     capped = "" if caps is None else f" and a territory within {float(caps[0]):,.6g} {problem.size_unit}"
@@ -227,15 +235,17 @@ def _by_enumeration(problem: Problem, settings: EngineSettings, time_limit_s: fl
             f"no plan exists: the {found.n_districts:,} connected groups of units with a workload in "
             f"[{lower:,.6g}, {upper:,.6g}]{capped} (complete list) cannot cover every unit exactly once with "
             f"{problem.k} of them (proven by CP-SAT)")
-    if found.status != "optimal":
+    if found.status not in ("optimal", "feasible"):
         say(f"district enumeration: {found.reason}; the MIP decides")
         return None
     assign = np.asarray(found.assignment, dtype=np.intp)
     centres = best_centres(problem, assign)
     objective = float(problem.objective_value(assign, centres))
-    return Solution(assignment=assign, centres=centres, objective=objective, status="optimal",
-                    backend="enumeration", time_s=0.0, bound=min(float(found.bound), objective),
-                    log=[f"district enumeration: {line}" for line in found.log])
+    log = [f"district enumeration: {line}" for line in found.log]
+    if found.status == "feasible":
+        log.append(f"district enumeration: {found.reason}; its plan and bound are kept")
+    return Solution(assignment=assign, centres=centres, objective=objective, status=found.status,
+                    backend="enumeration", time_s=0.0, bound=min(float(found.bound), objective), log=log)
 
 
 def _strong_multipliers(problem: Problem, settings: EngineSettings, costs: np.ndarray, time_limit_s: float, log: list[str],

@@ -272,6 +272,7 @@ def partition(
     workers: int = 1,
     size: np.ndarray | None = None,
     max_size: float | None = None,
+    list_time_limit_s: float | None = None,
 ) -> PartitionResult:
     """Best (or any) partition of ``graph`` into ``k`` connected districts with
     workload in ``[lower, upper]``, by complete district enumeration and set
@@ -290,7 +291,11 @@ def partition(
         (the Hess / p-median cost); the objective is the sum over districts.
         ``None``: any plan will do.
     time_limit_s
-        Wall-clock seconds for listing and solving together.
+        Seconds (of the active clock, :mod:`solvers.budget`) for listing and solving together.
+    list_time_limit_s
+        At most this many of them for the listing (default: all); CP-SAT gets the rest.
+        The list's cost can explode with the graph, CP-SAT's grows with the list: a
+        caller gives up early on a list too long to finish and lets a complete one be solved.
     max_districts
         Give up (status ``"unknown"``) when more districts than this pass the tests.
     workers
@@ -331,8 +336,9 @@ def partition(
     began = clock.now()
     log: list[str] = []
     try:
+        listing = time_limit_s if list_time_limit_s is None else min(list_time_limit_s, time_limit_s)
         districts = enumerate_districts(graph, workload, lower, upper, k=k, max_districts=max_districts,
-                                        deadline=began + time_limit_s)
+                                        deadline=began + listing)
     except IncompleteEnumerationError as err:
         elapsed = time.monotonic() - start
         log.append(f"enumeration stopped after {elapsed:.1f} s: {err}")
