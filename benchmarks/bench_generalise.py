@@ -11,7 +11,7 @@ Families of unseen instances, made once from seeds and split once:
   ``U = floor(1.005 P / k)``. Some are infeasible with contiguity, like CO, NH,
   OR and SC in the published set.
 * **tract** (``--family tract``): the same perturbation of the published census-tract
-  graphs (181-1,631 units), named ``<state>_tract~<i>``; long to prove, so usually a
+  graphs (the 13 connected ones, 295-1,046 units), named ``<state>_tract~<i>``; long to prove, so usually a
   few states at a time (``--only``).
 * **planar** (``--family planar``): ``n`` points uniform in a 300 km square
   (``n`` uniform in 50..1,000), their Delaunay graph, log-normal populations
@@ -121,10 +121,10 @@ def county_cases(data: Path, per_state: int, level: str = "county") -> list[Case
     cases = []
     for _, row in rows[rows["level"] == level].sort_values("n").iterrows():
         nodes, graph = read_graph(data, row, "instances_hess.csv")
-        xy = nodes[["x_m", "y_m"]].to_numpy(float)
-        km = np.rint(np.hypot(*(xy[:, None, :] - xy[None, :, :]).transpose(2, 0, 1)) / 1000)
         if not nx.is_connected(graph):
             continue
+        xy = nodes[["x_m", "y_m"]].to_numpy(float)
+        km = np.rint(np.hypot(*(xy[:, None, :] - xy[None, :, :]).transpose(2, 0, 1)) / 1000)
         pop = nodes["population"].to_numpy(float)
         for i in range(per_state):
             rng = _rng(level, row["state"], i)
