@@ -47,6 +47,8 @@ Usage::
         --only NH_tract~1,ID_tract~1 --truth-file benchmarks/results/generalise_truth_tracts.json
     python benchmarks/bench_generalise.py --per-state 2 --show              # re-judge with newer truths
     python benchmarks/bench_generalise.py --per-state 2 --only CO_county~0 --merge   # re-run some rows
+    python benchmarks/bench_generalise.py --split tuning --set auto_exact_max_units=150 \
+        --out /tmp/candidate.json                  # a setting tried on the tuning half only
 
 The table goes to stdout; rows to ``results/generalise.json`` (``--out``).
 """
@@ -54,6 +56,7 @@ The table goes to stdout; rows to ``results/generalise.json`` (``--out``).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import sys
 import time
@@ -154,15 +157,19 @@ def planar_cases(count: int) -> list[Case]:
     return cases
 
 
-def run(case: Case, backend: str, time_limit: float, deterministic: bool = False) -> dict:
-    """One solve of ``case`` (work budgets when ``deterministic``); never raises for solver outcomes."""
+def run(case: Case, backend: str, time_limit: float, deterministic: bool = False,
+        changes: dict | None = None) -> dict:
+    """One solve of ``case`` (work budgets when ``deterministic``; ``changes``: fields of
+    :class:`EngineSettings` other than their defaults); never raises for solver outcomes."""
     row = {"instance": case.name, "family": case.family, "base": case.base, "half": case.half, "n": case.problem.n,
            "k": case.k, "noise": case.noise, "backend": backend, "time_limit_s": time_limit,
            "deterministic": deterministic}
+    if changes:
+        row["settings"] = dict(changes)
     began = time.monotonic()
     try:
         sol = solve(case.problem, backend=backend, time_limit_s=time_limit,  # type: ignore[arg-type]
-                    settings=EngineSettings(deterministic=deterministic))
+                    settings=EngineSettings(deterministic=deterministic, **(changes or {})))
     except NoPlanError as err:
         status = "unknown" if isinstance(err, NoPlanFoundError) else (
             "no plan" if "found in" in str(err) else "infeasible")
@@ -173,6 +180,23 @@ def run(case: Case, backend: str, time_limit: float, deterministic: bool = False
     row.update(status=sol.status, objective=objective, bound=sol.bound, valid=valid,
                time_s=time.monotonic() - began, work_s=sol.work_s, capped=sol.capped, reason=None)
     return row
+
+
+def setting_changes(pairs: list[str]) -> dict:
+    """``["auto_exact_max_units=150", ...]`` as typed :class:`EngineSettings` fields (a setting
+    tried on the tuning half); a clear error for an unknown field or a value of the wrong type."""
+    types = {f.name: type(getattr(EngineSettings(), f.name)) for f in dataclasses.fields(EngineSettings)}
+    changes: dict = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or name not in types or types[name] not in (int, float, bool):
+            raise SystemExit(f"--set {pair!r}: expected FIELD=VALUE with FIELD a number or flag of EngineSettings")
+        kind = types[name]
+        try:
+            changes[name] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
+        except ValueError:
+            raise SystemExit(f"--set {pair!r}: {value!r} is not a {kind.__name__}") from None
+    return changes
 
 
 def compare(row: dict, truth: dict | None) -> dict:
@@ -258,6 +282,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--wall", action="store_true",
                     help="wall-clock budgets for the evaluation (default: work budgets, as `sectorize run`: "
                          "the same plans under any load)")
+    ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                    help="an EngineSettings field other than its default, e.g. auto_exact_max_units=150 "
+                         "(a setting tried on the tuning half; repeatable)")
     ap.add_argument("--merge", action="store_true",
                     help="replace only the rows of the instances run (e.g. with --only) in --out, keep the others")
     ap.add_argument("--show", action="store_true",
@@ -265,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--truth-file", type=Path, default=DEFAULT_TRUTH)
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = ap.parse_args(argv)
+    changes = setting_changes(args.set)
     if args.family in ("county", "tract"):
         if not (args.data / "instances_hess.csv").exists():
             print(f"skipped: no published instances at {args.data}")
@@ -300,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     header = {"benchmark": "generalise", "command": command_line(__file__, argv), "machine": machine_line(),
               "timestamp": timestamp(), "method": args.method, "time_limit_s": args.time_limit,
-              "budgets": "wall" if args.wall else "work", "within": WITHIN}
+              "budgets": "wall" if args.wall else "work", "within": WITHIN, "settings": changes}
     rows: list[dict] = []
     if args.merge and args.out.exists():  # keep the other instances' rows, in their order
         import json
@@ -309,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = [r for r in json.loads(args.out.read_text(encoding="utf-8"))["rows"] if r["instance"] not in names]
         header["merged"] = sorted(names)
     for case in cases:
-        rows.append(compare(run(case, args.method, args.time_limit, not args.wall),
+        rows.append(compare(run(case, args.method, args.time_limit, not args.wall, changes),
                             load_truth(args.truth_file).get(case.name)))
         r = rows[-1]
         print(f"{r['instance']:>16} {r['half']:<8} {r['status']:<10} {fmt(r['objective'])} ratio "

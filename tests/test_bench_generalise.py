@@ -68,3 +68,11 @@ def test_tract_family_perturbs_the_connected_tract_graphs_only():
     # the county family is unchanged by the level argument (same seeds, same names)
     county = gen.county_cases(gen.DEFAULT_DATA, 1)
     assert county[0].name.endswith("_county~0") and all(c.family == "county" for c in county)
+
+
+def test_set_changes_are_typed_engine_settings_and_bad_ones_are_named():
+    assert gen.setting_changes(["auto_exact_max_units=150", "auto_lns_from_s=60", "auto_uses_lns=true"]) == {
+        "auto_exact_max_units": 150, "auto_lns_from_s": 60.0, "auto_uses_lns": True}
+    for bad in ("no_such_field=1", "auto_exact_max_units", "auto_exact_max_units=many"):
+        with pytest.raises(SystemExit, match="--set"):
+            gen.setting_changes([bad])

@@ -23,7 +23,9 @@ from solvers.budget import CAP_JUMP, WallClock, WorkClock, WorkCosts
 from solvers.construct import heuristic
 from solvers.problem import DenseTravelTimes, Problem
 
-DETERMINISTIC = EngineSettings(deterministic=True)
+#: Work budgets for ``auto``'s own search loop: the exact backend, which ``auto`` hands problems of
+#: up to 150 units by default, turned off (its determinism is tested on its own below).
+DETERMINISTIC = EngineSettings(deterministic=True, auto_exact_max_units=0)
 
 
 def grid_problem(m: int = 12, k: int = 6, seed: int = 3, tolerance: float = 0.05) -> Problem:
@@ -95,6 +97,18 @@ def test_same_plan_twice_and_the_budget_binds():
     # the budget decides where the search stops: a larger one goes further
     longer = deterministic_plan(problem, limit=2.0)
     assert longer.work_s > first.work_s + 0.3
+
+
+def test_the_exact_backend_gives_the_same_plan_twice_and_auto_hands_it_small_problems():
+    """The default ``auto`` on 144 units is the exact backend (its MIP on node limits, its
+    Lagrangian steps counted): the same proven optimum, bound and work twice."""
+    problem = grid_problem()
+    runs = [solve(problem, time_limit_s=3.0, seed=1, settings=EngineSettings(deterministic=True)) for _ in range(2)]
+    assert runs[0].log[0].startswith("auto: 144 units <= 150: exact backend")
+    assert digest(runs[0].assignment) == digest(runs[1].assignment)
+    assert runs[0].objective == runs[1].objective and runs[0].bound == runs[1].bound
+    assert runs[0].work_s == pytest.approx(runs[1].work_s) and not runs[0].capped
+    assert runs[0].status == "optimal"
 
 
 def test_wall_mode_is_marked_as_such():
@@ -238,7 +252,7 @@ def test_the_bound_never_changes_the_plan_and_is_the_same_twice():
     p = grid_problem(12, 6, seed=5)
     forked = [solve(p, time_limit_s=10.0, seed=1, settings=DETERMINISTIC) for _ in range(2)]
     after = solve(p, time_limit_s=10.0, seed=1,
-                  settings=EngineSettings(deterministic=True, background_bound=False))
+                  settings=EngineSettings(deterministic=True, auto_exact_max_units=0, background_bound=False))
     assert digest(forked[0].assignment) == digest(forked[1].assignment) == digest(after.assignment)
     assert forked[0].bound is not None and forked[0].bound == forked[1].bound
     assert after.bound is not None and after.bound <= after.objective
