@@ -630,7 +630,7 @@ def exact_solve(
     if incumbent is None:
         raise NoPlanFoundError(
             f"the exact MIP found no plan in {time_limit_s:.0f} s and did not prove that none exists; "
-            "give more time or use the 'auto' backend"
+            "give more time, or widen the tolerance"
         )
     assign, centres, objective = incumbent
     if contiguity == "shortest_path":
