@@ -27,10 +27,9 @@ Backends
     ``settings.auto_mip_seconds_per_1000_units`` per 1,000 units. For a ``"pmedian"``
     problem without a previous plan it also returns the Lagrangian lower bound, as
     ``"lns"`` does (below), so its plan carries a bound and a gap; up to
-    ``settings.auto_exact_max_units`` units such a problem goes to ``"exact"``, whose
-    district list or fixed MIP proves the optimum, or that no plan exists, on most
-    county-size problems well within a minute; above that and up to
-    ``settings.auto_exact_rescue_max_units`` units (when set higher) it goes there too when the heuristic
+    ``settings.auto_exact_max_units`` units such a problem goes to ``"exact"``, whose list
+    of every feasible district proves the optimum, or that no plan exists; up to
+    ``settings.auto_exact_rescue_max_units`` units it goes there too when the heuristic
     finds no balanced plan (a plan from the MIP, or its proof that none exists). From a
     time limit of ``settings.auto_lns_from_s`` seconds, such a problem's best plan then gets
     ``"lns"``'s search (LNS, then kicks) in the time no new round fits into: at least a
@@ -259,7 +258,7 @@ def _dispatch(problem: Problem, backend: Backend, time_limit_s: float, seed: int
         return exact_backend(problem, time_limit_s, seed, progress, settings)
     if (backend == "auto" and problem.objective == "pmedian" and problem.previous is None and start is None
             and problem.n <= settings.auto_exact_max_units):
-        # small enough for the exact backend: usually a proven optimum, or a proof that there is no plan
+        # small enough to list every district: a proven optimum, or a proof that there is no plan
         say(f"auto: {problem.n:,} units <= {settings.auto_exact_max_units:,}: exact backend")
         sol = exact_backend(problem, time_limit_s, seed, progress, settings)
         return replace(sol, log=[f"auto: {problem.n:,} units <= {settings.auto_exact_max_units:,}: exact backend",

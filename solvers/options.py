@@ -25,17 +25,16 @@ class EngineSettings:
         left after location-allocation on :func:`solvers.lns.kicks.lns_rounds` (else on
         new rounds without LNS). ``auto_exact_max_units``: up to this many units a
         ``"pmedian"`` problem without a previous plan or start goes to the ``"exact"``
-        backend (``0`` turns it off): up to ``exact_enumeration_max_units`` its district
-        list, above it the MIP made small by Lagrangian fixing, prove the optimum or
-        infeasibility of most county-size problems in a fraction of a minute, where
-        location-allocation's rounds can stop 1-2 % above the optimum.
+        backend (its district list proves the optimum or infeasibility; ``0`` turns it off).
+        Above the list's size the exact backend rests on a HiGHS MIP whose root work varies
+        with the machine's load, so a larger value proves more optima (county-size problems)
+        but makes such plans' status, bound and sometimes plan depend on the load.
         ``auto_lns_from_s``: from this time limit (seconds), such a problem's best plan gets
         :func:`solvers.lns.kicks.lns_rounds` in the time ``"auto"``'s new rounds leave (at
         least a fifth of the limit).
-        ``auto_exact_rescue_max_units``: above ``auto_exact_max_units`` (when it is set
-        lower) and up to this many units, when the heuristic finds no balanced plan for
-        such a problem, the time left goes to the ``"exact"`` backend, which finds one or
-        proves that none exists.
+        ``auto_exact_rescue_max_units``: up to this many units, when the heuristic finds no
+        balanced plan for such a problem, the time left goes to the ``"exact"`` backend,
+        which finds one or proves that none exists.
 
     Search loop
         ``heuristic_max_s``: seconds of each round's constructive heuristic before
@@ -90,7 +89,7 @@ class EngineSettings:
     auto_mip_max_units: int = 20_000
     auto_mip_seconds_per_1000_units: float = 2.5
     auto_uses_lns: bool = False
-    auto_exact_max_units: int = 150
+    auto_exact_max_units: int = 60
     auto_exact_rescue_max_units: int = 150
     auto_lns_from_s: float = 120.0
     heuristic_max_s: float = 10.0

@@ -23,9 +23,7 @@ from solvers.budget import CAP_JUMP, WallClock, WorkClock, WorkCosts
 from solvers.construct import heuristic
 from solvers.problem import DenseTravelTimes, Problem
 
-#: Work budgets for ``auto``'s own search loop: the exact backend, which ``auto`` hands problems of
-#: up to 150 units by default, turned off (its determinism is tested on its own below).
-DETERMINISTIC = EngineSettings(deterministic=True, auto_exact_max_units=0)
+DETERMINISTIC = EngineSettings(deterministic=True)
 
 
 def grid_problem(m: int = 12, k: int = 6, seed: int = 3, tolerance: float = 0.05) -> Problem:
@@ -99,16 +97,22 @@ def test_same_plan_twice_and_the_budget_binds():
     assert longer.work_s > first.work_s + 0.3
 
 
-def test_the_exact_backend_gives_the_same_plan_twice_and_auto_hands_it_small_problems():
-    """The default ``auto`` on 144 units is the exact backend (its MIP on node limits, its
-    Lagrangian steps counted): the same proven optimum, bound and work twice."""
-    problem = grid_problem()
-    runs = [solve(problem, time_limit_s=3.0, seed=1, settings=EngineSettings(deterministic=True)) for _ in range(2)]
-    assert runs[0].log[0].startswith("auto: 144 units <= 150: exact backend")
-    assert digest(runs[0].assignment) == digest(runs[1].assignment)
-    assert runs[0].objective == runs[1].objective and runs[0].bound == runs[1].bound
-    assert runs[0].work_s == pytest.approx(runs[1].work_s) and not runs[0].capped
-    assert runs[0].status == "optimal"
+@pytest.mark.xfail(reason="known defect: HiGHS's MIP root reports more or fewer simplex iterations on a "
+                          "busy machine (3,644 to 5,121 for this model, one thread or not), so the work "
+                          "charged after it, the proof status, and any decision read from the clock "
+                          "later, can differ; why 'auto' keeps the exact backend to 60 units",
+                   strict=False)
+def test_the_exact_mip_charges_the_same_work_beside_busy_processes():
+    problem = grid_problem()  # 144 units: the exact backend's starting plan, fixing, then its MIP
+    quiet = deterministic_plan(problem, backend="exact", limit=3.0)
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    try:
+        loaded = [deterministic_plan(problem, backend="exact", limit=3.0) for _ in range(2)]
+    finally:
+        for proc in busy:
+            proc.kill()
+    assert all(run.work_s == pytest.approx(quiet.work_s) and run.status == quiet.status and run.bound == quiet.bound
+               and digest(run.assignment) == digest(quiet.assignment) for run in loaded)
 
 
 def test_wall_mode_is_marked_as_such():
@@ -252,7 +256,7 @@ def test_the_bound_never_changes_the_plan_and_is_the_same_twice():
     p = grid_problem(12, 6, seed=5)
     forked = [solve(p, time_limit_s=10.0, seed=1, settings=DETERMINISTIC) for _ in range(2)]
     after = solve(p, time_limit_s=10.0, seed=1,
-                  settings=EngineSettings(deterministic=True, auto_exact_max_units=0, background_bound=False))
+                  settings=EngineSettings(deterministic=True, background_bound=False))
     assert digest(forked[0].assignment) == digest(forked[1].assignment) == digest(after.assignment)
     assert forked[0].bound is not None and forked[0].bound == forked[1].bound
     assert after.bound is not None and after.bound <= after.objective

@@ -17,7 +17,6 @@ from hypothesis import strategies as st
 from solvers.check import check_plan
 from solvers.engine import solve
 from solvers.exact.model import exact_solve, sector_classes, separators
-from solvers.options import EngineSettings
 from solvers.problem import DenseTravelTimes, InfeasibleError, Problem
 from tiny import MIP_ONLY, brute_force, grid_problems
 
@@ -259,9 +258,8 @@ def test_auto_proves_the_star_has_no_plan():
 
 
 def test_auto_hands_a_problem_without_a_balanced_start_to_the_exact_backend():
-    """A star of 71 units, with ``auto_exact_max_units`` set below it (the default, 150, sends it
-    to the exact backend from the start): the heuristic finds no balanced plan, and ``auto`` gives
-    the time left to the exact MIP, which proves there is none."""
+    """A star of 71 units (above the 60 of the district list): the heuristic finds no balanced
+    plan, and ``auto`` gives the time left to the exact MIP, which proves there is none."""
     n = 71
     xy = np.c_[np.cos(np.arange(n)), np.sin(np.arange(n))]
     xy[0] = 0.0
@@ -269,9 +267,5 @@ def test_auto_hands_a_problem_without_a_balanced_start_to_the_exact_backend():
     p = Problem(nx.star_graph(n - 1), np.ones(n), np.array([35.5, 35.5]), 0.02, DenseTravelTimes(minutes))
     lines: list[str] = []
     with pytest.raises(InfeasibleError, match="proves that no plan"):
-        solve(p, backend="auto", time_limit_s=20, progress=lines.append,
-              settings=EngineSettings(auto_exact_max_units=60))
+        solve(p, backend="auto", time_limit_s=20, progress=lines.append)
     assert any("the exact backend decides" in line for line in lines)
-    with pytest.raises(InfeasibleError, match="proves that no plan"):  # the default: exact at once
-        solve(p, backend="auto", time_limit_s=20, progress=(lines := []).append)
-    assert lines[0].startswith("auto: 71 units <= 150: exact backend")

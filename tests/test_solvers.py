@@ -147,8 +147,7 @@ def test_solve_returns_a_checked_plan(backend):
 @pytest.mark.parametrize("limit, uses_mip", [(2.0, False), (8.0, True)])
 def test_auto_on_large_graphs_runs_the_mip_only_with_enough_time(limit, uses_mip):
     # scaled down: "large" is above 50 units, and location-allocation needs 0.05 s per unit
-    # (the exact backend, which takes such small problems by default, turned off)
-    scaled = EngineSettings(auto_mip_max_units=50, auto_mip_seconds_per_1000_units=50.0, auto_exact_max_units=0)
+    scaled = EngineSettings(auto_mip_max_units=50, auto_mip_seconds_per_1000_units=50.0)
     p = grid_problem(10, 10, 4, 0.05, seed=3)  # 100 units: needs 5 s
     lines: list[str] = []
     sol = solve(p, backend="auto", time_limit_s=limit, seed=0, progress=lines.append, settings=scaled)
