@@ -28,7 +28,8 @@ class EngineSettings:
         backend (its district list proves the optimum or infeasibility; ``0`` turns it off).
         Above the list's size the exact backend rests on a HiGHS MIP whose root work varies
         with the machine's load, so a larger value proves more optima (county-size problems)
-        but makes such plans' status, bound and sometimes plan depend on the load.
+        but makes such plans' status and bound (and the plan, when the MIP does not finish)
+        depend on the load.
         ``auto_lns_from_s``: from this time limit (seconds), such a problem's best plan gets
         :func:`solvers.lns.kicks.lns_rounds` in the time ``"auto"``'s new rounds leave (at
         least a fifth of the limit).

@@ -111,6 +111,7 @@ def test_the_exact_mip_charges_the_same_work_beside_busy_processes():
     finally:
         for proc in busy:
             proc.kill()
+            proc.wait()
     assert all(run.work_s == pytest.approx(quiet.work_s) and run.status == quiet.status and run.bound == quiet.bound
                and digest(run.assignment) == digest(quiet.assignment) for run in loaded)
 
