@@ -54,7 +54,11 @@ Why a MIP gets a node limit and not an iteration or time limit
     run, in work mode, the one MIP class known to spend minutes in its root on the
     development instances (the allocation MIP with territory caps from
     :data:`solvers.allocation.mip.STAGED_MIN_UNITS` units, see
-    :func:`solvers.allocation.mip.allocation_mip_bounded`).
+    :func:`solvers.allocation.mip.allocation_mip_bounded`), and the exact backend starts
+    its MIP only when the root it expects (``exact_root`` per 1,000 nonzeros) fits the
+    budget left. HiGHS itself is deterministic: the same
+    model and node limit give the same iterations, nodes and plan on a busy machine; a
+    plan differs only when the safety cap stops a solve, and the solution says so.
 
 The safety cap
     Work seconds never wait for a slow machine, so a :class:`WorkClock` also holds a
@@ -146,11 +150,41 @@ class WorkCosts:
         Not charges: the work seconds one branch-and-bound node is expected to take with
         its iterations, per 1,000 columns and whatever the size; a MIP allowed ``s`` work
         seconds gets the node limit ``s / (node_estimate_base + node_estimate x columns / 1000)``.
+    exact_setup, exact_iteration, exact_iteration_base
+        The MIP of the ``"exact"`` backend (:func:`solvers.exact.model.exact_solve`: a
+        p-median with contiguity constraints) in place of the ``mip_*`` charges: per
+        1,000 nonzeros, per simplex iteration per 1,000 rows plus columns, and per simplex
+        iteration whatever the size (which also pays for the cut rounds, probing and
+        heuristics of the root that HiGHS does not report as iterations). Fitted by
+        ``python benchmarks/calibrate_exact_work.py`` (non-negative least squares on
+        relative errors; the set-up term came out zero) on grids and perturbed counties of
+        the generalisation family's tuning half; the ``mip_*`` constants, fitted on
+        allocation MIPs, charged these MIPs about a fifth of their wall time.
+    exact_build
+        Per unit-centre pair of the exact backend's MIP built in Python (MathOpt's
+        modelling API); the flow model, with a flow variable per edge and centre, counts
+        each pair 2.3 times (the same script).
+    strong_lp_iteration
+        Per simplex iteration of the strong LP relaxation (:mod:`solvers.bound.relaxation`,
+        SciPy's HiGHS dual simplex) per 1,000 rows plus columns (the same script): more
+        than ten times ``lp_iteration`` on these dense models.
+    exact_root, exact_node
+        Not charges: the work seconds such a MIP's root is expected to take per 1,000
+        nonzeros, and one of its branch-and-bound nodes per 1,000 columns. The roots that
+        ended took 0.09 to 0.27 wall s per 1,000 nonzeros, those a time limit stopped at
+        least up to 0.50 (the same script): 0.3 lets the first start and holds back most of
+        the others. The one MIP there that explored 10 nodes or more took 0.40 s per node
+        and 1,000 columns; half of it is used, as nodes are charged as they come and a
+        looser limit lets more proofs finish. In work mode the exact backend neither builds
+        nor starts a MIP whose expected root exceeds the budget left (a node limit cannot
+        stop a root), and gives it the node limit ``(s - root) / node`` (at least one).
     cpsat_time
         Per unit of CP-SAT's own deterministic time.
     district
         Per connected set examined while listing every feasible district
-        (:func:`solvers.exact.districts.partition`: one bitset extension and rest test).
+        (:func:`solvers.exact.districts.partition`: one bitset extension and rest test);
+        ``python benchmarks/calibrate_exact_work.py`` rescales it from lists that their
+        budget stopped.
     """
 
     scan: float = 2.3e-6
@@ -166,8 +200,15 @@ class WorkCosts:
     call: float = 5.0e-3
     node_estimate: float = 5.0e-3
     node_estimate_base: float = 1.0e-2
+    exact_setup: float = 0.0
+    exact_iteration: float = 2.1e-5
+    exact_iteration_base: float = 5.3e-4
+    exact_build: float = 2.1e-4
+    strong_lp_iteration: float = 2.3e-5
+    exact_root: float = 0.3
+    exact_node: float = 0.2
     cpsat_time: float = 1.0
-    district: float = 4.7e-6
+    district: float = 1.5e-5
 
     def scaled(self, factor: float) -> WorkCosts:
         """Every cost multiplied by ``factor`` (> 1: each operation counts for more work seconds)."""
@@ -368,14 +409,16 @@ def separate(time_limit_s: float, settings: Any = None) -> Iterator[Clock]:
 
 
 def solve_parameters(seconds: float, *, rows: int, columns: int, integer: bool, min_seconds: float = MIN_WALL_LIMIT_S,
-                     **kwargs: Any):
+                     exact_nonzeros: int | None = None, **kwargs: Any):
     """MathOpt parameters for a HiGHS solve allowed ``seconds`` of the active clock.
 
     Wall mode: ``time_limit = seconds``. Work mode: an LP gets an ``iteration_limit`` and a
     MIP a ``node_limit`` worth ``seconds`` work seconds at the clock's costs (at least one),
     and the time limit is only what is left of the safety cap. ``min_seconds`` is the shortest
-    wall time limit given. ``kwargs`` are passed on to :class:`mathopt.SolveParameters` (gap
-    tolerances; hints are model parameters).
+    wall time limit given. ``exact_nonzeros``: the MIP is the exact backend's, with this many
+    nonzeros (its own node estimate, after its expected root: :class:`WorkCosts`
+    ``exact_root``, ``exact_node``). ``kwargs`` are passed on to :class:`mathopt.SolveParameters`
+    (gap tolerances; hints are model parameters).
     """
     from ortools.math_opt.python import mathopt
 
@@ -385,7 +428,10 @@ def solve_parameters(seconds: float, *, rows: int, columns: int, integer: bool, 
         return mathopt.SolveParameters(time_limit=datetime.timedelta(seconds=max(seconds, min_seconds)), **kwargs)
     costs = clock.costs
     wall = max(min(clock.wall_left(), 1e6), MIN_WALL_LIMIT_S)
-    if integer:
+    if integer and exact_nonzeros is not None:
+        per_node = costs.node_estimate_base + costs.exact_node * columns / 1000.0
+        limit = {"node_limit": int(min(max((seconds - exact_root_work(exact_nonzeros)) / per_node, 1.0), 1e9))}
+    elif integer:
         per_node = costs.node_estimate_base + costs.node_estimate * columns / 1000.0
         limit = {"node_limit": int(min(max(seconds / per_node, 1.0), 1e9))}
     else:
@@ -394,9 +440,10 @@ def solve_parameters(seconds: float, *, rows: int, columns: int, integer: bool, 
     return mathopt.SolveParameters(time_limit=datetime.timedelta(seconds=wall), **limit, **kwargs)
 
 
-def record(result, *, rows: int, columns: int, nonzeros: int, integer: bool) -> None:
+def record(result, *, rows: int, columns: int, nonzeros: int, integer: bool, exact: bool = False) -> None:
     """Charge the active clock for a finished HiGHS solve (its reported simplex iterations and
-    nodes, and its set-up), and stop it when the solve ended on the safety cap's time limit."""
+    nodes, and its set-up), and stop it when the solve ended on the safety cap's time limit.
+    ``exact``: the MIP is the exact backend's (its own charges)."""
     from ortools.math_opt.python import mathopt
 
     clock = current()
@@ -405,7 +452,10 @@ def record(result, *, rows: int, columns: int, nonzeros: int, integer: bool) -> 
     costs, stats = clock.costs, result.solve_stats
     size = (rows + columns) / 1000.0
     iterations = stats.simplex_iterations + stats.barrier_iterations + stats.first_order_iterations
-    if integer:
+    if integer and exact:
+        work = ((costs.exact_iteration_base + costs.exact_iteration * size) * iterations
+                + costs.exact_setup * nonzeros / 1000.0 + costs.call)
+    elif integer:
         work = ((costs.mip_iteration_base + costs.mip_iteration * size) * iterations
                 + costs.mip_node * stats.node_count * columns / 1000.0 + costs.mip_setup * nonzeros / 1000.0 + costs.call)
     else:
@@ -414,6 +464,13 @@ def record(result, *, rows: int, columns: int, nonzeros: int, integer: bool) -> 
     if result.termination.limit == mathopt.Limit.TIME:
         clock.stop(f"stopped by the wall-time safety cap inside a HiGHS solve ({rows:,} rows, {columns:,} columns): "
                    "not reproducible")
+
+
+def exact_root_work(nonzeros: int) -> float:
+    """Work seconds the root of an exact-backend MIP with ``nonzeros`` nonzeros is expected to
+    take (:class:`WorkCosts` ``exact_root``); zero for a wall clock."""
+    clock = current()
+    return clock.costs.exact_root * nonzeros / 1000.0 if clock.deterministic else 0.0
 
 
 def model_size(model) -> tuple[int, int, int]:

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from solvers.check import check_plan
 from solvers.engine import solve
 from solvers.exact.model import exact_solve, sector_classes, separators
+from solvers.options import EngineSettings
 from solvers.problem import DenseTravelTimes, InfeasibleError, Problem
 from tiny import MIP_ONLY, brute_force, grid_problems
 
@@ -191,7 +192,10 @@ def test_set_partitioning_gets_the_time_the_list_leaves(monkeypatch):
     real = backend.partition
     monkeypatch.setattr(backend, "partition", fake)
     sol = solve(p, backend="exact", time_limit_s=40)
-    assert seen["list_time_limit_s"] == pytest.approx(10.0) and seen["time_limit_s"] == pytest.approx(30.0)
+    settings = EngineSettings()
+    assert seen["list_time_limit_s"] == pytest.approx(min(settings.exact_enumeration_share * 40,
+                                                          settings.exact_enumeration_max_s))
+    assert seen["time_limit_s"] == pytest.approx(max(settings.exact_partition_share, settings.exact_enumeration_share) * 40)
     assert sol.backend == "enumeration" and sol.status == "feasible" and check_plan(p, sol.assignment) == []
     assert sol.bound == pytest.approx(0.9 * sol.objective) and "its plan and bound are kept" in "\n".join(sol.log)
     monkeypatch.setattr(backend, "partition", lambda *a, **k: fake(*a, status="unknown", **k))

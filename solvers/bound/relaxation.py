@@ -124,10 +124,10 @@ def strong_relaxation(problem: Problem, pairs: np.ndarray | None = None, *, cost
     options = {"time_limit": float(time_limit_s)}
     if clock.deterministic:  # an iteration limit worth the work seconds; the time limit is the safety cap's
         options = {"time_limit": max(min(clock.wall_left(), 1e6), 0.05),
-                   "maxiter": int(min(max(time_limit_s / (clock.costs.lp_iteration * size), 1.0), 1e9))}
+                   "maxiter": int(min(max(time_limit_s / (clock.costs.strong_lp_iteration * size), 1.0), 1e9))}
     res = linprog(c[centre, unit].astype(np.float64), A_ub=a_ub, b_ub=np.zeros(a_ub.shape[0]), A_eq=a_eq,
                   b_eq=np.r_[np.ones(n), k], bounds=(0, 1), method="highs-ds", options=options)
-    clock.tick("lp_iteration", float(getattr(res, "nit", 0) or 0) * size)
+    clock.tick("strong_lp_iteration", float(getattr(res, "nit", 0) or 0) * size)
     if clock.deterministic and "time limit" in str(res.message).lower():
         clock.stop("stopped by the wall-time safety cap inside the strong LP relaxation: not reproducible")
     if res.status != 0:

@@ -211,13 +211,18 @@ def build_model(
     deadline
         A time of the active clock (:func:`solvers.budget.now`): building stops with
         :class:`ModelTooLargeError` when it passes (large models take tens
-        of seconds to build in Python; a work clock counts the pairs built).
+        of seconds to build in Python). A work clock counts the pairs built, and refuses
+        at once a model whose building and expected root (:func:`solvers.budget.exact_root_work`,
+        with :data:`NONZEROS_PER_PAIR`) would pass it.
     """
     # stays whole: builds one model: each block adds one constraint family of the module docstring
+    def too_large() -> ModelTooLargeError:
+        return ModelTooLargeError(f"the MIP ({int(ok.sum()):,} unit-centre pairs) could not be built and solved "
+                                  "in the time left")
+
     def check_clock() -> None:
         if deadline is not None and budget.now() > deadline:
-            raise ModelTooLargeError(
-                f"the MIP ({int(ok.sum()):,} unit-centre pairs) could not be built in the time left")
+            raise too_large()
 
     n = problem.n
     classes = sector_classes(problem)
@@ -226,7 +231,15 @@ def build_model(
     ok = reachable_pairs(problem, big)
     if allowed is not None:
         ok &= np.asarray(allowed, dtype=bool)
-    budget.tick("step", 4 * int(ok.sum()))  # variables and constraint terms per unit-centre pair
+    # variables and constraint terms per unit-centre pair; the flow model has 2.3 times as many
+    pairs = int(ok.sum()) * (2.3 if contiguity == "flow" else 1.0)
+    clock = budget.current()
+    if clock.deterministic and deadline is not None:  # a node limit cannot stop the root: it must fit too
+        nonzeros = NONZEROS_PER_PAIR.get(contiguity, NONZEROS_PER_PAIR["cuts"]) * int(ok.sum())
+        expected = pairs * clock.costs.exact_build + budget.exact_root_work(int(nonzeros))
+        if clock.now() + expected > deadline:
+            raise too_large()
+    budget.tick("exact_build", pairs)
     nbrs = [np.fromiter(problem.graph.adj[i], dtype=np.intp) for i in range(n)]
     if contiguity == "shortest_path":
         dist = dijkstra(edge_minutes(problem), directed=False)
@@ -430,16 +443,20 @@ class _Run:
 def _solve_once(
     problem: Problem, built: HessModel, solver: str, seconds: float, relative_gap: float,
     incumbent: tuple[np.ndarray, np.ndarray, float] | None, progress: ProgressCallback | None,
+    size: tuple[int, int, int] | None = None,
 ) -> _Run:
+    """One solve of ``built`` within ``seconds`` of the active clock; ``size`` is the model's
+    ``(rows, columns, nonzeros)`` when the caller counted them (work mode, HiGHS)."""
     model_params = None
     if incumbent is not None:
         model_params = mathopt.ModelSolveParameters(solution_hints=[_hint(built, *incumbent[:2])])
     clock = budget.current()
     gaps = dict(relative_gap_tolerance=relative_gap, absolute_gap_tolerance=1e-9)
     counted = clock.deterministic and solver == "highs"
-    if counted:  # a node limit worth the work seconds left (solvers.budget)
-        size = budget.model_size(built.model)
-        params = budget.solve_parameters(seconds, rows=size[0], columns=size[1], integer=True, **gaps)
+    if counted:  # a node limit worth the work seconds left after the root (solvers.budget)
+        size = size or budget.model_size(built.model)
+        params = budget.solve_parameters(seconds, rows=size[0], columns=size[1], integer=True,
+                                         exact_nonzeros=size[2], **gaps)
     else:
         params = mathopt.SolveParameters(time_limit=datetime.timedelta(seconds=max(seconds, 0.2)), **gaps)
         if clock.deterministic:  # SCIP and CP-SAT: no deterministic limit through MathOpt here, only the cap
@@ -452,7 +469,7 @@ def _solve_once(
         msg_cb=(lambda lines: [progress(line) for line in lines if line.strip()]) if progress else None,
     )
     if counted:
-        budget.record(result, rows=size[0], columns=size[1], nonzeros=size[2], integer=True)
+        budget.record(result, rows=size[0], columns=size[1], nonzeros=size[2], integer=True, exact=True)
     elif clock.deterministic:
         clock.charge(max(seconds, 0.0))
         if result.termination.limit == mathopt.Limit.TIME:
@@ -582,10 +599,21 @@ def exact_solve(
     bound: float | None = None
     proven = False
     rounds = 0
+    run: _Run | None = None
+    root_gate = ""  # why a MIP was not started (work mode: its expected root exceeds the budget left)
     while True:
         rounds += 1
+        size = None
+        if clock.deterministic and solver == "highs":
+            size = budget.model_size(built.model)
+            need, left = budget.exact_root_work(size[2]), deadline - clock.now()
+            if left < need:
+                root_gate = (f"the MIP's root is expected to take {need:,.1f} work s and {max(left, 0.0):,.1f} "
+                             f"are left, and {ROOT_NOT_STARTED}")
+                note(root_gate)
+                break
         run = _solve_once(problem, built, solver, deadline - clock.now(), relative_gap, incumbent,
-                          progress if contiguity != "cuts" else None)
+                          progress if contiguity != "cuts" else None, size)
         if run.reason == mathopt.TerminationReason.INFEASIBLE:
             if contiguity == "shortest_path":
                 note("no plan under shortest-path contiguity (a restriction); the exact model decides")
@@ -628,6 +656,8 @@ def exact_solve(
         break
 
     if incumbent is None:
+        if root_gate:
+            raise NoPlanFoundError(f"{root_gate}; give more time, or widen the tolerance")
         raise NoPlanFoundError(
             f"the exact MIP found no plan in {time_limit_s:.0f} s and did not prove that none exists; "
             "give more time, or widen the tolerance"
@@ -635,14 +665,15 @@ def exact_solve(
     assign, centres, objective = incumbent
     if contiguity == "shortest_path":
         bound = None
-        done = run.reason == mathopt.TerminationReason.OPTIMAL
+        done = run is not None and run.reason == mathopt.TerminationReason.OPTIMAL
         note(f"objective {objective:,.2f}: " + ("optimal under shortest-path contiguity, a restriction, "
              "so not proven optimal" if done else "best found under shortest-path contiguity"))
     else:
         if bound is not None:
             bound = min(bound, objective)
         note(f"objective {objective:,.2f}, bound {fmt_bound(bound)} "
-             f"({'proven optimal' if proven else 'time limit'}, {rounds} MIP solve(s), {solver})")
+             f"({'proven optimal' if proven else 'root not started' if root_gate else 'time limit'}, "
+             f"{rounds - bool(root_gate)} MIP solve(s), {solver})")
     return Solution(
         assignment=assign,
         centres=centres,
@@ -655,8 +686,15 @@ def exact_solve(
     )
 
 
+#: In the log line of a MIP not started in work mode because its expected root exceeds the budget left.
+ROOT_NOT_STARTED = "a node limit cannot stop a root: not started"
+#: Nonzeros per unit-centre pair of the cut and flow models (medians of
+#: ``python benchmarks/calibrate_exact_work.py``: 8.1 to 10.1 and 18.5 to 25.6).
+NONZEROS_PER_PAIR = {"cuts": 9.5, "flow": 24.5}
+
+
 class ModelTooLargeError(RuntimeError):
-    """The exact MIP could not be built before the deadline."""
+    """The exact MIP could not be built (in work mode: built and its root solved) before the deadline."""
 
 
 def fmt_bound(bound: float | None) -> str:
