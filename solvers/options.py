@@ -68,9 +68,8 @@ class EngineSettings:
         feasible district (:func:`solvers.exact.districts.partition`; ``0`` turns the
         enumeration off); ``exact_enumeration_share``, ``exact_enumeration_max_s`` and
         ``exact_enumeration_max_districts``: share of the time, seconds at most and
-        most districts for that list (the perturbed South Carolina counties of the
-        generalisation benchmark's tuning half, 46 units and 7 sectors, need 15 to 32 work
-        seconds for it); ``exact_partition_share``: share of the time for
+        most districts for that list (a 46-unit county in 7 sectors needs about half a
+        minute of work for it); ``exact_partition_share``: share of the time for
         the list and its set partitioning together (CP-SAT gets what the list leaves:
         with a complete list it is the strongest model of a small problem, where the
         MIP, with less time, rarely does better). ``exact_strong_lp_max_units``: up to this many
